@@ -1,0 +1,9 @@
+//! calltap: a passive SIP/RTP recorder that sits beside an on-prem PBX.
+//!
+//! The data flows one way, and the modules follow it:
+//! `capture` (frames with capture time) -> `net` (datagrams and TCP-framed SIP messages)
+//! -> `sip` -> `dialog` -> `media` -> `call` -> `store` -> `api`.
+//! The engine is synchronous and never reads the wall clock: time comes from packets.
+
+pub mod capture;
+pub mod net;
