@@ -1,6 +1,8 @@
 //! From frames to datagrams: link layers, IPv4/IPv6, fragments, tunnels, UDP, and TCP
 //! streams framed into SIP messages.
 
+pub mod tcp;
+
 use std::net::SocketAddr;
 
 use crate::capture::Timestamp;
