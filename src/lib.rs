@@ -6,4 +6,5 @@
 //! The engine is synchronous and never reads the wall clock: time comes from packets.
 
 pub mod capture;
+pub mod config;
 pub mod net;

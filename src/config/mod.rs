@@ -1,0 +1,975 @@
+//! The configuration: one TOML file, validated completely at start.
+//!
+//! Every section and key is optional; with no file at all calltap runs on the defaults
+//! below (store in `./calltap-data`, API on 127.0.0.1:8080, operators discovered from
+//! traffic). Unknown keys are errors, not warnings: a misspelt `secert_keys` silently
+//! ignored would leave the API open or closed for reasons nobody can see. Every error
+//! names the file, the line and the key (see [`ConfigError`]).
+//!
+//! Secrets may also come from the environment (`CALLTAP_SECRET_KEY`,
+//! `CALLTAP_LINK_KEY`, comma-separated) and from files (`secret_keys_file`,
+//! `link_keys_file`, one key per line). The process environment and the file system are
+//! reached through [`Environment`], so tests can supply both.
+//!
+//! Relative paths (`store.path`, `*_file`, `tls_*`) are taken as written, i.e. relative
+//! to the working directory, like every other path calltap is given.
+
+mod error;
+mod numbers;
+mod properties;
+mod values;
+
+use std::fmt::Write as _;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use error::ConfigError;
+pub use numbers::NumbersConfig;
+pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKind};
+pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
+
+use error::{k, Locator, PathSeg};
+use properties::PropertyEntry;
+
+/// Where `calltap` looks for its configuration when no path is given on the command line.
+pub const DEFAULT_PATH: &str = "/etc/calltap/calltap.toml";
+/// Extra API keys, comma-separated; added to `[api] secret_keys`.
+pub const SECRET_KEY_ENV: &str = "CALLTAP_SECRET_KEY";
+/// Extra link-signing keys, comma-separated; added after `[api] link_keys`.
+pub const LINK_KEY_ENV: &str = "CALLTAP_LINK_KEY";
+
+/// What the loader needs from the outside world: environment variables and files.
+/// [`ProcessEnvironment`] is the real one; any `Fn(&str) -> Option<String>` is an
+/// environment with those variables and the real file system.
+pub trait Environment {
+    /// The value of an environment variable, if set.
+    fn var(&self, name: &str) -> Option<String>;
+
+    /// Reads a whole file (the configuration itself, a `*_file` key's file).
+    fn read_file(&self, path: &Path) -> io::Result<String> {
+        std::fs::read_to_string(path)
+    }
+}
+
+/// The process environment and the real file system.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessEnvironment;
+
+impl Environment for ProcessEnvironment {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok()
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Environment for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+/// `[store]`: where records and recordings live, and how long.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// The sled database and the `recordings/` folder. Default `./calltap-data`, so a
+    /// first run from a checkout or a home directory needs no root and no setup; the
+    /// packaged service sets `/var/lib/calltap`.
+    pub path: PathBuf,
+    /// Days a call record is kept; 0 keeps records forever. Default 0: a record is
+    /// about a kilobyte, a million calls fit in a gigabyte, and deleting a customer's
+    /// history is a decision for the administrator, not a default.
+    pub keep_days: u32,
+    /// Days a recording is kept; 0 keeps recordings forever (bounded by `max_disk` and
+    /// `min_free`). Default 0, for the same reason as `keep_days`.
+    pub recordings_keep_days: u32,
+    /// Cap on the disk space used by recordings; the oldest are deleted past it.
+    /// 0 or absent (the default) means no cap: `min_free` still protects the disk.
+    #[serde(with = "values::optional_size")]
+    pub max_disk: Option<ByteSize>,
+    /// Free-space floor: below it, new audio is not written (records still are, so no
+    /// call goes missing). Default 1GiB: room for sled to compact and for the host's
+    /// own logs, while a full disk can still take about 17 hours of 8 kHz stereo audio.
+    pub min_free: ByteSize,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            path: PathBuf::from("./calltap-data"),
+            keep_days: 0,
+            recordings_keep_days: 0,
+            max_disk: None,
+            min_free: ByteSize(ByteSize::GIB),
+        }
+    }
+}
+
+/// `[api]`: the HTTP API the importer calls.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Address and port to listen on. Default 127.0.0.1:8080: nothing is exposed to
+    /// the network until the administrator decides to (a reverse proxy on the same
+    /// host works as is).
+    #[serde(with = "values::socket_addr")]
+    pub listen: SocketAddr,
+    /// Keys accepted in `X-Secret-Key`. Several at once, so a key can be rotated
+    /// without downtime: add the new one, switch the importer, remove the old one.
+    /// After loading this also holds the keys from `secret_keys_file` and
+    /// `CALLTAP_SECRET_KEY`, in that order. Default none (every request gets 401).
+    pub secret_keys: Vec<SecretKey>,
+    /// A file with one API key per line (`#` starts a comment line), so keys can stay
+    /// out of a world-readable configuration. Default none.
+    pub secret_keys_file: Option<PathBuf>,
+    /// Base of the recording links handed to the importer, as the importer reaches
+    /// calltap (e.g. through a reverse proxy). Default none: derived from `listen`
+    /// (see [`ApiConfig::link_base`]).
+    #[serde(deserialize_with = "values::public_url::deserialize")]
+    pub public_url: Option<String>,
+    /// HMAC keys for signed recording links, kept apart from `secret_keys` so that
+    /// rotating an API key does not break links already handed out, and a leaked link
+    /// key gives no API access. The first key signs, all verify. After loading this
+    /// also holds `link_keys_file` and `CALLTAP_LINK_KEY` keys, in that order.
+    /// Default none: the API then signs with a random key made at start, so links stop
+    /// working when calltap restarts.
+    pub link_keys: Vec<SecretKey>,
+    /// A file with one link key per line (`#` comments). Default none.
+    pub link_keys_file: Option<PathBuf>,
+    /// How long a recording link works, in seconds. Default 86400 (one day): the
+    /// importer downloads right after asking, and a day covers its retries and
+    /// queueing while keeping a leaked link short-lived.
+    pub link_ttl_secs: u64,
+    /// The widest `POST /calls` window accepted, in days. Default 31: one month, the
+    /// longest an importer backfills in one request, and a bound on the work a single
+    /// request can cause.
+    pub max_window_days: u32,
+    /// The largest request body accepted. Default 64KiB: a `POST /calls` with a long
+    /// operator list and filters is a few kilobytes; anything near the limit is abuse.
+    pub max_body_bytes: ByteSize,
+    /// PEM certificate chain for built-in TLS; set with `tls_key`, or neither (plain
+    /// HTTP, e.g. behind a TLS-terminating proxy). Default none.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for built-in TLS. Default none.
+    pub tls_key: Option<PathBuf>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 8080)),
+            secret_keys: Vec::new(),
+            secret_keys_file: None,
+            public_url: None,
+            link_keys: Vec::new(),
+            link_keys_file: None,
+            link_ttl_secs: 86_400,
+            max_window_days: 31,
+            max_body_bytes: ByteSize(64 * ByteSize::KIB),
+            tls_cert: None,
+            tls_key: None,
+        }
+    }
+}
+
+impl ApiConfig {
+    /// The base URL of recording links, without a trailing slash: `public_url` when
+    /// set, otherwise `http(s)://` + `listen` (an unspecified listen address becomes
+    /// loopback, since "0.0.0.0" is not an address a client can use).
+    pub fn link_base(&self) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let scheme = if self.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        let ip = match self.listen.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        format!("{scheme}://{}", SocketAddr::new(ip, self.listen.port()))
+    }
+
+    /// The key that signs new links (the first link key), if any.
+    pub fn signing_key(&self) -> Option<&SecretKey> {
+        self.link_keys.first()
+    }
+}
+
+/// `[capture]`: what live capture listens to and which ports carry SIP and RTP.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaptureConfig {
+    /// Interfaces for live capture (`calltap run`); replay ignores them. Default none:
+    /// there is no interface name that is right on every host, so live capture asks
+    /// for one rather than guessing.
+    pub interfaces: Vec<String>,
+    /// UDP/TCP ports SIP is recognised on. Default [5060, 5061]: the IANA SIP and
+    /// SIP-over-TLS ports (TLS payload cannot be read, but the flows are counted).
+    pub sip_ports: Vec<u16>,
+    /// UDP ports RTP may use; a flow is RTP only when SDP announced it, so this is a
+    /// cheap pre-filter. Default 1024-65535: every unprivileged port, since PBXs
+    /// differ (Asterisk 10000-20000, FreeSWITCH 16384-32768) and phones pick their own.
+    pub rtp_ports: PortRange,
+    /// Put the interfaces in promiscuous mode. Default false: a SPAN/mirror port
+    /// delivers mirrored traffic without it, and on the PBX host itself it is not
+    /// needed; turn it on only for a hub or a switch that floods.
+    pub promiscuous: bool,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            interfaces: Vec::new(),
+            sip_ports: vec![5060, 5061],
+            rtp_ports: PortRange::new(1024, 65535),
+            promiscuous: false,
+        }
+    }
+}
+
+/// `[network]`: addresses that settle what user matching cannot.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The PBX's own addresses, used to pair the legs of a B2BUA. Default none: legs
+    /// are then correlated by time, numbers and the correlation header only.
+    pub pbx: AddressSet,
+    /// SIP providers' addresses: a leg to or from them faces a client. Default none.
+    pub trunks: AddressSet,
+    /// Where the phones are: a leg to or from them faces an operator. Default none.
+    pub internal: AddressSet,
+}
+
+/// `[calls]`: how calls are classified and when they end without a BYE.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CallsConfig {
+    /// Export operator-to-operator calls through `POST /calls`. Default false: the
+    /// importer analyses conversations with clients; internal calls are still stored.
+    pub export_internal: bool,
+    /// An answered call still running after this many seconds is ended (whoHungUp
+    /// "system"). Default 14400 (4 hours): longer than any real conversation, short
+    /// enough that a lost BYE does not hold a dialog and a recording open for days.
+    pub max_call_secs: u64,
+    /// An INVITE without a final answer after this many seconds ends as missed.
+    /// Default 300: far beyond any ring timer a PBX uses (typically 30-120 s).
+    pub ring_timeout_secs: u64,
+    /// An answered call with no RTP in either direction for this many seconds is
+    /// ended. Default 300: holds without music-on-hold can be silent for minutes,
+    /// and SIP session timers (RFC 4028) refresh within 30 minutes at most.
+    pub media_timeout_secs: u64,
+    /// A SIP header the dialplan adds to link the legs of one conversation (e.g.
+    /// "X-Calltap-Link"). Default none: legs are correlated from addresses and time.
+    pub correlation_header: Option<String>,
+    /// Most dialogs tracked at once; new INVITEs past it are counted and ignored.
+    /// Default 100000: a few hundred bytes each, so tens of megabytes, and far above
+    /// the concurrent calls of any PBX calltap sits beside.
+    pub max_dialogs: usize,
+}
+
+impl Default for CallsConfig {
+    fn default() -> Self {
+        CallsConfig {
+            export_internal: false,
+            max_call_secs: 14_400,
+            ring_timeout_secs: 300,
+            media_timeout_secs: 300,
+            correlation_header: None,
+            max_dialogs: 100_000,
+        }
+    }
+}
+
+/// `[limits]`: bounds of the packet engine, so floods and garbage cannot exhaust memory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Most SIP-over-TCP streams reassembled at once. Default 10000: phones keep one
+    /// connection each, so this covers ten thousand registered TCP phones.
+    pub max_tcp_streams: usize,
+    /// Reassembly buffer per TCP direction. Default 256KiB: several maximal SIP
+    /// messages (a large INVITE with SDP is 2-8 KB; 64 KB is a generous maximum).
+    pub tcp_buffer_bytes: ByteSize,
+    /// A TCP stream without a segment for this many seconds is dropped. Default 600:
+    /// longer than common SIP keep-alive and re-REGISTER intervals.
+    pub tcp_idle_secs: u64,
+    /// Most IP datagrams under reassembly at once. Default 1024: fragmented SIP is
+    /// the odd large INVITE, so a thousand in flight means a flood.
+    pub max_fragment_buffers: usize,
+    /// An incomplete datagram is dropped after this many seconds. Default 30, like
+    /// Linux's `ipfrag_time`.
+    pub fragment_timeout_secs: u64,
+    /// Total bytes held in fragment buffers. Default 16MiB: 256 maximal (64 KiB)
+    /// datagrams, far more than legitimate traffic needs.
+    pub max_fragmented_bytes: ByteSize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig {
+            max_tcp_streams: 10_000,
+            tcp_buffer_bytes: ByteSize(256 * ByteSize::KIB),
+            tcp_idle_secs: 600,
+            max_fragment_buffers: 1024,
+            fragment_timeout_secs: 30,
+            max_fragmented_bytes: ByteSize(16 * ByteSize::MIB),
+        }
+    }
+}
+
+/// The recording file format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RecordingFormat {
+    /// Stereo 16-bit PCM WAV: what the importer plays and transcribes without
+    /// conversion, and what can be written incrementally without an encoder.
+    #[default]
+    Wav,
+}
+
+impl<'de> Deserialize<'de> for RecordingFormat {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        values::parse_str(d, "a recording format", |text| match text {
+            "wav" => Ok(RecordingFormat::Wav),
+            other => Err(format!(
+                "{other:?} is not a supported format: only \"wav\" (stereo 16-bit PCM) is"
+            )),
+        })
+    }
+}
+
+/// `[recording]`: whether and how audio is written.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// Write recordings. Default true: recordings are half of what the importer asks for.
+    pub enabled: bool,
+    /// File format. Default and only choice for now: "wav".
+    pub format: RecordingFormat,
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        RecordingConfig {
+            enabled: true,
+            format: RecordingFormat::Wav,
+        }
+    }
+}
+
+/// An `[[operators]]` entry: a person (or a desk) whose calls are attributed to them.
+/// Operators not listed are discovered from traffic.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Operator {
+    /// Stable unique id, served as `operatorId` and in `/contacts`.
+    pub id: String,
+    /// Display name, served as `operatorName`.
+    pub name: String,
+    /// The internal extension (matched against SIP users of the phone leg).
+    #[serde(default)]
+    pub extension: Option<String>,
+    /// The operator's direct number, as written; compare it through
+    /// [`NumbersConfig::normalize_number`].
+    #[serde(default)]
+    pub phone: Option<String>,
+    #[serde(default)]
+    pub department: Option<String>,
+}
+
+/// The whole configuration, validated.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub api: ApiConfig,
+    pub capture: CaptureConfig,
+    pub network: NetworkConfig,
+    pub numbers: NumbersConfig,
+    pub calls: CallsConfig,
+    pub limits: LimitsConfig,
+    pub recording: RecordingConfig,
+    pub operators: Vec<Operator>,
+    pub properties: Vec<Property>,
+    /// Where this configuration came from (a path, or "built-in defaults"), for messages.
+    #[serde(skip)]
+    pub origin: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            store: StoreConfig::default(),
+            api: ApiConfig::default(),
+            capture: CaptureConfig::default(),
+            network: NetworkConfig::default(),
+            numbers: NumbersConfig::default(),
+            calls: CallsConfig::default(),
+            limits: LimitsConfig::default(),
+            recording: RecordingConfig::default(),
+            operators: Vec::new(),
+            properties: Vec::new(),
+            origin: "built-in defaults".into(),
+        }
+    }
+}
+
+/// The file as written; [`FileConfig::check`] turns it into a [`Config`].
+#[derive(Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    store: StoreConfig,
+    api: ApiConfig,
+    capture: CaptureConfig,
+    network: NetworkConfig,
+    numbers: NumbersConfig,
+    calls: CallsConfig,
+    limits: LimitsConfig,
+    recording: RecordingConfig,
+    operators: Vec<Operator>,
+    properties: Vec<PropertyEntry>,
+}
+
+impl Config {
+    /// Loads the configuration the daemon runs with: the file at `path` (or the
+    /// defaults when `None`), plus secrets from the process environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Config::load_with(path, &ProcessEnvironment)
+    }
+
+    /// [`Config::load`] with the environment and file system supplied.
+    pub fn load_with(path: Option<&Path>, env: &dyn Environment) -> Result<Config, ConfigError> {
+        match path {
+            None => {
+                let mut config = Config::default();
+                config.add_env_keys(env);
+                Ok(config)
+            }
+            Some(path) => {
+                let text = env.read_file(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                Config::from_toml_with(&text, &path.display().to_string(), env)
+            }
+        }
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors. Files named by
+    /// `*_file` keys are read from the file system; environment variables are not
+    /// consulted (that is [`Config::load`]'s job).
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::from_toml_with(text, origin, &|_: &str| None::<String>)
+    }
+
+    /// [`Config::from_toml`] with the environment and file system supplied; secrets
+    /// from environment variables are added.
+    pub fn from_toml_with(
+        text: &str,
+        origin: &str,
+        env: &dyn Environment,
+    ) -> Result<Config, ConfigError> {
+        let loc = Locator::new(origin, text);
+        let file: FileConfig = toml::from_str(text).map_err(|e| loc.toml_error(&e))?;
+        let mut config = file.check(&loc)?;
+        config.read_key_files(&loc, env)?;
+        config.add_env_keys(env);
+        config.origin = origin.to_owned();
+        Ok(config)
+    }
+
+    fn read_key_files(
+        &mut self,
+        loc: &Locator<'_>,
+        env: &dyn Environment,
+    ) -> Result<(), ConfigError> {
+        let api = &mut self.api;
+        for (key, file, keys) in [
+            (
+                "secret_keys_file",
+                &api.secret_keys_file,
+                &mut api.secret_keys,
+            ),
+            ("link_keys_file", &api.link_keys_file, &mut api.link_keys),
+        ] {
+            let Some(file) = file else { continue };
+            let at = [k("api"), k(key)];
+            let text = env
+                .read_file(file)
+                .map_err(|e| loc.file_error(&at, file.clone(), e))?;
+            let found = text
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.starts_with('#'))
+                .filter_map(SecretKey::new)
+                .collect::<Vec<_>>();
+            if found.is_empty() {
+                return Err(loc.error(
+                    &at,
+                    format!(
+                        "{} holds no key (one key per line; lines starting with # are comments)",
+                        file.display()
+                    ),
+                ));
+            }
+            add_keys(keys, found);
+        }
+        Ok(())
+    }
+
+    fn add_env_keys(&mut self, env: &dyn Environment) {
+        for (var, keys) in [
+            (SECRET_KEY_ENV, &mut self.api.secret_keys),
+            (LINK_KEY_ENV, &mut self.api.link_keys),
+        ] {
+            if let Some(value) = env.var(var) {
+                add_keys(keys, value.split(',').filter_map(SecretKey::new));
+            }
+        }
+    }
+
+    /// A short summary for `calltap check-config`: what calltap will do with this
+    /// configuration, with counts instead of secret values, then any warnings.
+    pub fn describe(&self) -> String {
+        let mut out = String::new();
+        let days = |d: u32| match d {
+            0 => "forever".to_owned(),
+            1 => "1 day".to_owned(),
+            d => format!("{d} days"),
+        };
+        let s = &self.store;
+        let _ = writeln!(out, "configuration: {}", self.origin);
+        let _ = writeln!(
+            out,
+            "store: {}; records kept {}, recordings kept {}; disk cap {}; audio stops below {} free",
+            s.path.display(),
+            days(s.keep_days),
+            days(s.recordings_keep_days),
+            s.max_disk.map_or("none".to_owned(), |m| m.to_string()),
+            s.min_free,
+        );
+        let a = &self.api;
+        let _ = writeln!(
+            out,
+            "api: listening on {} ({}); {}, {}; links {}/recordings/..., valid {}; windows up to {} days; bodies up to {}",
+            a.listen,
+            if a.tls_cert.is_some() { "TLS" } else { "plain HTTP" },
+            plural(a.secret_keys.len(), "secret key"),
+            plural(a.link_keys.len(), "link key"),
+            a.link_base(),
+            secs(a.link_ttl_secs),
+            a.max_window_days,
+            a.max_body_bytes,
+        );
+        let c = &self.capture;
+        let ports: Vec<String> = c.sip_ports.iter().map(u16::to_string).collect();
+        let _ = writeln!(
+            out,
+            "capture: {}; SIP ports {}; RTP ports {}; promiscuous {}",
+            if c.interfaces.is_empty() {
+                "no interface (replay only)".to_owned()
+            } else {
+                format!("interfaces {}", c.interfaces.join(", "))
+            },
+            ports.join(", "),
+            c.rtp_ports,
+            if c.promiscuous { "on" } else { "off" },
+        );
+        let n = &self.network;
+        let _ = writeln!(
+            out,
+            "network: {}, {}, {}",
+            plural(n.pbx.len(), "PBX address"),
+            plural(n.trunks.len(), "trunk network"),
+            plural(n.internal.len(), "internal network"),
+        );
+        let num = &self.numbers;
+        let _ = writeln!(
+            out,
+            "numbers: country code {}, national prefix {:?}, international prefix {:?}, extensions below {} digits",
+            num.country_code.as_ref().map_or("not set".to_owned(), |cc| format!("+{cc}")),
+            num.national_prefix,
+            num.international_prefix,
+            num.min_external_digits,
+        );
+        let cl = &self.calls;
+        let _ = writeln!(
+            out,
+            "calls: internal calls {}; ended after {} (call), {} (ringing), {} (no media); correlation header {}; up to {} dialogs",
+            if cl.export_internal { "exported" } else { "kept, not exported" },
+            secs(cl.max_call_secs),
+            secs(cl.ring_timeout_secs),
+            secs(cl.media_timeout_secs),
+            cl.correlation_header.as_deref().unwrap_or("none"),
+            cl.max_dialogs,
+        );
+        let l = &self.limits;
+        let _ = writeln!(
+            out,
+            "limits: {} TCP streams of {} per direction (idle {}); {} fragment buffers, {} total, {} timeout",
+            l.max_tcp_streams,
+            l.tcp_buffer_bytes,
+            secs(l.tcp_idle_secs),
+            l.max_fragment_buffers,
+            l.max_fragmented_bytes,
+            secs(l.fragment_timeout_secs),
+        );
+        let _ = writeln!(
+            out,
+            "recording: {}",
+            if self.recording.enabled {
+                "stereo WAV"
+            } else {
+                "off"
+            }
+        );
+        if self.operators.is_empty() {
+            let _ = writeln!(out, "operators: none configured, discovered from traffic");
+        } else {
+            let _ = writeln!(out, "operators: {} configured", self.operators.len());
+        }
+        if self.properties.is_empty() {
+            let _ = writeln!(out, "properties: none");
+        } else {
+            let list: Vec<String> = self
+                .properties
+                .iter()
+                .map(|p| {
+                    let from = match &p.source {
+                        PropertySource::Header(name) => format!("header {name}"),
+                        other => other.kind().as_str().to_owned(),
+                    };
+                    format!("{:?} ({}, from {from})", p.key, p.kind)
+                })
+                .collect();
+            let _ = writeln!(out, "properties: {}", list.join(", "));
+        }
+        for warning in self.warnings() {
+            let _ = writeln!(out, "warning: {warning}");
+        }
+        out
+    }
+
+    /// Settings that load but are probably not what the administrator wants.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let a = &self.api;
+        if a.secret_keys.is_empty() {
+            out.push(format!(
+                "no secret key: every integration request will get 401 \
+                 (set [api] secret_keys, secret_keys_file or {SECRET_KEY_ENV})"
+            ));
+        } else if a
+            .secret_keys
+            .iter()
+            .any(|k| k.expose().chars().count() < 16)
+        {
+            out.push("a secret key is shorter than 16 characters: easy to guess".into());
+        }
+        if a.link_keys.is_empty() {
+            out.push(format!(
+                "no link key: recording links are signed with a key made at start and \
+                 stop working when calltap restarts (set [api] link_keys, link_keys_file \
+                 or {LINK_KEY_ENV})"
+            ));
+        }
+        if a.public_url.is_none() && a.listen.ip().is_unspecified() {
+            out.push(format!(
+                "public_url is not set: recording links will point at {}, which the \
+                 importer cannot reach",
+                a.link_base()
+            ));
+        }
+        let behind_tls = a
+            .public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"));
+        if !a.listen.ip().is_loopback() && a.tls_cert.is_none() && !behind_tls {
+            out.push(format!(
+                "the API listens on {} without TLS: keys and recordings cross the \
+                 network in clear",
+                a.listen
+            ));
+        }
+        let s = &self.store;
+        if s.keep_days > 0 && (s.recordings_keep_days == 0 || s.recordings_keep_days > s.keep_days)
+        {
+            out.push(
+                "recordings are kept longer than their call records, which no API serves".into(),
+            );
+        }
+        out
+    }
+}
+
+fn add_keys(keys: &mut Vec<SecretKey>, more: impl IntoIterator<Item = SecretKey>) {
+    for key in more {
+        if !keys.contains(&key) {
+            keys.push(key);
+        }
+    }
+}
+
+fn plural(n: usize, what: &str) -> String {
+    match n {
+        1 => format!("1 {what}"),
+        n if what.ends_with('s') => format!("{n} {what}es"),
+        n => format!("{n} {what}s"),
+    }
+}
+
+fn secs(s: u64) -> String {
+    match s {
+        s if s >= 3600 && s % 3600 == 0 => format!("{}h", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{}min", s / 60),
+        s => format!("{s}s"),
+    }
+}
+
+impl FileConfig {
+    /// Checks what the deserializer could not: limits, and keys that must agree.
+    fn check(self, loc: &Locator<'_>) -> Result<Config, ConfigError> {
+        let at = |section: &str, key: &str| vec![k(section), k(key)];
+
+        if self.store.path.as_os_str().is_empty() {
+            return Err(loc.error(&at("store", "path"), "the store path cannot be empty"));
+        }
+
+        let a = &self.api;
+        match (&a.tls_cert, &a.tls_key) {
+            (Some(_), None) => {
+                return Err(loc.error(
+                    &at("api", "tls_cert"),
+                    "tls_cert needs tls_key too (set both, or neither)",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(loc.error(
+                    &at("api", "tls_key"),
+                    "tls_key needs tls_cert too (set both, or neither)",
+                ))
+            }
+            _ => {}
+        }
+
+        // (section, key, value, least, why the least)
+        let minimums: [(&str, &str, u64, u64, &str); 13] = [
+            (
+                "api",
+                "link_ttl_secs",
+                a.link_ttl_secs,
+                1,
+                "a link must live at least a second",
+            ),
+            (
+                "api",
+                "max_window_days",
+                a.max_window_days.into(),
+                1,
+                "the importer asks for at least a day",
+            ),
+            (
+                "api",
+                "max_body_bytes",
+                a.max_body_bytes.bytes(),
+                1024,
+                "a POST /calls body with filters needs up to a kilobyte",
+            ),
+            (
+                "calls",
+                "max_call_secs",
+                self.calls.max_call_secs,
+                1,
+                "0 would end every call at once",
+            ),
+            (
+                "calls",
+                "ring_timeout_secs",
+                self.calls.ring_timeout_secs,
+                1,
+                "0 would miss every call",
+            ),
+            (
+                "calls",
+                "media_timeout_secs",
+                self.calls.media_timeout_secs,
+                1,
+                "0 would end every call at once",
+            ),
+            (
+                "calls",
+                "max_dialogs",
+                self.calls.max_dialogs as u64,
+                1,
+                "0 would track no call",
+            ),
+            (
+                "limits",
+                "max_tcp_streams",
+                self.limits.max_tcp_streams as u64,
+                1,
+                "0 would ignore SIP over TCP",
+            ),
+            (
+                "limits",
+                "tcp_buffer_bytes",
+                self.limits.tcp_buffer_bytes.bytes(),
+                64 * ByteSize::KIB,
+                "one SIP message may be up to 64KiB",
+            ),
+            (
+                "limits",
+                "tcp_idle_secs",
+                self.limits.tcp_idle_secs,
+                1,
+                "0 would drop every stream",
+            ),
+            (
+                "limits",
+                "max_fragment_buffers",
+                self.limits.max_fragment_buffers as u64,
+                1,
+                "0 would drop all fragmented SIP",
+            ),
+            (
+                "limits",
+                "fragment_timeout_secs",
+                self.limits.fragment_timeout_secs,
+                1,
+                "fragments arrive over some time",
+            ),
+            (
+                "limits",
+                "max_fragmented_bytes",
+                self.limits.max_fragmented_bytes.bytes(),
+                65_535,
+                "one IP datagram may be up to 65535 bytes",
+            ),
+        ];
+        for (section, key, value, least, why) in minimums {
+            if value < least {
+                return Err(loc.error(
+                    &at(section, key),
+                    format!("{value} is too small: at least {least} ({why})"),
+                ));
+            }
+        }
+
+        let c = &self.capture;
+        for (i, name) in c.interfaces.iter().enumerate() {
+            let valid = !name.is_empty()
+                && name.len() <= 15
+                && !name.contains(|ch: char| ch == '/' || ch.is_whitespace());
+            let path = [k("capture"), k("interfaces"), PathSeg::Index(i)];
+            if !valid {
+                return Err(loc.error(
+                    &path,
+                    format!(
+                        "{name:?} is not an interface name (1 to 15 characters, no '/' or spaces)"
+                    ),
+                ));
+            }
+            if c.interfaces[..i].contains(name) {
+                return Err(loc.error(&path, format!("{name:?} is listed twice")));
+            }
+        }
+        if c.sip_ports.is_empty() {
+            return Err(loc.error(
+                &at("capture", "sip_ports"),
+                "needs at least one port, or no SIP is seen",
+            ));
+        }
+        for (i, &port) in c.sip_ports.iter().enumerate() {
+            let path = [k("capture"), k("sip_ports"), PathSeg::Index(i)];
+            if port == 0 {
+                return Err(loc.error(&path, "0 is not a port"));
+            }
+            if c.sip_ports[..i].contains(&port) {
+                return Err(loc.error(&path, format!("{port} is listed twice")));
+            }
+        }
+
+        if let Err((key, message)) = self.numbers.check() {
+            return Err(loc.error(&at("numbers", key), message));
+        }
+
+        if let Some(name) = &self.calls.correlation_header {
+            if !properties::is_header_name(name) {
+                return Err(loc.error(
+                    &at("calls", "correlation_header"),
+                    format!("{name:?} is not a SIP header name"),
+                ));
+            }
+        }
+
+        for (i, op) in self.operators.iter().enumerate() {
+            let at = |key: &str| vec![k("operators"), PathSeg::Index(i), k(key)];
+            let earlier = &self.operators[..i];
+            if op.id.trim().is_empty() {
+                return Err(loc.error(&at("id"), "an operator id cannot be empty"));
+            }
+            if let Some(first) = earlier.iter().position(|o| o.id == op.id) {
+                return Err(loc.error(
+                    &at("id"),
+                    format!("{:?} is already the id of operator #{}", op.id, first + 1),
+                ));
+            }
+            if op.name.trim().is_empty() {
+                return Err(loc.error(&at("name"), "an operator name cannot be empty"));
+            }
+            for (key, value) in [
+                ("extension", &op.extension),
+                ("phone", &op.phone),
+                ("department", &op.department),
+            ] {
+                if value.as_deref().is_some_and(|v| v.trim().is_empty()) {
+                    return Err(loc.error(
+                        &at(key),
+                        format!("{key} cannot be empty (leave it out instead)"),
+                    ));
+                }
+            }
+            if op.extension.is_none() && op.phone.is_none() {
+                return Err(loc.error(
+                    &[k("operators"), PathSeg::Index(i)],
+                    format!("operator {:?} needs an extension or a phone, or no call can be matched to them", op.id),
+                ));
+            }
+            if let Some(ext) = &op.extension {
+                if let Some(first) = earlier
+                    .iter()
+                    .position(|o| o.extension.as_ref() == Some(ext))
+                {
+                    return Err(loc.error(
+                        &at("extension"),
+                        format!(
+                            "{ext:?} is already the extension of operator #{}",
+                            first + 1
+                        ),
+                    ));
+                }
+            }
+        }
+
+        let properties = properties::check_properties(self.properties, loc)?;
+
+        Ok(Config {
+            store: self.store,
+            api: self.api,
+            capture: self.capture,
+            network: self.network,
+            numbers: self.numbers,
+            calls: self.calls,
+            limits: self.limits,
+            recording: self.recording,
+            operators: self.operators,
+            properties,
+            origin: loc.origin().to_owned(),
+        })
+    }
+}
