@@ -8,3 +8,4 @@
 pub mod capture;
 pub mod config;
 pub mod net;
+pub mod replay;

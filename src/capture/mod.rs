@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+pub mod file;
+
 /// Capture time: nanoseconds since the Unix epoch, as stamped by the capturing host.
 ///
 /// The engine's only clock. Nanoseconds in a `u64` reach the year 2554, and every
@@ -28,7 +30,10 @@ impl Timestamp {
     }
 
     pub fn saturating_add(self, d: Duration) -> Self {
-        Timestamp(self.0.saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+        Timestamp(
+            self.0
+                .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        )
     }
 
     /// Time elapsed from `earlier` to `self`; zero when `earlier` is later (captures
