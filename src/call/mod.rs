@@ -1,0 +1,5 @@
+//! Calls: the record of each INVITE dialog and the rules that classify it.
+
+pub mod record;
+
+pub use record::{CallRecord, Direction, EndReason, OperatorRef, Outcome, Party, WhoHungUp};
