@@ -1,0 +1,29 @@
+//! SIP and SDP parsing for the engine's hot path.
+//!
+//! Why our own scanner and not rsip's parser: every datagram on the SIP ports goes through
+//! here. Measured on this crate's corpus (benches/sip_parse.rs, RFC 4475's 13 well-formed
+//! messages plus a typical INVITE/180/200/ACK/BYE/200 set, 2-core dev VM, release build):
+//! BENCH_FIGURES
+//! rsip 0.4 also refuses or misreads what PBXs send: compact headers are "missing", `tel:`
+//! and IPv6 Request-URIs do not parse, a Via with an IPv6 `received=` loses its branch,
+//! and the body is all bytes after the headers whatever Content-Length says (each case
+//! has a test in tests/sip_torture.rs calling rsip, so the claim stays checked). So the
+//! scanner frames and indexes the message itself, and rsip supplies the types where it
+//! accepts the input: `rsip::Method`, `rsip::StatusCode`, and `rsip::Uri` for the
+//! Request-URI with our split as the fallback.
+
+pub mod fields;
+pub mod message;
+pub mod sdp;
+pub mod uri;
+
+pub use fields::{
+    lossy, multipart_parts, param, trim, unescape_quoted, BodyPart, CSeq, CommaList, ContentType,
+    NameAddr, Params, Replaces, Via,
+};
+pub use message::{
+    expand_compact, header_name_eq, method_from_token, parse, parse_stream, Defect, Defects,
+    Framing, HeaderIter, SipError, SipMessage, StartLine, MAX_BODY, MAX_HEADERS, MAX_LINE,
+};
+pub use sdp::{Direction, MediaDescription, RtcpAttr, RtpMap, SdpError, SessionDescription};
+pub use uri::{RequestUri, UriParts};
