@@ -8,6 +8,8 @@
 pub mod call;
 pub mod capture;
 pub mod config;
+pub mod dialog;
+pub mod engine;
 pub mod net;
 pub mod replay;
 pub mod sip;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use calltap::config::Config;
-use calltap::net::{Decoder, DecoderOptions};
+use calltap::engine::Engine;
 use calltap::replay::{replay_files, FileReport};
 
 #[derive(Parser)]
@@ -135,9 +135,9 @@ fn replay(config_path: Option<&Path>, stats: bool, quiet: bool, args: &[PathBuf]
             return ExitCode::from(2);
         }
     };
-    let mut decoder = Decoder::new(&DecoderOptions::from_config(&config));
+    let mut engine = Engine::new(&config);
     let progress = !quiet && std::io::stderr().is_terminal();
-    let reports = replay_files(&paths, &mut decoder, &mut |_| {}, progress);
+    let reports = replay_files(&paths, &mut engine, progress);
     let failed = reports.iter().any(|(_, r)| r.failed.is_some());
     if stats {
         let by_file: BTreeMap<&str, &FileReport> =

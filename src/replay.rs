@@ -9,8 +9,49 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 
 use crate::capture::file::CaptureReader;
+use crate::capture::Frame;
+use crate::engine::Engine;
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder};
+
+/// What a replay drives: the engine, or the packet layer alone.
+pub trait FrameSink {
+    fn frame(&mut self, frame: &Frame<'_>);
+    /// End of all input.
+    fn finish(&mut self);
+    /// Packet counters since the last call.
+    fn take_counters(&mut self) -> Counters;
+}
+
+impl FrameSink for Engine {
+    fn frame(&mut self, frame: &Frame<'_>) {
+        Engine::frame(self, frame)
+    }
+    fn finish(&mut self) {
+        Engine::finish(self)
+    }
+    fn take_counters(&mut self) -> Counters {
+        self.take_packet_counters()
+    }
+}
+
+/// The packet layer alone, each datagram handed to a closure.
+pub struct DatagramTap<F: FnMut(&Datagram<'_>)> {
+    pub decoder: Decoder,
+    pub on_datagram: F,
+}
+
+impl<F: FnMut(&Datagram<'_>)> FrameSink for DatagramTap<F> {
+    fn frame(&mut self, frame: &Frame<'_>) {
+        self.decoder.decode(frame, &mut self.on_datagram)
+    }
+    fn finish(&mut self) {
+        self.decoder.finish(&mut self.on_datagram)
+    }
+    fn take_counters(&mut self) -> Counters {
+        self.decoder.take_counters()
+    }
+}
 
 /// Frames between progress-bar updates: often enough to look live, rare enough to cost
 /// nothing.
@@ -28,23 +69,21 @@ pub struct FileReport {
     pub failed: Option<String>,
 }
 
-/// Replays `paths` in order through `decoder`; each datagram goes to `sink`. At the
-/// end, what is still partial (fragments, TCP streams) is flushed and counted in the
-/// last file's report.
-pub fn replay_files<P: AsRef<Path>>(
+/// Replays `paths` in order into `sink`. At the end, what is still partial (fragments,
+/// TCP streams, open dialogs) is flushed and counted in the last file's report.
+pub fn replay_files<P: AsRef<Path>, S: FrameSink>(
     paths: &[P],
-    decoder: &mut Decoder,
-    sink: &mut dyn FnMut(&Datagram<'_>),
+    sink: &mut S,
     progress: bool,
 ) -> Vec<(String, FileReport)> {
     let mut reports = Vec::with_capacity(paths.len());
     for (i, path) in paths.iter().enumerate() {
-        let (capture_errors, failed) = replay_file(path.as_ref(), decoder, sink, progress);
+        let (capture_errors, failed) = replay_file(path.as_ref(), sink, progress);
         if i + 1 == paths.len() {
-            decoder.finish(sink);
+            sink.finish();
         }
         let report = FileReport {
-            counters: decoder.take_counters(),
+            counters: sink.take_counters(),
             capture_errors,
             failed,
         };
@@ -54,10 +93,9 @@ pub fn replay_files<P: AsRef<Path>>(
 }
 
 /// Returns the damage found and, when the file could not be read at all, why.
-fn replay_file(
+fn replay_file<S: FrameSink>(
     path: &Path,
-    decoder: &mut Decoder,
-    sink: &mut dyn FnMut(&Datagram<'_>),
+    sink: &mut S,
     progress: bool,
 ) -> (Vec<String>, Option<String>) {
     let mut errors = Vec::new();
@@ -69,7 +107,7 @@ fn replay_file(
     let mut frames = 0u64;
     while let Some(next) = reader.next_frame() {
         match next {
-            Ok(frame) => decoder.decode(&frame, sink),
+            Ok(frame) => sink.frame(&frame),
             Err(e) => errors.push(e.to_string()),
         }
         frames += 1;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use calltap::net::{Decoder, DecoderOptions, Transport};
-use calltap::replay::replay_files;
+use calltap::replay::{replay_files, DatagramTap};
 
 fn shared_pcaps() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
@@ -67,17 +67,16 @@ fn shared_captures_decode_like_tshark() {
     for (file, want) in &expected {
         let path = dir.join(file);
         assert!(path.exists(), "{file} listed but missing");
-        let mut decoder = Decoder::new(&DecoderOptions::default());
         let (mut udp, mut tcp) = (0u64, 0u64);
-        let reports = replay_files(
-            &[&path],
-            &mut decoder,
-            &mut |d| match d.transport {
+        let mut tap = DatagramTap {
+            decoder: Decoder::new(&DecoderOptions::default()),
+            on_datagram: |d: &calltap::net::Datagram<'_>| match d.transport {
                 Transport::Udp => udp += 1,
                 Transport::Tcp => tcp += 1,
             },
-            false,
-        );
+        };
+        let reports = replay_files(&[&path], &mut tap, false);
+        drop(tap);
         let (_, report) = &reports[0];
         let c = &report.counters;
         assert!(report.failed.is_none(), "{file}: {:?}", report.failed);

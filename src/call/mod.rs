@@ -1,5 +1,6 @@
 //! Calls: the record of each INVITE dialog and the rules that classify it.
 
+pub mod classify;
 pub mod record;
 
 pub use record::{CallRecord, Direction, EndReason, OperatorRef, Outcome, Party, WhoHungUp};

@@ -1,0 +1,769 @@
+//! The INVITE dialog state machine, one entry per Call-ID, fed SIP messages in capture
+//! order. It keeps no clock of its own: timeouts are measured against the capture time
+//! of the messages (and of the sweeps the engine makes), and what ends comes out as
+//! [`DialogEvent`]s to poll.
+//!
+//! A passive observer sees every message once per hop and every retransmission, so
+//! transactions are told apart by CSeq and method, not by Via branch: a proxy forwards
+//! the same INVITE with a new branch, and both copies are one call.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::call::record::{EndReason, Party, Transfer};
+use crate::capture::Timestamp;
+use crate::net::Transport;
+use crate::sip::{lossy, NameAddr, SessionDescription, SipMessage};
+
+/// 64 x T1 (RFC 3261 Timer B/F/H): after this a transaction is over, so it is how long
+/// an ended dialog absorbs retransmissions, and how long a challenged (401/407) or
+/// redirected INVITE waits for its retry.
+pub const LINGER: Duration = Duration::from_secs(32);
+
+/// Text kept from a header: enough for any real URI or display name, bounded so a
+/// hostile message cannot grow a dialog.
+const MAX_FIELD: usize = 256;
+
+/// Headers of the initial INVITE kept for properties (X-... and friends).
+const MAX_KEPT_HEADERS: usize = 16;
+
+/// Early dialogs (forks) remembered per call: a ring group rarely forks wider.
+const MAX_EARLY_TAGS: usize = 16;
+
+/// When the table is full, this share of the stalest dialogs goes at once, so a flood
+/// costs one scan per many new dialogs, not one per dialog.
+const EVICT_FRACTION: usize = 100;
+
+#[derive(Clone, Copy, Debug)]
+pub struct DialogLimits {
+    pub max_dialogs: usize,
+    pub ring_timeout: Duration,
+    pub max_call: Duration,
+}
+
+impl Default for DialogLimits {
+    fn default() -> Self {
+        DialogLimits {
+            max_dialogs: 100_000,
+            ring_timeout: Duration::from_secs(300),
+            max_call: Duration::from_secs(4 * 3600),
+        }
+    }
+}
+
+impl DialogLimits {
+    pub fn from_config(config: &crate::config::Config) -> Self {
+        DialogLimits {
+            max_dialogs: config.calls.max_dialogs,
+            ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
+            max_call: Duration::from_secs(config.calls.max_call_secs),
+        }
+    }
+}
+
+/// A party as the headers name it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Identity {
+    pub uri: String,
+    /// The user part of the URI (the number or extension), or the tel: number.
+    pub user: String,
+    pub display: Option<String>,
+}
+
+impl Identity {
+    fn from_name_addr(na: &NameAddr<'_>) -> Identity {
+        let user = na
+            .uri_parts()
+            .and_then(|u| u.user)
+            .map(|u| bounded(u))
+            .unwrap_or_default();
+        Identity {
+            uri: bounded(na.uri),
+            user,
+            display: na
+                .display_name_lossy()
+                .map(|d| d.chars().take(MAX_FIELD).collect::<String>())
+                .filter(|d| !d.is_empty()),
+        }
+    }
+}
+
+/// Everything the call layer needs from one INVITE dialog, once it is over.
+#[derive(Clone, Debug)]
+pub struct FinishedDialog {
+    pub call_id: String,
+    pub from_tag: String,
+    /// The answering (or, unanswered, the last responding) side's tag.
+    pub to_tag: String,
+    pub from: Identity,
+    pub to: Identity,
+    pub request_uri: Identity,
+    pub p_asserted: Option<Identity>,
+    pub diversion: Option<Identity>,
+    pub invite_time: Timestamp,
+    pub ring_time: Option<Timestamp>,
+    pub answer_time: Option<Timestamp>,
+    pub end_time: Timestamp,
+    /// Final response to the initial INVITE; 0 when none was seen.
+    pub final_status: u16,
+    pub cancelled: bool,
+    pub end_reason: EndReason,
+    pub hung_up_by: Option<Party>,
+    pub transfer: Option<Transfer>,
+    /// INVITE with Replaces: the Call-ID of the dialog this one replaced.
+    pub replaces: Option<String>,
+    pub holds: u32,
+    pub transport: Transport,
+    pub invite_src: SocketAddr,
+    pub invite_dst: SocketAddr,
+    pub headers: Vec<(String, String)>,
+    pub user_agent: Option<String>,
+    pub reason: Option<String>,
+    pub offer: Option<SessionDescription>,
+    pub answer: Option<SessionDescription>,
+}
+
+/// A REGISTER seen: how extensions (and their display names) are discovered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Registration {
+    pub time: Timestamp,
+    pub user: String,
+    pub display: Option<String>,
+    pub source: SocketAddr,
+}
+
+#[derive(Clone, Debug)]
+pub enum DialogEvent {
+    Ended(Box<FinishedDialog>),
+    Registered(Registration),
+}
+
+/// What the dialog layer counted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct DialogStats {
+    pub dialogs_created: u64,
+    pub dialogs_ended: u64,
+    pub answered: u64,
+    /// Copies of a message already seen: retransmissions, or the same message seen
+    /// at two hops or on two interfaces.
+    pub retransmissions: u64,
+    /// Requests inside a dialog calltap never saw start (capture began mid-call).
+    pub orphan_requests: u64,
+    /// Responses to INVITE, BYE or CANCEL of no known dialog.
+    pub orphan_responses: u64,
+    /// 2xx from a second fork after the call was answered.
+    pub extra_forks_answered: u64,
+    pub evicted: u64,
+    /// OPTIONS, REGISTER, SUBSCRIBE, MESSAGE, PUBLISH, ...: never calls.
+    pub non_dialog_messages: u64,
+    pub active: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// INVITE sent, no final answer yet.
+    Inviting,
+    /// A 401/407/3xx final: the caller may retry on the same Call-ID.
+    AwaitingRetry { since: Timestamp },
+    Answered,
+    /// Over and reported; kept for [`LINGER`] to absorb late copies.
+    Ended { at: Timestamp },
+}
+
+struct Dialog {
+    facts: FinishedDialog,
+    phase: Phase,
+    initial_cseq: u32,
+    early_tags: Vec<Box<str>>,
+    last_activity: Timestamp,
+    cancel_time: Option<Timestamp>,
+    /// Session timer: interval and when the session was last refreshed.
+    session_expires: Option<(Duration, Timestamp)>,
+    on_hold: bool,
+    /// Highest CSeq seen per direction for in-dialog requests (caller, callee), to
+    /// tell a new request from a copy.
+    last_cseq: [u32; 2],
+    /// CSeq of the last re-INVITE/UPDATE whose 2xx was taken, to skip copies.
+    last_answered_update: u32,
+}
+
+pub struct DialogTable {
+    limits: DialogLimits,
+    dialogs: HashMap<Box<[u8]>, Dialog>,
+    events: VecDeque<DialogEvent>,
+    stats: DialogStats,
+}
+
+fn bounded(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_FIELD)];
+    lossy(cut).into_owned()
+}
+
+fn cseq_method_is(msg: &SipMessage<'_>, name: &[u8]) -> bool {
+    msg.cseq().method.eq_ignore_ascii_case(name)
+}
+
+/// Headers worth keeping from the initial INVITE: dialplan-set `X-` headers and the
+/// few standard ones properties may read.
+fn keep_header(name: &[u8]) -> bool {
+    (name.len() > 2 && name[..2].eq_ignore_ascii_case(b"x-"))
+        || [&b"subject"[..], b"priority", b"organization", b"alert-info"]
+            .iter()
+            .any(|k| name.eq_ignore_ascii_case(k))
+}
+
+fn parse_sdp(msg: &SipMessage<'_>) -> Option<SessionDescription> {
+    msg.sdp().and_then(|b| SessionDescription::parse(b).ok())
+}
+
+impl DialogTable {
+    pub fn new(limits: DialogLimits) -> Self {
+        DialogTable {
+            limits,
+            dialogs: HashMap::new(),
+            events: VecDeque::new(),
+            stats: DialogStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> DialogStats {
+        let mut s = self.stats.clone();
+        s.active = self
+            .dialogs
+            .values()
+            .filter(|d| !matches!(d.phase, Phase::Ended { .. }))
+            .count() as u64;
+        s
+    }
+
+    pub fn poll(&mut self) -> Option<DialogEvent> {
+        self.events.pop_front()
+    }
+
+    /// Feeds one SIP message seen at `time` going `src` -> `dst`.
+    pub fn message(
+        &mut self,
+        time: Timestamp,
+        msg: &SipMessage<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: Transport,
+    ) {
+        if msg.is_request() {
+            self.request(time, msg, src, dst, transport);
+        } else {
+            self.response(time, msg);
+        }
+    }
+
+    fn request(
+        &mut self,
+        time: Timestamp,
+        msg: &SipMessage<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: Transport,
+    ) {
+        let Some(method) = msg.method_bytes() else {
+            return;
+        };
+        if method == b"REGISTER" {
+            self.stats.non_dialog_messages += 1;
+            let to = msg.to();
+            let id = Identity::from_name_addr(to);
+            if !id.user.is_empty() {
+                self.events.push_back(DialogEvent::Registered(Registration {
+                    time,
+                    user: id.user,
+                    display: id
+                        .display
+                        .or_else(|| msg.from().display_name_lossy().filter(|d| !d.is_empty())),
+                    source: src,
+                }));
+            }
+            return;
+        }
+        let call_id = msg.call_id();
+        let known = self.dialogs.contains_key(call_id);
+        if !known {
+            if method == b"INVITE" && msg.to_tag().is_none() {
+                self.start(time, msg, src, dst, transport);
+            } else if matches!(
+                method,
+                b"INVITE" | b"BYE" | b"ACK" | b"CANCEL" | b"REFER" | b"UPDATE" | b"PRACK"
+            ) {
+                self.stats.orphan_requests += 1;
+            } else {
+                self.stats.non_dialog_messages += 1;
+            }
+            return;
+        }
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        d.touch(time);
+        let from_caller = msg.from_tag().is_some_and(|t| t == d.facts.from_tag.as_bytes());
+        let side = usize::from(!from_caller);
+        let cseq = msg.cseq().number;
+        match method {
+            b"INVITE" if msg.to_tag().is_none() => {
+                if cseq <= d.initial_cseq {
+                    self.stats.retransmissions += 1;
+                } else if let Phase::AwaitingRetry { .. } = d.phase {
+                    // The caller answered a challenge (or followed a redirect): same
+                    // call, new transaction.
+                    d.initial_cseq = cseq;
+                    d.phase = Phase::Inviting;
+                    d.facts.final_status = 0;
+                    if let Some(sdp) = parse_sdp(msg) {
+                        d.facts.offer = Some(sdp);
+                    }
+                } else {
+                    self.stats.retransmissions += 1;
+                }
+            }
+            b"INVITE" | b"UPDATE" => {
+                if cseq <= d.last_cseq[side] {
+                    self.stats.retransmissions += 1;
+                    return;
+                }
+                d.last_cseq[side] = cseq;
+                if let Some((interval, _)) = d.session_expires {
+                    d.session_expires = Some((
+                        msg.session_expires()
+                            .map_or(interval, |s| Duration::from_secs(u64::from(s))),
+                        time,
+                    ));
+                }
+                if let Some(sdp) = parse_sdp(msg) {
+                    d.set_hold(sdp.is_on_hold());
+                    d.facts.offer = Some(sdp);
+                }
+            }
+            b"CANCEL" => {
+                if d.phase == Phase::Inviting && d.cancel_time.is_none() {
+                    d.cancel_time = Some(time);
+                    d.facts.cancelled = true;
+                }
+            }
+            b"BYE" => {
+                if cseq <= d.last_cseq[side] || matches!(d.phase, Phase::Ended { .. }) {
+                    self.stats.retransmissions += 1;
+                    return;
+                }
+                d.last_cseq[side] = cseq;
+                let party = if from_caller {
+                    Party::Caller
+                } else {
+                    Party::Callee
+                };
+                match d.phase {
+                    Phase::Answered => {
+                        d.facts.hung_up_by = Some(party);
+                        if let Some(reason) = msg.reason_header() {
+                            d.facts.reason = Some(bounded(reason));
+                        }
+                        self.end(call_id, time, EndReason::Bye);
+                    }
+                    // A BYE before the answer (RFC 3261 15): the caller gave up.
+                    _ => {
+                        d.facts.cancelled = true;
+                        self.end(call_id, time, EndReason::NotAnswered);
+                    }
+                }
+            }
+            b"REFER" => {
+                if cseq <= d.last_cseq[side] {
+                    self.stats.retransmissions += 1;
+                    return;
+                }
+                d.last_cseq[side] = cseq;
+                if let Some(target) = msg.refer_to() {
+                    let attended = target
+                        .uri_parts()
+                        .is_some_and(|u| contains_ignore_case(u.headers, b"replaces"));
+                    let user = target
+                        .uri_parts()
+                        .and_then(|u| u.user)
+                        .map(bounded)
+                        .unwrap_or_else(|| bounded(target.uri));
+                    d.facts.transfer = Some(Transfer {
+                        kind: if attended { "attended" } else { "blind" }.into(),
+                        target: user,
+                        by: Some(if from_caller {
+                            Party::Caller
+                        } else {
+                            Party::Callee
+                        }),
+                        completed: false,
+                    });
+                }
+            }
+            b"NOTIFY" => {
+                // RFC 3515: the transferee reports the transfer target's answer as a
+                // sipfrag body ("SIP/2.0 200 OK").
+                let body = msg.body();
+                if let Some(t) = d.facts.transfer.as_mut() {
+                    if body.len() >= 11
+                        && body[..8].eq_ignore_ascii_case(b"SIP/2.0 ")
+                        && body[8] == b'2'
+                    {
+                        t.completed = true;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn start(
+        &mut self,
+        time: Timestamp,
+        msg: &SipMessage<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: Transport,
+    ) {
+        if self.dialogs.len() >= self.limits.max_dialogs {
+            self.evict_stalest();
+        }
+        let Some(from_tag) = msg.from_tag() else {
+            // RFC 3261 requires a From tag; RFC 2543 peers omit it. Use an empty tag.
+            return self.start_with_tag(time, msg, src, dst, transport, b"");
+        };
+        self.start_with_tag(time, msg, src, dst, transport, from_tag);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn start_with_tag(
+        &mut self,
+        time: Timestamp,
+        msg: &SipMessage<'_>,
+        src: SocketAddr,
+        dst: SocketAddr,
+        transport: Transport,
+        from_tag: &[u8],
+    ) {
+        let request_uri = msg
+            .request_uri()
+            .map(|raw| {
+                let parts = crate::sip::UriParts::parse(raw);
+                Identity {
+                    uri: bounded(raw),
+                    user: parts.and_then(|p| p.user).map(bounded).unwrap_or_default(),
+                    display: None,
+                }
+            })
+            .unwrap_or_default();
+        let headers = msg
+            .headers()
+            .filter(|(name, _)| keep_header(name))
+            .take(MAX_KEPT_HEADERS)
+            .map(|(name, value)| (bounded(name), bounded(value)))
+            .collect();
+        let replaces = msg.replaces().map(|r| bounded(r.call_id));
+        let cseq = msg.cseq().number;
+        let facts = FinishedDialog {
+            call_id: bounded(msg.call_id()),
+            from_tag: bounded(from_tag),
+            to_tag: String::new(),
+            from: Identity::from_name_addr(msg.from()),
+            to: Identity::from_name_addr(msg.to()),
+            request_uri,
+            p_asserted: msg
+                .p_asserted_identity()
+                .or_else(|| msg.remote_party_id())
+                .map(|na| Identity::from_name_addr(&na)),
+            diversion: msg.diversion().map(|na| Identity::from_name_addr(&na)),
+            invite_time: time,
+            ring_time: None,
+            answer_time: None,
+            end_time: time,
+            final_status: 0,
+            cancelled: false,
+            end_reason: EndReason::EndOfCapture,
+            hung_up_by: None,
+            transfer: None,
+            replaces: replaces.clone(),
+            holds: 0,
+            transport,
+            invite_src: src,
+            invite_dst: dst,
+            headers,
+            user_agent: msg.user_agent().map(bounded),
+            reason: None,
+            offer: parse_sdp(msg),
+            answer: None,
+        };
+        let session_expires = msg
+            .session_expires()
+            .map(|s| (Duration::from_secs(u64::from(s)), time));
+        self.dialogs.insert(
+            msg.call_id().into(),
+            Dialog {
+                facts,
+                phase: Phase::Inviting,
+                initial_cseq: cseq,
+                early_tags: Vec::new(),
+                last_activity: time,
+                cancel_time: None,
+                session_expires,
+                on_hold: false,
+                last_cseq: [cseq, 0],
+                last_answered_update: cseq,
+            },
+        );
+        self.stats.dialogs_created += 1;
+        // An attended transfer: the dialog this INVITE replaces was transferred.
+        if let Some(old) = replaces {
+            let target = msg
+                .to()
+                .uri_parts()
+                .and_then(|u| u.user)
+                .map(bounded)
+                .unwrap_or_default();
+            if let Some(replaced) = self.dialogs.get_mut(old.as_bytes()) {
+                let t = replaced.facts.transfer.get_or_insert(Transfer {
+                    kind: "attended".into(),
+                    target,
+                    by: None,
+                    completed: false,
+                });
+                t.completed = true;
+            }
+        }
+    }
+
+    fn response(&mut self, time: Timestamp, msg: &SipMessage<'_>) {
+        let Some(code) = msg.status_code() else {
+            return;
+        };
+        let call_id = msg.call_id();
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            if ["INVITE", "BYE", "CANCEL"]
+                .iter()
+                .any(|m| cseq_method_is(msg, m.as_bytes()))
+            {
+                self.stats.orphan_responses += 1;
+            } else {
+                self.stats.non_dialog_messages += 1;
+            }
+            return;
+        };
+        d.touch(time);
+        let cseq = msg.cseq().number;
+        if cseq_method_is(msg, b"REFER") {
+            if let (Some(t), 200..=299) = (d.facts.transfer.as_mut(), code) {
+                // Accepted: the transferee will place the new call.
+                t.by.get_or_insert(Party::Caller);
+            }
+            return;
+        }
+        if !cseq_method_is(msg, b"INVITE") && !cseq_method_is(msg, b"UPDATE") {
+            return;
+        }
+        let to_tag = msg.to_tag();
+        if cseq != d.initial_cseq || !cseq_method_is(msg, b"INVITE") {
+            // A re-INVITE's or UPDATE's answer: new media, maybe hold or resume.
+            if (200..300).contains(&code) && cseq > d.last_answered_update {
+                d.last_answered_update = cseq;
+                if let Some(sdp) = parse_sdp(msg) {
+                    d.facts.answer = Some(sdp);
+                }
+            }
+            return;
+        }
+        match (d.phase, code) {
+            (Phase::Inviting, 100) => {}
+            (Phase::Inviting, 101..=199) => {
+                if code == 180 || code == 183 {
+                    d.facts.ring_time.get_or_insert(time);
+                }
+                if let Some(tag) = to_tag {
+                    if d.early_tags.len() < MAX_EARLY_TAGS
+                        && !d.early_tags.iter().any(|t| t.as_bytes() == tag)
+                    {
+                        d.early_tags.push(bounded(tag).into());
+                    }
+                }
+                if d.facts.answer.is_none() {
+                    d.facts.answer = parse_sdp(msg);
+                }
+            }
+            (Phase::Inviting, 200..=299) => {
+                d.phase = Phase::Answered;
+                d.facts.answer_time = Some(time);
+                d.facts.final_status = code;
+                d.facts.to_tag = to_tag.map(bounded).unwrap_or_default();
+                if let Some(sdp) = parse_sdp(msg) {
+                    d.facts.answer = Some(sdp);
+                }
+                if let Some(s) = msg.session_expires() {
+                    d.session_expires = Some((Duration::from_secs(u64::from(s)), time));
+                }
+                self.stats.answered += 1;
+            }
+            (Phase::Answered, 200..=299) => {
+                if to_tag.is_some_and(|t| t != d.facts.to_tag.as_bytes()) {
+                    self.stats.extra_forks_answered += 1;
+                } else {
+                    self.stats.retransmissions += 1;
+                }
+            }
+            (Phase::Inviting, 300..=699) => {
+                d.facts.final_status = code;
+                d.facts.to_tag = to_tag.map(bounded).unwrap_or_default();
+                if let Some(reason) = msg.reason_header() {
+                    d.facts.reason = Some(bounded(reason));
+                }
+                // Challenges and redirects are usually followed by a new INVITE on the
+                // same Call-ID; anything else ends the attempt now.
+                if matches!(code, 300..=399 | 401 | 407 | 422 | 491) && d.cancel_time.is_none() {
+                    d.phase = Phase::AwaitingRetry { since: time };
+                } else {
+                    self.end(call_id, time, EndReason::NotAnswered);
+                }
+            }
+            _ => self.stats.retransmissions += 1,
+        }
+    }
+
+    /// Ends what timed out by `now`.
+    pub fn sweep(&mut self, now: Timestamp) {
+        let limits = self.limits;
+        let mut ending: Vec<(Box<[u8]>, Timestamp, EndReason)> = Vec::new();
+        let mut gone: Vec<Box<[u8]>> = Vec::new();
+        for (key, d) in &self.dialogs {
+            match d.phase {
+                Phase::Ended { at } => {
+                    if now.since(at) >= LINGER {
+                        gone.push(key.clone());
+                    }
+                }
+                Phase::AwaitingRetry { since } => {
+                    if now.since(since) >= LINGER {
+                        ending.push((key.clone(), since, EndReason::NotAnswered));
+                    }
+                }
+                Phase::Inviting => {
+                    if let Some(cancel) = d.cancel_time {
+                        // A CANCEL whose 487 never showed.
+                        if now.since(cancel) >= LINGER {
+                            ending.push((key.clone(), cancel, EndReason::NotAnswered));
+                        }
+                    } else if now.since(d.facts.invite_time) >= limits.ring_timeout {
+                        let at = d.facts.invite_time.saturating_add(limits.ring_timeout);
+                        ending.push((key.clone(), at, EndReason::RingTimeout));
+                    }
+                }
+                Phase::Answered => {
+                    let answered = d.facts.answer_time.unwrap_or(d.facts.invite_time);
+                    if now.since(answered) >= limits.max_call {
+                        let at = answered.saturating_add(limits.max_call);
+                        ending.push((key.clone(), at, EndReason::MaxDuration));
+                    } else if let Some((interval, refreshed)) = d.session_expires {
+                        // RFC 4028 10: the session ends at expiry unless refreshed; allow
+                        // the same grace as a transaction timeout.
+                        if now.since(refreshed) >= interval + LINGER {
+                            ending.push((
+                                key.clone(),
+                                refreshed.saturating_add(interval),
+                                EndReason::SessionExpired,
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+        for key in gone {
+            self.dialogs.remove(&key);
+        }
+        for (key, at, reason) in ending {
+            self.end(&key, at, reason);
+        }
+    }
+
+    /// End of input: every open dialog ends at its last activity.
+    pub fn finish(&mut self) {
+        let open: Vec<(Box<[u8]>, Timestamp)> = self
+            .dialogs
+            .iter()
+            .filter(|(_, d)| !matches!(d.phase, Phase::Ended { .. }))
+            .map(|(k, d)| (k.clone(), d.last_activity))
+            .collect();
+        for (key, at) in open {
+            let reason = match self.dialogs.get(&key).map(|d| d.phase) {
+                Some(Phase::AwaitingRetry { .. }) => EndReason::NotAnswered,
+                Some(Phase::Inviting) if self.dialogs.get(&key).is_some_and(|d| d.cancel_time.is_some()) => {
+                    EndReason::NotAnswered
+                }
+                _ => EndReason::EndOfCapture,
+            };
+            self.end(&key, at, reason);
+        }
+        self.dialogs.clear();
+    }
+
+    /// Reports the dialog as ended and keeps it lingering.
+    fn end(&mut self, call_id: &[u8], at: Timestamp, reason: EndReason) {
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
+        if matches!(d.phase, Phase::Ended { .. }) {
+            return;
+        }
+        d.phase = Phase::Ended { at };
+        let mut facts = d.facts.clone();
+        facts.end_time = at.max(facts.invite_time);
+        facts.end_reason = reason;
+        if facts.to_tag.is_empty() {
+            if let Some(tag) = d.early_tags.last() {
+                facts.to_tag = tag.to_string();
+            }
+        }
+        self.stats.dialogs_ended += 1;
+        self.events.push_back(DialogEvent::Ended(Box::new(facts)));
+    }
+
+    fn evict_stalest(&mut self) {
+        let mut by_age: Vec<(Timestamp, Box<[u8]>)> = self
+            .dialogs
+            .iter()
+            .map(|(k, d)| (d.last_activity, k.clone()))
+            .collect();
+        by_age.sort_unstable();
+        let count = (self.dialogs.len() / EVICT_FRACTION).max(1);
+        for (at, key) in by_age.into_iter().take(count) {
+            let lingering = self
+                .dialogs
+                .get(&key)
+                .is_some_and(|d| matches!(d.phase, Phase::Ended { .. }));
+            if !lingering {
+                self.stats.evicted += 1;
+                self.end(&key, at, EndReason::Evicted);
+            }
+            self.dialogs.remove(&key);
+        }
+    }
+}
+
+impl Dialog {
+    fn touch(&mut self, time: Timestamp) {
+        self.last_activity = self.last_activity.max(time);
+    }
+
+    fn set_hold(&mut self, hold: bool) {
+        if hold && !self.on_hold {
+            self.facts.holds += 1;
+        }
+        self.on_hold = hold;
+    }
+}
+
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}

@@ -1,0 +1,207 @@
+//! The engine: frames in, call events out. It wires the layers together (net -> sip ->
+//! dialog -> call) and is driven by a feed: capture files now, a live interface later.
+//! Like str0m's state machine it does no I/O and reads no clock: `frame` and `tick` take
+//! the capture time, `poll` hands out what happened.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::call::classify::{Classifier, DiscoveredOperator};
+use crate::call::CallRecord;
+use crate::capture::{Frame, Timestamp};
+use crate::config::Config;
+use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
+use crate::net::stats::Counters;
+use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
+use crate::sip;
+
+/// How often, in capture time, dialog timeouts are checked.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the engine reports.
+#[derive(Clone, Debug)]
+pub enum EngineEvent {
+    /// A dialog ended: its record, to be stored.
+    Call(Box<CallRecord>),
+    /// An internal party not in the configuration (from a call or a REGISTER).
+    Operator(DiscoveredOperator),
+}
+
+/// What the SIP layer counted.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct SipStats {
+    pub messages: u64,
+    pub requests: u64,
+    pub responses: u64,
+    /// CRLF keep-alives (RFC 5626) on a SIP port.
+    pub keepalives: u64,
+    /// Datagrams on a SIP port that are not SIP at all (STUN, garbage).
+    pub not_sip: u64,
+    /// Messages refused, by reason.
+    pub malformed: BTreeMap<&'static str, u64>,
+    /// Messages accepted despite a defect, by defect.
+    pub defects: BTreeMap<&'static str, u64>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EngineStats {
+    pub sip: SipStats,
+    pub dialogs: DialogStats,
+}
+
+pub struct Engine {
+    decoder: Decoder,
+    sip_ports: Vec<u16>,
+    dialogs: DialogTable,
+    classifier: Classifier,
+    sip: SipStats,
+    events: VecDeque<EngineEvent>,
+    next_sweep: Timestamp,
+}
+
+/// A UDP payload worth handing to the SIP scanner: SIP starts with an upper-case method
+/// or "SIP/2.0"; RTP (0x80..), STUN (0x00/0x01) and DTLS (0x14..0x3F) never do. This
+/// finds SIP on ports nobody configured, at the cost of one byte compare per datagram.
+fn may_be_sip(payload: &[u8]) -> bool {
+    payload.len() >= 12 && payload[0].is_ascii_uppercase()
+}
+
+impl Engine {
+    pub fn new(config: &Config) -> Self {
+        Engine {
+            decoder: Decoder::new(&DecoderOptions::from_config(config)),
+            sip_ports: config.capture.sip_ports.clone(),
+            dialogs: DialogTable::new(DialogLimits::from_config(config)),
+            classifier: Classifier::new(config),
+            sip: SipStats::default(),
+            events: VecDeque::new(),
+            next_sweep: Timestamp::default(),
+        }
+    }
+
+    /// Feeds one captured frame.
+    pub fn frame(&mut self, frame: &Frame<'_>) {
+        let Engine {
+            decoder,
+            sip_ports,
+            dialogs,
+            sip,
+            ..
+        } = self;
+        decoder.decode(frame, &mut |d: &Datagram<'_>| {
+            sip_datagram(d, sip_ports, dialogs, sip);
+        });
+        if frame.time >= self.next_sweep {
+            self.tick(frame.time);
+        }
+        self.drain_dialogs();
+    }
+
+    /// Advances capture time with no frame (a live capture's timer on a quiet line).
+    pub fn tick(&mut self, now: Timestamp) {
+        let Engine {
+            decoder,
+            sip_ports,
+            dialogs,
+            sip,
+            ..
+        } = self;
+        decoder.tick(now, &mut |d: &Datagram<'_>| {
+            sip_datagram(d, sip_ports, dialogs, sip);
+        });
+        self.dialogs.sweep(now);
+        self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
+        self.drain_dialogs();
+    }
+
+    /// End of input: partial packets are dropped, open dialogs end at their last
+    /// activity (whoHungUp "system").
+    pub fn finish(&mut self) {
+        let Engine {
+            decoder,
+            sip_ports,
+            dialogs,
+            sip,
+            ..
+        } = self;
+        decoder.finish(&mut |d: &Datagram<'_>| {
+            sip_datagram(d, sip_ports, dialogs, sip);
+        });
+        self.dialogs.finish();
+        self.drain_dialogs();
+    }
+
+    pub fn poll(&mut self) -> Option<EngineEvent> {
+        self.events.pop_front()
+    }
+
+    pub fn packet_counters(&self) -> &Counters {
+        self.decoder.counters()
+    }
+
+    /// The packet counters so far, leaving zeroes (per-file statistics).
+    pub fn take_packet_counters(&mut self) -> Counters {
+        self.decoder.take_counters()
+    }
+
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            sip: self.sip.clone(),
+            dialogs: self.dialogs.stats(),
+        }
+    }
+
+    fn drain_dialogs(&mut self) {
+        while let Some(event) = self.dialogs.poll() {
+            match event {
+                DialogEvent::Ended(d) => {
+                    let (record, discovered) = self.classifier.classify(&d);
+                    if let Some(op) = discovered {
+                        self.events.push_back(EngineEvent::Operator(op));
+                    }
+                    self.events.push_back(EngineEvent::Call(Box::new(record)));
+                }
+                DialogEvent::Registered(r) => {
+                    if let Some(op) = self.classifier.registration(&r) {
+                        self.events.push_back(EngineEvent::Operator(op));
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn sip_datagram(d: &Datagram<'_>, sip_ports: &[u16], dialogs: &mut DialogTable, stats: &mut SipStats) {
+    let on_sip_port = sip_ports.contains(&d.src.port()) || sip_ports.contains(&d.dst.port());
+    if d.transport == Transport::Udp && !may_be_sip(d.payload) {
+        if on_sip_port {
+            if d.payload.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
+                stats.keepalives += 1;
+            } else {
+                stats.not_sip += 1;
+            }
+        }
+        return;
+    }
+    match sip::parse(d.payload) {
+        Ok((msg, _)) => {
+            stats.messages += 1;
+            if msg.is_request() {
+                stats.requests += 1;
+            } else {
+                stats.responses += 1;
+            }
+            for defect in msg.defects().iter() {
+                *stats.defects.entry(defect.reason()).or_default() += 1;
+            }
+            dialogs.message(d.time, &msg, d.src, d.dst, d.transport);
+        }
+        // Off the SIP ports a failed parse just means "not SIP" (T.38, a game, ...).
+        Err(e) if on_sip_port || d.transport == Transport::Tcp => {
+            *stats.malformed.entry(e.reason()).or_default() += 1;
+        }
+        Err(_) => {}
+    }
+}
