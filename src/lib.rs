@@ -11,5 +11,6 @@ pub mod config;
 pub mod dialog;
 pub mod engine;
 pub mod net;
+pub mod pcapgen;
 pub mod replay;
 pub mod sip;
