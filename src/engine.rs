@@ -20,6 +20,37 @@ use crate::sip;
 /// How often, in capture time, dialog timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// A step of the capture clock larger than this, either way, is a broken clock (seen in
+/// real captures: years between an INVITE and its 100 Trying), not a quiet line: time
+/// carries on from the previous frame instead, so no timer fires on it.
+const MAX_CLOCK_STEP: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// Capture time made continuous across broken-clock steps.
+#[derive(Default)]
+struct CaptureClock {
+    /// (last raw stamp, last engine time).
+    last: Option<(Timestamp, Timestamp)>,
+    /// Engine time = raw + offset, in nanoseconds.
+    offset: i128,
+    steps: u64,
+}
+
+impl CaptureClock {
+    fn adjust(&mut self, raw: Timestamp) -> Timestamp {
+        if let Some((last_raw, last_time)) = self.last {
+            let step = raw.as_nanos() as i128 - last_raw.as_nanos() as i128;
+            if step.unsigned_abs() > MAX_CLOCK_STEP.as_nanos() {
+                self.offset = last_time.as_nanos() as i128 - raw.as_nanos() as i128;
+                self.steps += 1;
+            }
+        }
+        let time = (raw.as_nanos() as i128 + self.offset).clamp(0, u64::MAX as i128) as u64;
+        let time = Timestamp::from_nanos(time);
+        self.last = Some((raw, time));
+        time
+    }
+}
+
 /// What the engine reports.
 #[derive(Clone, Debug)]
 pub enum EngineEvent {
@@ -49,6 +80,8 @@ pub struct SipStats {
 pub struct EngineStats {
     pub sip: SipStats,
     pub dialogs: DialogStats,
+    /// Capture-clock steps larger than a month, bridged over.
+    pub clock_steps: u64,
 }
 
 pub struct Engine {
@@ -59,6 +92,7 @@ pub struct Engine {
     sip: SipStats,
     events: VecDeque<EngineEvent>,
     next_sweep: Timestamp,
+    clock: CaptureClock,
 }
 
 /// A UDP payload worth handing to the SIP scanner: SIP starts with an upper-case method
@@ -78,11 +112,16 @@ impl Engine {
             sip: SipStats::default(),
             events: VecDeque::new(),
             next_sweep: Timestamp::default(),
+            clock: CaptureClock::default(),
         }
     }
 
     /// Feeds one captured frame.
     pub fn frame(&mut self, frame: &Frame<'_>) {
+        let frame = &Frame {
+            time: self.clock.adjust(frame.time),
+            ..*frame
+        };
         let Engine {
             decoder,
             sip_ports,
@@ -150,6 +189,7 @@ impl Engine {
         EngineStats {
             sip: self.sip.clone(),
             dialogs: self.dialogs.stats(),
+            clock_steps: self.clock.steps,
         }
     }
 
@@ -173,7 +213,12 @@ impl Engine {
     }
 }
 
-fn sip_datagram(d: &Datagram<'_>, sip_ports: &[u16], dialogs: &mut DialogTable, stats: &mut SipStats) {
+fn sip_datagram(
+    d: &Datagram<'_>,
+    sip_ports: &[u16],
+    dialogs: &mut DialogTable,
+    stats: &mut SipStats,
+) {
     let on_sip_port = sip_ports.contains(&d.src.port()) || sip_ports.contains(&d.dst.port());
     if d.transport == Transport::Udp && !may_be_sip(d.payload) {
         if on_sip_port {

@@ -99,7 +99,10 @@ impl Classifier {
 
     /// The caller's identities, most trusted first.
     fn caller_ids<'d>(&self, d: &'d FinishedDialog) -> Vec<&'d Identity> {
-        d.p_asserted.iter().chain(std::iter::once(&d.from)).collect()
+        d.p_asserted
+            .iter()
+            .chain(std::iter::once(&d.from))
+            .collect()
     }
 
     /// The callee's identities: what was dialed, then where it went.
@@ -240,7 +243,7 @@ impl Classifier {
             && (direction != Direction::Internal || self.config.calls.export_internal);
 
         let record = CallRecord {
-            id: call_id(&d.call_id, &d.from_tag),
+            id: call_id(&d.call_id, &d.from_tag, d.invite_cseq),
             outcome,
             direction,
             exported,
@@ -316,14 +319,17 @@ pub fn outcome_of(d: &FinishedDialog) -> Outcome {
     }
 }
 
-/// A stable id from what identifies the call's dialog: the Call-ID and the caller's
-/// tag (the callee's tag is unknown until an answer, and forks have several). 96 bits
-/// of SHA-256, hex: URL-safe, no `/`, collision-free at any realistic volume.
-pub fn call_id(call_id: &str, from_tag: &str) -> String {
+/// A stable id from what identifies the call's dialog: the Call-ID, the caller's tag
+/// (the callee's is unknown until an answer, and forks have several) and the opening
+/// INVITE's CSeq (a retry long after a challenge is a new attempt on the same Call-ID).
+/// 96 bits of SHA-256, hex: URL-safe, no `/`, collision-free at any realistic volume.
+pub fn call_id(call_id: &str, from_tag: &str, invite_cseq: u32) -> String {
     let mut h = Sha256::new();
     h.update(call_id.as_bytes());
     h.update([0]);
     h.update(from_tag.as_bytes());
+    h.update([0]);
+    h.update(invite_cseq.to_be_bytes());
     let digest = h.finalize();
     let mut id = String::with_capacity(26);
     id.push_str("c-");

@@ -19,8 +19,7 @@ use crate::net::Transport;
 use crate::sip::{lossy, NameAddr, SessionDescription, SipMessage};
 
 /// 64 x T1 (RFC 3261 Timer B/F/H): after this a transaction is over, so it is how long
-/// an ended dialog absorbs retransmissions, and how long a challenged (401/407) or
-/// redirected INVITE waits for its retry.
+/// an ended dialog absorbs retransmissions and a CANCEL waits for its 487.
 pub const LINGER: Duration = Duration::from_secs(32);
 
 /// Text kept from a header: enough for any real URI or display name, bounded so a
@@ -78,7 +77,7 @@ impl Identity {
         let user = na
             .uri_parts()
             .and_then(|u| u.user)
-            .map(|u| bounded(u))
+            .map(bounded)
             .unwrap_or_default();
         Identity {
             uri: bounded(na.uri),
@@ -96,6 +95,9 @@ impl Identity {
 pub struct FinishedDialog {
     pub call_id: String,
     pub from_tag: String,
+    /// CSeq of the INVITE that opened the dialog: with the Call-ID and From tag it tells
+    /// a late retry (a new attempt on the same Call-ID) from the first attempt.
+    pub invite_cseq: u32,
     /// The answering (or, unanswered, the last responding) side's tag.
     pub to_tag: String,
     pub from: Identity,
@@ -167,10 +169,14 @@ enum Phase {
     /// INVITE sent, no final answer yet.
     Inviting,
     /// A 401/407/3xx final: the caller may retry on the same Call-ID.
-    AwaitingRetry { since: Timestamp },
+    AwaitingRetry {
+        since: Timestamp,
+    },
     Answered,
     /// Over and reported; kept for [`LINGER`] to absorb late copies.
-    Ended { at: Timestamp },
+    Ended {
+        at: Timestamp,
+    },
 }
 
 struct Dialog {
@@ -287,7 +293,18 @@ impl DialogTable {
             return;
         }
         let call_id = msg.call_id();
-        let known = self.dialogs.contains_key(call_id);
+        let mut known = self.dialogs.contains_key(call_id);
+        if known && method == b"INVITE" && msg.to_tag().is_none() {
+            // A new INVITE on the Call-ID of an attempt already reported is a new attempt
+            // (a retry long after a challenge); its CSeq gives it its own record id.
+            let reopened = self.dialogs.get(call_id).is_some_and(|d| {
+                matches!(d.phase, Phase::Ended { .. }) && msg.cseq().number > d.initial_cseq
+            });
+            if reopened {
+                self.dialogs.remove(call_id);
+                known = false;
+            }
+        }
         if !known {
             if method == b"INVITE" && msg.to_tag().is_none() {
                 self.start(time, msg, src, dst, transport);
@@ -305,7 +322,9 @@ impl DialogTable {
             return;
         };
         d.touch(time);
-        let from_caller = msg.from_tag().is_some_and(|t| t == d.facts.from_tag.as_bytes());
+        let from_caller = msg
+            .from_tag()
+            .is_some_and(|t| t == d.facts.from_tag.as_bytes());
         let side = usize::from(!from_caller);
         let cseq = msg.cseq().number;
         match method {
@@ -343,11 +362,9 @@ impl DialogTable {
                     d.facts.offer = Some(sdp);
                 }
             }
-            b"CANCEL" => {
-                if d.phase == Phase::Inviting && d.cancel_time.is_none() {
-                    d.cancel_time = Some(time);
-                    d.facts.cancelled = true;
-                }
+            b"CANCEL" if d.phase == Phase::Inviting && d.cancel_time.is_none() => {
+                d.cancel_time = Some(time);
+                d.facts.cancelled = true;
             }
             b"BYE" => {
                 if cseq <= d.last_cseq[side] || matches!(d.phase, Phase::Ended { .. }) {
@@ -469,6 +486,7 @@ impl DialogTable {
         let facts = FinishedDialog {
             call_id: bounded(msg.call_id()),
             from_tag: bounded(from_tag),
+            invite_cseq: cseq,
             to_tag: String::new(),
             from: Identity::from_name_addr(msg.from()),
             to: Identity::from_name_addr(msg.to()),
@@ -644,7 +662,8 @@ impl DialogTable {
                     }
                 }
                 Phase::AwaitingRetry { since } => {
-                    if now.since(since) >= LINGER {
+                    // A person may be typing a password: wait as long as a phone rings.
+                    if now.since(since) >= limits.ring_timeout {
                         ending.push((key.clone(), since, EndReason::NotAnswered));
                     }
                 }
@@ -697,7 +716,12 @@ impl DialogTable {
         for (key, at) in open {
             let reason = match self.dialogs.get(&key).map(|d| d.phase) {
                 Some(Phase::AwaitingRetry { .. }) => EndReason::NotAnswered,
-                Some(Phase::Inviting) if self.dialogs.get(&key).is_some_and(|d| d.cancel_time.is_some()) => {
+                Some(Phase::Inviting)
+                    if self
+                        .dialogs
+                        .get(&key)
+                        .is_some_and(|d| d.cancel_time.is_some()) =>
+                {
                     EndReason::NotAnswered
                 }
                 _ => EndReason::EndOfCapture,
