@@ -182,6 +182,9 @@ enum Phase {
 struct Dialog {
     facts: FinishedDialog,
     phase: Phase,
+    /// From-tags the initial INVITE carried: a proxy or SBC that rewrites tags shows
+    /// the caller under one tag per side, and a BYE under any of them is the caller's.
+    caller_tags: Vec<Box<str>>,
     initial_cseq: u32,
     early_tags: Vec<Box<str>>,
     last_activity: Timestamp,
@@ -189,9 +192,10 @@ struct Dialog {
     /// Session timer: interval and when the session was last refreshed.
     session_expires: Option<(Duration, Timestamp)>,
     on_hold: bool,
-    /// Highest CSeq seen per direction for in-dialog requests (caller, callee), to
-    /// tell a new request from a copy.
-    last_cseq: [u32; 2],
+    /// In-dialog requests seen lately (side, CSeq, method), to tell a new request from
+    /// a copy. Not "highest CSeq wins": real UAs (SIPp among them) reuse numbers
+    /// across methods, so a BYE may carry a CSeq below an earlier UPDATE's.
+    recent: VecDeque<(bool, u32, Box<[u8]>)>,
     /// CSeq of the last re-INVITE/UPDATE whose 2xx was taken, to skip copies.
     last_answered_update: u32,
 }
@@ -322,10 +326,18 @@ impl DialogTable {
             return;
         };
         d.touch(time);
+        if method == b"INVITE" && msg.to_tag().is_none() {
+            if let Some(tag) = msg.from_tag() {
+                if d.caller_tags.len() < MAX_EARLY_TAGS
+                    && !d.caller_tags.iter().any(|t| t.as_bytes() == tag)
+                {
+                    d.caller_tags.push(bounded(tag).into());
+                }
+            }
+        }
         let from_caller = msg
             .from_tag()
-            .is_some_and(|t| t == d.facts.from_tag.as_bytes());
-        let side = usize::from(!from_caller);
+            .is_some_and(|t| d.caller_tags.iter().any(|c| c.as_bytes() == t));
         let cseq = msg.cseq().number;
         match method {
             b"INVITE" if msg.to_tag().is_none() => {
@@ -345,11 +357,10 @@ impl DialogTable {
                 }
             }
             b"INVITE" | b"UPDATE" => {
-                if cseq <= d.last_cseq[side] {
+                if d.seen(from_caller, cseq, method) {
                     self.stats.retransmissions += 1;
                     return;
                 }
-                d.last_cseq[side] = cseq;
                 if let Some((interval, _)) = d.session_expires {
                     d.session_expires = Some((
                         msg.session_expires()
@@ -367,11 +378,10 @@ impl DialogTable {
                 d.facts.cancelled = true;
             }
             b"BYE" => {
-                if cseq <= d.last_cseq[side] || matches!(d.phase, Phase::Ended { .. }) {
+                if d.seen(from_caller, cseq, method) || matches!(d.phase, Phase::Ended { .. }) {
                     self.stats.retransmissions += 1;
                     return;
                 }
-                d.last_cseq[side] = cseq;
                 let party = if from_caller {
                     Party::Caller
                 } else {
@@ -393,11 +403,10 @@ impl DialogTable {
                 }
             }
             b"REFER" => {
-                if cseq <= d.last_cseq[side] {
+                if d.seen(from_caller, cseq, method) {
                     self.stats.retransmissions += 1;
                     return;
                 }
-                d.last_cseq[side] = cseq;
                 if let Some(target) = msg.refer_to() {
                     let attended = target
                         .uri_parts()
@@ -522,6 +531,7 @@ impl DialogTable {
         self.dialogs.insert(
             msg.call_id().into(),
             Dialog {
+                caller_tags: vec![bounded(from_tag).into()],
                 facts,
                 phase: Phase::Inviting,
                 initial_cseq: cseq,
@@ -530,7 +540,7 @@ impl DialogTable {
                 cancel_time: None,
                 session_expires,
                 on_hold: false,
-                last_cseq: [cseq, 0],
+                recent: VecDeque::new(),
                 last_answered_update: cseq,
             },
         );
@@ -574,9 +584,9 @@ impl DialogTable {
         d.touch(time);
         let cseq = msg.cseq().number;
         if cseq_method_is(msg, b"REFER") {
-            if let (Some(t), 200..=299) = (d.facts.transfer.as_mut(), code) {
-                // Accepted: the transferee will place the new call.
-                t.by.get_or_insert(Party::Caller);
+            // A refused REFER (RFC 3515 2.4.2) transferred nothing.
+            if code >= 300 && d.facts.transfer.as_ref().is_some_and(|t| !t.completed) {
+                d.facts.transfer = None;
             }
             return;
         }
@@ -774,7 +784,26 @@ impl DialogTable {
     }
 }
 
+/// In-dialog requests remembered for copy detection: more than a dialog has in flight.
+const RECENT_REQUESTS: usize = 8;
+
 impl Dialog {
+    /// Whether this request was seen already; remembers it if not.
+    fn seen(&mut self, from_caller: bool, cseq: u32, method: &[u8]) -> bool {
+        if self
+            .recent
+            .iter()
+            .any(|(side, n, m)| *side == from_caller && *n == cseq && &**m == method)
+        {
+            return true;
+        }
+        if self.recent.len() == RECENT_REQUESTS {
+            self.recent.pop_front();
+        }
+        self.recent.push_back((from_caller, cseq, method.into()));
+        false
+    }
+
     fn touch(&mut self, time: Timestamp) {
         self.last_activity = self.last_activity.max(time);
     }
