@@ -15,8 +15,11 @@ const CALLER: Option<Party> = Some(Party::Caller);
 const CALLEE: Option<Party> = Some(Party::Callee);
 const NO_BYE: Option<Party> = None;
 
-/// (file, [(Call-ID prefix, outcome, BYE side)]) from MANIFEST.md's dialog lists.
-const EXPECTED: &[(&str, &[(&str, Outcome, Option<Party>)])] = &[
+/// One dialog: (Call-ID prefix, outcome, BYE side).
+type Dialog = (&'static str, Outcome, Option<Party>);
+
+/// (file, its dialogs) from MANIFEST.md's dialog lists.
+const EXPECTED: &[(&str, &[Dialog])] = &[
     // A 401 or 407 followed by a retried INVITE is one call, answered.
     (
         "test_voip.pcap.pcapng",
