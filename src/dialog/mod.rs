@@ -158,6 +158,9 @@ pub struct DialogStats {
     pub orphan_responses: u64,
     /// 2xx from a second fork after the call was answered.
     pub extra_forks_answered: u64,
+    /// In-dialog requests of a fork other than the answered one: the caller ACKs and
+    /// hangs up each extra 2xx (RFC 3261 13.2.2.4); that BYE does not end the call.
+    pub other_fork_requests: u64,
     pub evicted: u64,
     /// OPTIONS, REGISTER, SUBSCRIBE, MESSAGE, PUBLISH, ...: never calls.
     pub non_dialog_messages: u64,
@@ -192,8 +195,9 @@ struct Dialog {
     /// Highest CSeq seen per direction for in-dialog requests (caller, callee), to
     /// tell a new request from a copy.
     last_cseq: [u32; 2],
-    /// CSeq of the last re-INVITE/UPDATE whose 2xx was taken, to skip copies.
-    last_answered_update: u32,
+    /// CSeq of the last re-INVITE/UPDATE whose 2xx was taken, per direction of the
+    /// request (caller, callee): each side numbers its own requests.
+    last_answered_update: [u32; 2],
 }
 
 pub struct DialogTable {
@@ -327,6 +331,20 @@ impl DialogTable {
             .is_some_and(|t| t == d.facts.from_tag.as_bytes());
         let side = usize::from(!from_caller);
         let cseq = msg.cseq().number;
+        if d.phase == Phase::Answered && msg.to_tag().is_some() && !d.facts.to_tag.is_empty() {
+            // Once answered, the call is the dialog of the answering fork: a request
+            // whose callee-side tag is another fork's belongs to a dialog the caller is
+            // tearing down (a second 2xx from a forking proxy), not to this call.
+            let callee_tag = if from_caller {
+                msg.to_tag()
+            } else {
+                msg.from_tag()
+            };
+            if callee_tag != Some(d.facts.to_tag.as_bytes()) {
+                self.stats.other_fork_requests += 1;
+                return;
+            }
+        }
         match method {
             b"INVITE" if msg.to_tag().is_none() => {
                 if cseq <= d.initial_cseq {
@@ -531,7 +549,7 @@ impl DialogTable {
                 session_expires,
                 on_hold: false,
                 last_cseq: [cseq, 0],
-                last_answered_update: cseq,
+                last_answered_update: [cseq, 0],
             },
         );
         self.stats.dialogs_created += 1;
@@ -584,10 +602,17 @@ impl DialogTable {
             return;
         }
         let to_tag = msg.to_tag();
-        if cseq != d.initial_cseq || !cseq_method_is(msg, b"INVITE") {
+        // Which side sent the request this answers: the callee numbers its own requests
+        // (RFC 3261 12.2.1.1), so its re-INVITE may carry the initial INVITE's CSeq.
+        let to_caller = match msg.from_tag() {
+            Some(tag) => tag == d.facts.from_tag.as_bytes(),
+            None => d.facts.from_tag.is_empty(),
+        };
+        if !to_caller || cseq != d.initial_cseq || !cseq_method_is(msg, b"INVITE") {
             // A re-INVITE's or UPDATE's answer: new media, maybe hold or resume.
-            if (200..300).contains(&code) && cseq > d.last_answered_update {
-                d.last_answered_update = cseq;
+            let side = usize::from(!to_caller);
+            if (200..300).contains(&code) && cseq > d.last_answered_update[side] {
+                d.last_answered_update[side] = cseq;
                 if let Some(sdp) = parse_sdp(msg) {
                     d.facts.answer = Some(sdp);
                 }
