@@ -991,3 +991,57 @@ fn early_media_with_prack_then_answer() {
     assert_eq!(r.ring_seconds, 7.2);
     assert_eq!(times(r), (T0 + 7, 13, T0 + 20));
 }
+
+#[test]
+fn redirect_not_followed_ends_as_failed_at_the_302() {
+    let mut d = Dialog::new(38, client(), phone("201"));
+    let inv = d.invite(at(0));
+    d.reply(at(60), &inv, 180);
+    d.reply(
+        at(2_500),
+        &inv,
+        Reply::new(302).header("Contact", "<sip:+15550001111@203.0.113.1>"),
+    );
+    d.ack_failure(at(2_502), &inv);
+    let mut s = Scenario::new().dialog(d);
+    // The caller never retries; the trunk keeps pinging past the ring timeout.
+    s.options_pings(
+        42,
+        &pbx(),
+        &client(),
+        at(10_000),
+        at(400_000),
+        Duration::from_secs(30),
+    );
+    let run = run(&s);
+    let r = one(&run);
+    assert_eq!(r.outcome, Outcome::Failed);
+    assert_eq!(r.end_reason, EndReason::NotAnswered);
+    assert_eq!(r.sip.final_status, 302);
+    assert_eq!(r.end_ns, at(2_500).as_nanos());
+    assert_eq!(r.ring_seconds, 2.5);
+}
+
+#[test]
+#[ignore = "the record is emitted at the transferor's BYE; a NOTIFY 200 that comes after \
+            it (the transferor hung up on 202 Accepted, RFC 5589 6) cannot mark the transfer \
+            completed without holding the record back; a design choice, not a one-line fix"]
+fn blind_transfer_where_the_transferor_hangs_up_on_202() {
+    let (mut d, _) = answered(39);
+    let refer = d.request(
+        at(20_000),
+        Party::Callee,
+        Req::new("REFER").header("Refer-To", "<sip:203@10.0.0.5>"),
+    );
+    d.reply(at(20_003), &refer, 202);
+    let bye = d.bye(at(20_050), Party::Callee);
+    d.reply(at(20_052), &bye, 200);
+    // The subscription outlives the INVITE usage (RFC 5057): the NOTIFYs still come.
+    let n1 = d.request(at(20_060), Party::Caller, sipfrag_notify(100, false));
+    d.reply(at(20_062), &n1, 200);
+    let n2 = d.request(at(26_000), Party::Caller, sipfrag_notify(200, true));
+    d.reply(at(26_002), &n2, 200);
+    let run = run(&Scenario::new().dialog(d));
+    let r = one(&run);
+    assert_eq!(r.transfer.as_ref().map(|t| t.completed), Some(true));
+}
