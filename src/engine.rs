@@ -198,7 +198,7 @@ impl Engine {
             match event {
                 DialogEvent::Ended(d) => {
                     let (record, discovered) = self.classifier.classify(&d);
-                    if let Some(op) = discovered {
+                    for op in discovered {
                         self.events.push_back(EngineEvent::Operator(op));
                     }
                     self.events.push_back(EngineEvent::Call(Box::new(record)));
