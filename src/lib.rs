@@ -10,3 +10,4 @@ pub mod capture;
 pub mod config;
 pub mod net;
 pub mod replay;
+pub mod store;
