@@ -354,13 +354,15 @@ fn a_corrupt_record_is_reported_and_skipped() {
             .unwrap();
     }
     {
+        // `calls`: start time (u64 BE) ++ id -> [format, flags, outcome] ++ the record.
+        let key = |start: u64, id: &str| [&start.to_be_bytes()[..], id.as_bytes()].concat();
         let db = sled::open(dir.path().join("db")).unwrap();
         let calls = db.open_tree("calls").unwrap();
         calls
-            .insert("c2", &b"\x01{\"id\": \"c2\", trunc"[..])
+            .insert(key(200, "c2"), &b"\x01\x01\x00{\"id\": \"c2\", trunc"[..])
             .unwrap();
         calls
-            .insert("c3", &b"\x09binary from the future"[..])
+            .insert(key(300, "c3"), &b"\x09binary from the future"[..])
             .unwrap();
         db.flush().unwrap();
     }

@@ -57,8 +57,8 @@ pub enum StoreError {
         key: String,
         reason: String,
     },
-    /// The start-time index names a call the calls tree does not hold.
-    #[error("store tree by_start: the index names call {id:?}, which is not stored")]
+    /// The id index names a call the calls tree does not hold.
+    #[error("store tree by_id: the index names call {id:?}, which is not in the calls tree")]
     Dangling { id: String },
     /// A record that cannot be stored as it is (it would not read back).
     #[error("call {id:?} cannot be stored: {reason}")]

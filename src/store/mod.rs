@@ -1,20 +1,27 @@
-//! The store: call records, an index by start time, discovered operators and the state
+//! The store: call records in start-time order, an index by id, discovered operators and the state
 //! of calls in progress in one sled database, and the recordings folder beside it.
 //!
 //! Layout of a store folder:
 //! - `calltap.lock`: held (flock) while a `Store` is open, so a second calltap on the
 //!   same folder stops at once with [`StoreError::Locked`];
 //! - `db/`: sled, with the trees
-//!   - `calls`: id -> format byte + JSON record (see `codec`);
-//!   - `by_start`: start time (u64 BE) ++ id -> [flags, outcome]. Every call is indexed,
-//!     not only exported ones: `calltap calls --since/--until` lists every outcome, and
-//!     the flags byte lets `POST /calls` skip the rest without reading their records;
+//!   - `calls`: start time (u64 BE) ++ id -> [format, flags, outcome] ++ JSON record
+//!     (see `codec`). The records themselves are kept in start-time order, so a window
+//!     is one sequential range scan rather than an index scan plus one random read per
+//!     call: on 100,000 calls, reading and decoding a 1,000-call day took 11.1 ms with
+//!     an index and 6.8 ms this way (benches/store.rs), and the raw scan of a 10,000-call
+//!     day in a 1,000,000-call store is 3 ms warm, 15 ms cold. Every outcome is kept
+//!     here, not only exported calls: `calltap calls` lists them all, and the flags byte
+//!     lets `POST /calls` skip the rest without decoding them. Retention (`keep_days`)
+//!     can delete a prefix;
+//!   - `by_id`: id -> start time (u64 BE): finds a call by id, and makes a repeated id a
+//!     duplicate;
 //!   - `operators`: id -> JSON [`DiscoveredOperator`];
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
 //!   - `meta`: `schema_version` (u32 BE) and the call counters (u64 BE) by outcome;
 //! - `recordings/`: WAV files, owned by the recording layer.
 //!
-//! Durability: a call is written in one sled transaction (record, index entry, counters,
+//! Durability: a call is written in one sled transaction (record, id entry, counters,
 //! and the removal of its in-progress state) and the database is flushed before
 //! [`Store::put_call`] returns `New`, so a stored call survives a crash and a crash never
 //! leaves a call half written. [`Store::put_calls`] does the same for a batch with one
@@ -43,7 +50,7 @@ pub use operators::DiscoveredOperator;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// sled's page cache. sled's default is 1 GiB, too greedy for an appliance that shares
-/// the PBX's host; 256 MiB holds the index of ten million calls plus weeks of records,
+/// the PBX's host; 256 MiB holds the id index of ten million calls plus weeks of records,
 /// which is what the importer reads again and again.
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
@@ -83,7 +90,7 @@ pub struct Store {
     // Field order is drop order: sled closes before the lock file is released.
     db: sled::Db,
     calls: sled::Tree,
-    by_start: sled::Tree,
+    by_id: sled::Tree,
     operators: sled::Tree,
     in_progress: sled::Tree,
     meta: sled::Tree,
@@ -126,7 +133,7 @@ impl Store {
         let tree = |name: &'static str| db.open_tree(name).map_err(StoreError::db(name));
         let store = Store {
             calls: tree("calls")?,
-            by_start: tree("by_start")?,
+            by_id: tree("by_id")?,
             operators: tree("operators")?,
             in_progress: tree("in_progress")?,
             meta: tree("meta")?,
@@ -172,13 +179,13 @@ impl Store {
         }
     }
 
-    /// Rebuilds the call counters from the index (which holds every call's outcome).
-    /// Used on a store without counters; a scan of the index only, no record decoded.
+    /// Rebuilds the call counters from the records' headers (no record decoded).
+    /// Used on a store without counters.
     fn recount(&self) -> Result<(), StoreError> {
         let mut counts = CallCounts::default();
-        for item in self.by_start.iter() {
-            let (key, value) = item.map_err(StoreError::db("by_start"))?;
-            match codec::parse_index(&key, &value) {
+        for item in self.calls.iter() {
+            let (key, value) = item.map_err(StoreError::db("calls"))?;
+            match codec::Entry::parse(&key, &value) {
                 Ok(entry) => {
                     if let Some(n) = counts.by_outcome.get_mut(entry.outcome as usize) {
                         *n += 1;
@@ -220,21 +227,21 @@ impl Store {
             .iter()
             .map(codec::encode_record)
             .collect::<Result<Vec<_>, _>>()?;
-        let trees = (&self.calls, &self.by_start, &self.meta, &self.in_progress);
+        let trees = (&self.calls, &self.by_id, &self.meta, &self.in_progress);
         let inserted = trees
-            .transaction(|(calls, by_start, meta, in_progress)| {
+            .transaction(|(calls, by_id, meta, in_progress)| {
                 let mut inserted = Vec::with_capacity(records.len());
                 let mut added = CallCounts::default();
                 for (record, value) in records.iter().zip(&values) {
                     let id = record.id.as_bytes();
-                    if calls.get(id)?.is_some() {
+                    if by_id.get(id)?.is_some() {
                         inserted.push(Inserted::Duplicate);
                         continue;
                     }
-                    calls.insert(id, value.as_slice())?;
-                    by_start.insert(
-                        codec::index_key(record.start_time, &record.id),
-                        &codec::index_value(record),
+                    by_id.insert(id, &record.start_time.to_be_bytes())?;
+                    calls.insert(
+                        codec::call_key(record.start_time, &record.id),
+                        value.as_slice(),
                     )?;
                     in_progress.remove(id)?;
                     added.by_outcome[codec::outcome_code(record.outcome) as usize] += 1;
@@ -270,18 +277,26 @@ impl Store {
     /// The stored call with this id. A record that does not decode is an error (and
     /// counted in [`corrupt_seen`](Store::corrupt_seen)).
     pub fn get_call(&self, id: &str) -> Result<Option<CallRecord>, StoreError> {
-        match self
-            .calls
+        let start = self
+            .by_id
             .get(id.as_bytes())
-            .map_err(StoreError::db("calls"))?
-        {
-            None => Ok(None),
-            Some(value) => codec::decode_record(id.as_bytes(), &value)
-                .map(Some)
-                .inspect_err(|_| {
-                    self.corrupt.fetch_add(1, Ordering::Relaxed);
-                }),
-        }
+            .map_err(StoreError::db("by_id"))?;
+        let Some(start) = start else {
+            return Ok(None);
+        };
+        let read = || {
+            let start = codec::u64_value("by_id", id, &start)?;
+            let key = codec::call_key(start, id);
+            match self.calls.get(&key).map_err(StoreError::db("calls"))? {
+                Some(value) => codec::Entry::parse(&key, &value)?.decode(),
+                None => Err(StoreError::Dangling { id: id.to_owned() }),
+            }
+        };
+        read().map(Some).inspect_err(|e| {
+            if !matches!(e, StoreError::Db { .. }) {
+                self.corrupt.fetch_add(1, Ordering::Relaxed);
+            }
+        })
     }
 
     /// Exported calls whose start time lies in `[start, stop)` (Unix seconds), sorted by
@@ -300,25 +315,18 @@ impl Store {
     /// Every stored call, any outcome, in start-time order: `calltap calls --all`.
     pub fn all_calls(&self) -> Calls {
         Calls {
-            index: self.by_start.iter(),
-            calls: self.calls.clone(),
+            range: self.calls.iter(),
             exported_only: false,
             corrupt: Arc::clone(&self.corrupt),
         }
     }
 
     fn range(&self, start: u64, stop: u64, exported_only: bool) -> Calls {
-        let index = if start < stop {
-            // Keys are start time ++ id, so [start, stop) on the time is [start, stop) on
-            // the 8-byte prefix: every key of second `stop - 1` sorts before `stop`'s.
-            self.by_start.range(start.to_be_bytes()..stop.to_be_bytes())
-        } else {
-            self.by_start
-                .range(start.to_be_bytes()..start.to_be_bytes())
-        };
+        // Keys are start time ++ id, so [start, stop) on the time is [start, stop) on the
+        // 8-byte prefix: every key of second `stop - 1` sorts before `stop`'s.
+        let stop = stop.max(start);
         Calls {
-            index,
-            calls: self.calls.clone(),
+            range: self.calls.range(start.to_be_bytes()..stop.to_be_bytes()),
             exported_only,
             corrupt: Arc::clone(&self.corrupt),
         }
@@ -473,7 +481,7 @@ impl Store {
         Ok(total)
     }
 
-    /// Values that failed to decode since the store was opened (calls, index entries,
+    /// Values that failed to decode since the store was opened (calls, id entries,
     /// operators): a figure for `/metrics`, each one also returned or logged as an error.
     pub fn corrupt_seen(&self) -> u64 {
         self.corrupt.load(Ordering::Relaxed)
@@ -530,34 +538,9 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
 /// Calls read in start-time order (from [`Store::calls_between`] and friends). Owns what
 /// it reads from, so it can move into a blocking task.
 pub struct Calls {
-    index: sled::Iter,
-    calls: sled::Tree,
+    range: sled::Iter,
     exported_only: bool,
     corrupt: Arc<AtomicU64>,
-}
-
-impl Calls {
-    fn read(&self, key: &[u8], value: &[u8]) -> Option<Result<CallRecord, StoreError>> {
-        let entry = match codec::parse_index(key, value) {
-            Ok(entry) => entry,
-            Err(e) => return Some(Err(e)),
-        };
-        if self.exported_only && !entry.exported {
-            return None;
-        }
-        Some(match self.calls.get(entry.id) {
-            Ok(Some(value)) => codec::decode_record(entry.id, &value),
-            Ok(None) => Err(StoreError::Dangling {
-                id: String::from_utf8_lossy(entry.id).into_owned(),
-            }),
-            Err(source) => {
-                return Some(Err(StoreError::Db {
-                    tree: "calls",
-                    source,
-                }))
-            }
-        })
-    }
 }
 
 impl Iterator for Calls {
@@ -565,23 +548,29 @@ impl Iterator for Calls {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let (key, value) = match self.index.next()? {
+            let (key, value) = match self.range.next()? {
                 Ok(kv) => kv,
                 Err(source) => {
                     return Some(Err(StoreError::Db {
-                        tree: "by_start",
+                        tree: "calls",
                         source,
                     }))
                 }
             };
-            if let Some(item) = self.read(&key, &value) {
-                if matches!(
-                    item,
-                    Err(StoreError::Corrupt { .. } | StoreError::Dangling { .. })
-                ) {
-                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+            let record = codec::Entry::parse(&key, &value).and_then(|entry| {
+                if self.exported_only && !entry.exported {
+                    Ok(None)
+                } else {
+                    entry.decode().map(Some)
                 }
-                return Some(item);
+            });
+            match record {
+                Ok(None) => continue,
+                Ok(Some(record)) => return Some(Ok(record)),
+                Err(e) => {
+                    self.corrupt.fetch_add(1, Ordering::Relaxed);
+                    return Some(Err(e));
+                }
             }
         }
     }
