@@ -14,3 +14,4 @@ pub mod net;
 pub mod pcapgen;
 pub mod replay;
 pub mod sip;
+pub mod store;
