@@ -103,6 +103,7 @@ fn synthetic(i: u64, start: u64) -> CallRecord {
                 ("X-Campaign".into(), format!("spring-{}", h % 7)),
             ],
         },
+        media: Default::default(),
         properties: BTreeMap::from([
             (
                 "Department".to_owned(),

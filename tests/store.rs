@@ -44,6 +44,7 @@ fn call(id: &str, start: u64) -> CallRecord {
             transport: "udp".into(),
             ..SipFacts::default()
         },
+        media: Default::default(),
         properties: BTreeMap::from([("Quality score".to_owned(), PropertyValue::Number(72.0))]),
     }
 }

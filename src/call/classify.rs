@@ -297,6 +297,7 @@ impl Classifier {
                 invite_dst: d.invite_dst.to_string(),
                 headers: d.headers.clone(),
             },
+            media: Default::default(),
             properties: Default::default(),
         };
         (record, discovered)

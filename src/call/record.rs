@@ -174,6 +174,38 @@ pub struct SipFacts {
     pub headers: Vec<(String, String)>,
 }
 
+/// The recording file of a call, inside the store's recordings folder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordingFile {
+    /// File name within the recordings folder (never a path: ids cannot escape it).
+    pub file: String,
+    pub bytes: u64,
+    pub sample_rate: u32,
+    pub duration_ms: u64,
+}
+
+/// What the media told about the call (filled by the recordings layer).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaFacts {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub codecs: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingFile>,
+    /// Why there is no recording: encrypted, unsupported codec, no RTP, disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub no_recording_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_percent: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jitter_ms: Option<f64>,
+    /// Estimated MOS (E-model, ITU-T G.107 simplified).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mos: Option<f64>,
+    /// RFC 4733 digits, in order.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub dtmf_digits: String,
+}
+
 /// A primitive property value, as the contract allows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -220,6 +252,8 @@ pub struct CallRecord {
     #[serde(default)]
     pub holds: u32,
     pub sip: SipFacts,
+    #[serde(default)]
+    pub media: MediaFacts,
     /// Values of the configured properties (keys are schema keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, PropertyValue>,
@@ -339,6 +373,7 @@ mod tests {
             transfer: None,
             holds: 0,
             sip: SipFacts::default(),
+            media: MediaFacts::default(),
             properties: BTreeMap::from([
                 ("Department".into(), PropertyValue::Text("support".into())),
                 ("Issue resolved".into(), PropertyValue::Bool(true)),
