@@ -56,8 +56,9 @@ impl CaptureClock {
 pub enum EngineEvent {
     /// A dialog ended: its record, to be stored.
     Call(Box<CallRecord>),
-    /// An internal party not in the configuration (from a call or a REGISTER).
-    Operator(DiscoveredOperator),
+    /// An internal party not in the configuration (from a call or a REGISTER), and
+    /// the capture time it was seen.
+    Operator(DiscoveredOperator, Timestamp),
 }
 
 /// What the SIP layer counted.
@@ -114,6 +115,13 @@ impl Engine {
             next_sweep: Timestamp::default(),
             clock: CaptureClock::default(),
         }
+    }
+
+    /// The next frames come from another source (the next capture file): a clock step
+    /// between two files is real, not a broken clock to bridge.
+    pub fn new_source(&mut self) {
+        self.clock.last = None;
+        self.clock.offset = 0;
     }
 
     /// Feeds one captured frame.
@@ -199,13 +207,14 @@ impl Engine {
                 DialogEvent::Ended(d) => {
                     let (record, discovered) = self.classifier.classify(&d);
                     for op in discovered {
-                        self.events.push_back(EngineEvent::Operator(op));
+                        self.events
+                            .push_back(EngineEvent::Operator(op, d.invite_time));
                     }
                     self.events.push_back(EngineEvent::Call(Box::new(record)));
                 }
                 DialogEvent::Registered(r) => {
                     if let Some(op) = self.classifier.registration(&r) {
-                        self.events.push_back(EngineEvent::Operator(op));
+                        self.events.push_back(EngineEvent::Operator(op, r.time));
                     }
                 }
             }

@@ -92,7 +92,7 @@ fn classify(config: &Config, dialogs: Vec<Dialog>) -> Out {
     while let Some(ev) = engine.poll() {
         match ev {
             EngineEvent::Call(r) => out.calls.push(*r),
-            EngineEvent::Operator(o) => out.discovered.push(o),
+            EngineEvent::Operator(o, _) => out.discovered.push(o),
         }
     }
     out

@@ -67,7 +67,7 @@ fn run_with(s: &Scenario, config: &Config) -> Run {
     while let Some(ev) = engine.poll() {
         match ev {
             EngineEvent::Call(r) => calls.push(*r),
-            EngineEvent::Operator(o) => operators.push(o),
+            EngineEvent::Operator(o, _) => operators.push(o),
         }
     }
     Run {
