@@ -130,16 +130,7 @@ impl Engine {
             time: self.clock.adjust(frame.time),
             ..*frame
         };
-        let Engine {
-            decoder,
-            sip_ports,
-            dialogs,
-            sip,
-            ..
-        } = self;
-        decoder.decode(frame, &mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
-        });
+        self.decode_with(|decoder, up| decoder.decode(frame, up));
         if frame.time >= self.next_sweep {
             self.tick(frame.time);
         }
@@ -148,16 +139,7 @@ impl Engine {
 
     /// Advances capture time with no frame (a live capture's timer on a quiet line).
     pub fn tick(&mut self, now: Timestamp) {
-        let Engine {
-            decoder,
-            sip_ports,
-            dialogs,
-            sip,
-            ..
-        } = self;
-        decoder.tick(now, &mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
-        });
+        self.decode_with(|decoder, up| decoder.tick(now, up));
         self.dialogs.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
         self.drain_dialogs();
@@ -166,6 +148,13 @@ impl Engine {
     /// End of input: partial packets are dropped, open dialogs end at their last
     /// activity (whoHungUp "system").
     pub fn finish(&mut self) {
+        self.decode_with(|decoder, up| decoder.finish(up));
+        self.dialogs.finish();
+        self.drain_dialogs();
+    }
+
+    /// Runs one step of the packet layer with every datagram it yields going up.
+    fn decode_with(&mut self, step: impl FnOnce(&mut Decoder, &mut dyn FnMut(&Datagram<'_>))) {
         let Engine {
             decoder,
             sip_ports,
@@ -173,11 +162,9 @@ impl Engine {
             sip,
             ..
         } = self;
-        decoder.finish(&mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
+        step(decoder, &mut |d: &Datagram<'_>| {
+            sip_datagram(d, sip_ports, dialogs, sip)
         });
-        self.dialogs.finish();
-        self.drain_dialogs();
     }
 
     pub fn poll(&mut self) -> Option<EngineEvent> {
