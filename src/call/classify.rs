@@ -347,10 +347,12 @@ pub fn call_id(call_id: &str, from_tag: &str, invite_cseq: u32) -> String {
     h.update([0]);
     h.update(invite_cseq.to_be_bytes());
     let digest = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(26);
     id.push_str("c-");
     for b in &digest[..12] {
-        id.push_str(&format!("{b:02x}"));
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
     }
     id
 }

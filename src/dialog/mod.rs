@@ -208,7 +208,9 @@ struct Dialog {
 
 pub struct DialogTable {
     limits: DialogLimits,
-    dialogs: HashMap<Box<[u8]>, Dialog>,
+    /// Boxed: a dialog is ~1 KB, and the table moves every entry when it grows
+    /// (benches/dialogs.rs: 2.6 KB a tracked dialog in all, 280 B less boxed).
+    dialogs: HashMap<Box<[u8]>, Box<Dialog>>,
     events: VecDeque<DialogEvent>,
     stats: DialogStats,
 }
@@ -559,7 +561,7 @@ impl DialogTable {
             .map(|s| (Duration::from_secs(u64::from(s)), time));
         self.dialogs.insert(
             msg.call_id().into(),
-            Dialog {
+            Box::new(Dialog {
                 caller_tags: vec![bounded(from_tag).into()],
                 extra_forks: Vec::new(),
                 facts,
@@ -572,7 +574,7 @@ impl DialogTable {
                 on_hold: false,
                 recent: VecDeque::new(),
                 last_answered_update: [cseq, 0],
-            },
+            }),
         );
         self.stats.dialogs_created += 1;
         // An attended transfer: the dialog this INVITE replaces was transferred.
