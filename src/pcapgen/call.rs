@@ -744,6 +744,36 @@ pub struct RtpStream {
 }
 
 impl RtpStream {
+    /// `count` packets of `signal` from `src` to `dst`, 20 ms apart from `first`, with
+    /// SSRC, first sequence number, first timestamp and jitter drawn from `seed`: a
+    /// stream for a dialog built with [`Dialog`](super::scenario::Dialog), which has no
+    /// media of its own.
+    pub fn new(
+        src: SocketAddr,
+        dst: SocketAddr,
+        codec: Codec,
+        signal: Signal,
+        first: Timestamp,
+        count: u64,
+        seed: u64,
+    ) -> Self {
+        let mut r = Rng::new(seed);
+        let ssrc = r.next_u32();
+        RtpStream {
+            src,
+            dst,
+            pt: codec.payload_type(),
+            ssrc,
+            seq0: r.next_u16(),
+            ts0: r.next_u32(),
+            first,
+            count,
+            jitter_seed: seed ^ u64::from(ssrc),
+            nanosecond_jitter: false,
+            payload: Arc::new(PayloadGen::new(codec, signal)),
+        }
+    }
+
     /// Capture time of packet `k`: its 20 ms slot plus a small fixed-per-packet jitter.
     pub fn time(&self, k: u64) -> Timestamp {
         let mut j = Rng::derive(self.jitter_seed, k).next_u64() % MAX_JITTER_NS;

@@ -14,6 +14,7 @@ use crate::capture::Timestamp;
 use super::call::{CallFacts, CallScript, Party, Phone, SipTransport};
 use super::g711::{Codec, Signal};
 use super::link::{Link, Tunnel};
+use super::office::{self, OfficeCall, Outcome};
 use super::tcp::{Side, TcpConn};
 use super::wire::{self, FragOrder, Fragmentation, Ipv6Ext, Packet};
 use super::writer::{self, ByteOrder, Interface, PcapNgFile, TsResolution};
@@ -224,6 +225,7 @@ pub fn demos() -> Vec<Demo> {
     let one = Duration::from_secs(1);
     let (le, us) = le_us();
     let mut out = vec![
+        office_day(),
         call_demo(
             "call-ethernet.pcap",
             Link::Ethernet,
@@ -368,6 +370,138 @@ pub fn demos() -> Vec<Demo> {
     out.extend(icmp_unreachable());
     out.extend(damaged());
     out
+}
+
+/// One line of the office call table.
+fn office_row(c: &OfficeCall) -> String {
+    let rel = |t: Timestamp| {
+        let s = t.since(office::OFFICE_START).as_secs_f64();
+        format!("{:02}:{:06.3}", (s / 60.0) as u64, s % 60.0)
+    };
+    let outcome = match (c.outcome, c.hangup) {
+        (Outcome::Answered, Some(p)) => {
+            let side = match (c.direction, p) {
+                ("internal", Party::Caller) => "the caller",
+                ("internal", Party::Callee) => "the callee",
+                ("incoming", Party::Caller) | ("outgoing", Party::Callee) => "the client",
+                _ => "the operator",
+            };
+            format!(
+                "answered at {}, {} s of talk, BYE from {side} at {}",
+                rel(c.answer_time.expect("answered")),
+                c.end_time
+                    .since(c.answer_time.expect("answered"))
+                    .as_secs_f64()
+                    .round(),
+                rel(c.end_time)
+            )
+        }
+        (Outcome::Cancelled, _) => format!(
+            "rings {} s, CANCEL at {} (200, 487, ACK)",
+            c.end_time.since(c.invite_time).as_secs(),
+            rel(c.end_time)
+        ),
+        (Outcome::Busy, _) => format!("486 Busy Here at {}, ACK", rel(c.end_time)),
+        (Outcome::Answered, None) => unreachable!("answered calls end with a BYE"),
+    };
+    let client = match (&c.client, &c.client_name) {
+        (Some(n), Some(name)) => format!("{n} (\"{name}\")"),
+        (Some(n), None) => n.clone(),
+        (None, _) => "-".into(),
+    };
+    let mut media = if c.rtp_packets == 0 {
+        "-".to_string()
+    } else {
+        format!("{} {}", c.rtp_packets, c.codec.rtpmap_name())
+    };
+    if c.dtmf_packets > 0 {
+        let _ = write!(
+            media,
+            " (of which {} telephone-event, digits {})",
+            c.dtmf_packets, c.dtmf_digits
+        );
+    }
+    let headers: Vec<String> = c.headers.iter().map(|(n, v)| format!("{n}: {v}")).collect();
+    let headers = if headers.is_empty() {
+        String::new()
+    } else {
+        format!("INVITE adds `{}`; ", headers.join("`, `"))
+    };
+    format!(
+        "| {} | {} | {} | {} -> {} | {} | {} | {headers}{} | {} | {} | `{}` |\n",
+        c.number,
+        rel(c.invite_time),
+        c.direction,
+        c.caller,
+        c.callee,
+        c.operator,
+        client,
+        outcome,
+        media,
+        if c.exported { "yes" } else { "no" },
+        c.call_id,
+    )
+}
+
+/// The demo to replay first: a small office's morning, classified with no configuration.
+fn office_day() -> Demo {
+    let day = office::office_day();
+    let mut tally = Tally::of(&day.packets);
+    tally.sip_messages = day.sip_messages;
+    tally.rtp_packets = day.rtp_packets;
+    let names: Vec<String> = office::PHONES
+        .iter()
+        .map(|(ext, name)| format!("{ext} \"{name}\""))
+        .collect();
+    let mut expect = format!(
+        "Ten minutes of one small office from 2026-03-04 09:00:00 UTC, the capture to replay \
+         first (`calltap replay pcaps/office-day.pcap`, then `calltap calls --all`): no \
+         configuration is needed to classify it. A proxy-like PBX at 10.1.0.5 (Kamailio) stays \
+         in the signalling path, so every SIP message is seen twice, sender -> PBX and PBX -> \
+         receiver, with the same Call-ID (one dialog per call, no B2BUA legs); media flows \
+         end to end between the phone and the trunk's SBC. Desk phones 10.1.0.101-104 are \
+         extensions {} (Yealink); the SIP trunk provider is 203.0.113.10. Every phone \
+         registers at 00:01.5-00:05.1 (REGISTER with its display name, 401, REGISTER with \
+         credentials, 200), so {} REGISTER transactions; the PBX sends the trunk an OPTIONS \
+         every 30 s from 00:10 ({} pings, each answered 200). Incoming INVITEs come from the \
+         trunk with the client in From and the extension in To without a name (the trunk \
+         does not know it), addressed to `sip:EXT@10.1.0.5` and retargeted by the PBX to \
+         the phone's contact; outgoing ones carry the operator's name in From. Each party \
+         of an answered call sends talk spurts (a rising sweep, then silence) that fall \
+         into the other party's pauses, a different sweep per party and call, so the two \
+         channels of a recording are told apart by ear. {} SIP messages (both hops), {} \
+         RTP packets.\n\n\
+         | # | INVITE | direction | caller -> callee | operator | client | outcome | RTP | exported | Call-ID |\n\
+         |---:|---|---|---|---|---|---|---|---|---|\n",
+        names.join(", "),
+        day.registrations,
+        day.options_pings,
+        day.sip_messages,
+        day.rtp_packets,
+    );
+    for c in &day.calls {
+        expect.push_str(&office_row(c));
+    }
+    expect.push_str(
+        "\nWith no configuration a decoder must find 7 call attempts: 4 exported answered \
+         calls (1, 2, 3, 6) with their direction, operator id (the extension), client number, \
+         duration and who hung up; call 4 cancelled and call 5 busy (kept, not exported); \
+         call 7 internal (answered, kept, not exported). Operator names: only outgoing and \
+         internal INVITEs carry them in SIP (From); for incoming calls they come from the \
+         REGISTERs. Call 6's client sends RFC 4733 events (payload type 101) for digit 1 \
+         one second into his stream and digit 2 0.6 s later, each 5 updates then the end \
+         packet 3 times, in place of his audio.",
+    );
+    let (le, us) = le_us();
+    pcap_demo(
+        "office-day.pcap",
+        Link::Ethernet,
+        le,
+        us,
+        &day.packets,
+        tally,
+        expect,
+    )
 }
 
 fn two_interfaces() -> Demo {
@@ -848,8 +982,10 @@ pub fn readme(demos: &[Demo]) -> String {
          They cover what the third-party captures in `../shared/pcaps` (MANIFEST.md) lack: \
          every link type calltap reads, both pcap byte orders and resolutions, pcapng with \
          mixed interfaces, fragmented SIP over IPv4 and IPv6, SIP over TCP with hostile \
-         segmentation, ERSPAN and IP-in-IP tunnels, ICMP errors quoting RTP, damaged files.\n\n\
-         Common to every call: SIP over UDP port 5060 unless noted; the caller (Alice, 1001, \
+         segmentation, ERSPAN and IP-in-IP tunnels, ICMP errors quoting RTP, damaged files. \
+         Start with `office-day.pcap`: a small office's morning, the demo of what calltap \
+         does with no configuration (it is described on its own below).\n\n\
+         Common to every call of the other files: SIP over UDP port 5060 unless noted; the caller (Alice, 1001, \
          10.0.0.10 or 2001:db8::10) calls the callee (Bob, 1002, 10.0.0.20 or 2001:db8::20); \
          INVITE with SDP offer `m=audio PORT RTP/AVP 0 8 101`, 100 Trying, 180 Ringing \
          (To-tag), 200 OK with the SDP answer (one codec + telephone-event), ACK, then G.711 \

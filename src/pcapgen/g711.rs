@@ -147,6 +147,19 @@ pub enum Signal {
         period_ms: u32,
         amplitude: i16,
     },
+    /// Talk spurts: a sweep from `f0_hz` to `f1_hz` lasting `on_ms`, then `off_ms` of
+    /// silence, over and over, `offset_ms` into the cycle at sample 0. Two parties with
+    /// the same cycle and offsets `0` and `off_ms` take turns, as people in a
+    /// conversation do, so each channel of a recording is told apart by ear and by its
+    /// silences.
+    Spurts {
+        f0_hz: u32,
+        f1_hz: u32,
+        on_ms: u32,
+        off_ms: u32,
+        offset_ms: u32,
+        amplitude: i16,
+    },
 }
 
 impl Signal {
@@ -175,6 +188,28 @@ impl Signal {
                 let phase = 2.0 * PI * (f64::from(f0_hz) * t + 0.5 * k * t * t);
                 (f64::from(amplitude) * phase.sin()).round() as i16
             }
+            Signal::Spurts {
+                f0_hz,
+                f1_hz,
+                on_ms,
+                offset_ms,
+                amplitude,
+                ..
+            } => {
+                let per_ms = u64::from(SAMPLE_RATE) / 1000;
+                let cycle = self.period();
+                let at = (n + u64::from(offset_ms) * per_ms) % cycle;
+                if at >= u64::from(on_ms) * per_ms {
+                    return 0;
+                }
+                let sweep = Signal::Chirp {
+                    f0_hz,
+                    f1_hz,
+                    period_ms: on_ms,
+                    amplitude,
+                };
+                sweep.sample(at)
+            }
         }
     }
 
@@ -188,6 +223,9 @@ impl Signal {
             }
             Signal::Chirp { period_ms, .. } => {
                 (u64::from(period_ms) * u64::from(SAMPLE_RATE) / 1000).max(1)
+            }
+            Signal::Spurts { on_ms, off_ms, .. } => {
+                ((u64::from(on_ms) + u64::from(off_ms)) * u64::from(SAMPLE_RATE) / 1000).max(1)
             }
         }
     }
@@ -307,6 +345,14 @@ mod tests {
                 f1_hz: 3000,
                 period_ms: 1000,
                 amplitude: 6000,
+            },
+            Signal::Spurts {
+                f0_hz: 300,
+                f1_hz: 1100,
+                on_ms: 1300,
+                off_ms: 900,
+                offset_ms: 900,
+                amplitude: 7000,
             },
         ];
         for sig in signals {

@@ -15,6 +15,7 @@
 //! - [`call`]: [`CallScript`], a two-party call (SIP dialog + RTP both ways).
 //! - [`writer`]: pcap ([`PcapFile`]) and pcapng ([`PcapNgFile`]) writers, streaming to any
 //!   `Write`, and helpers that damage a file on purpose.
+//! - [`office`]: ten minutes of a small office's calls, the demo to replay first.
 //! - [`load`]: thousands of concurrent calls streamed to a file, for benchmarks.
 //! - [`demo`]: the bundled captures and their README.
 //!
@@ -33,6 +34,7 @@ pub mod demo;
 pub mod g711;
 pub mod link;
 pub mod load;
+pub mod office;
 pub mod rng;
 pub mod scenario;
 pub mod tcp;

@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 use crate::capture::Timestamp;
 
 use super::call::{Party, SipTransport};
+use super::g711::Codec;
 use super::link::Link;
 use super::rng::Rng;
 use super::tcp::{Side, TcpConn};
@@ -56,6 +57,12 @@ pub struct Ua {
     pub port: u16,
     pub rtp_port: u16,
     pub user_agent: String,
+    /// The host of the address of record (From, To, the INVITE's Request-URI) when it is
+    /// not the UA's own: a phone's PBX domain. A proxy then retargets the INVITE to the
+    /// UA's Contact on the last hop, as a registrar-backed proxy does.
+    pub domain: Option<String>,
+    /// The G.711 laws its SDP lists, in order of preference.
+    pub codecs: Vec<Codec>,
 }
 
 impl Ua {
@@ -67,7 +74,20 @@ impl Ua {
             port: 5060,
             rtp_port: 20000,
             user_agent: "calltap-pcapgen".into(),
+            domain: None,
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
         }
+    }
+
+    pub fn domain(mut self, host: &str) -> Self {
+        self.domain = Some(host.to_string());
+        self
+    }
+
+    pub fn codecs(mut self, codecs: &[Codec]) -> Self {
+        assert!(!codecs.is_empty(), "an SDP needs a codec");
+        self.codecs = codecs.to_vec();
+        self
     }
 
     pub fn display(mut self, name: &str) -> Self {
@@ -99,9 +119,12 @@ impl Ua {
         host(self.addr)
     }
 
-    /// `sip:user@host`.
+    /// `sip:user@host` (`sip:user@domain` when the UA has one).
     pub fn aor(&self) -> String {
-        format!("sip:{}@{}", self.user, self.host())
+        match &self.domain {
+            Some(d) => format!("sip:{}@{d}", self.user),
+            None => format!("sip:{}@{}", self.user, self.host()),
+        }
     }
 
     /// `"Display" <sip:user@host>` (no tag).
@@ -525,9 +548,19 @@ impl Dialog {
             SdpKind::NullAddress => "0.0.0.0".to_string(),
             SdpKind::Direction(_) => ua.addr.to_string(),
         };
+        let pts: String = ua
+            .codecs
+            .iter()
+            .map(|c| format!("{} ", c.payload_type()))
+            .collect();
+        let rtpmaps: String = ua
+            .codecs
+            .iter()
+            .map(|c| format!("a=rtpmap:{} {}/8000\r\n", c.payload_type(), c.rtpmap_name()))
+            .collect();
         let mut s = format!(
             "v=0\r\no={} {} {} IN {family} {}\r\ns=calltap-pcapgen\r\nc=IN {} {conn}\r\nt=0 0\r\n\
-             m=audio {} RTP/AVP 0 8 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:8 PCMA/8000\r\n\
+             m=audio {} RTP/AVP {pts}101\r\n{rtpmaps}\
              a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n",
             ua.user,
             self.sdp_session[i],
@@ -560,12 +593,11 @@ impl Dialog {
         let branch = self.branch();
         let caller = self.caller.clone();
         let callee = self.callee.clone();
-        let ruri = format!(
-            "sip:{}@{}:{}",
-            self.request_user.as_deref().unwrap_or(&callee.user),
-            callee.host(),
-            callee.port
-        );
+        let ruri_user = self.request_user.as_deref().unwrap_or(&callee.user);
+        let ruri = match &callee.domain {
+            Some(d) => format!("sip:{ruri_user}@{d}"),
+            None => format!("sip:{ruri_user}@{}:{}", callee.host(), callee.port),
+        };
         let mut headers = vec![
             ("Via".into(), self.via(&caller.host(), caller.port, &branch)),
             ("Max-Forwards".into(), "70".into()),
@@ -822,6 +854,17 @@ impl Dialog {
             // The proxy retargets each branch to the fork's registered contact.
             let method = r.start.split(' ').next().unwrap_or_default().to_string();
             r.start = format!("{method} {} SIP/2.0", fork.contact_uri(self.transport));
+        } else if self.callee.domain.is_some() {
+            // Addressed to the callee's record in its domain (the INVITE, its CANCEL and
+            // the ACK of a failure): the proxy sends it on to the registered contact.
+            let mut parts = r.start.splitn(3, ' ');
+            let (method, ruri) = (parts.next().unwrap_or_default(), parts.next());
+            if ruri == Some(self.callee.aor().as_str()) {
+                r.start = format!(
+                    "{method} {} SIP/2.0",
+                    self.callee.contact_uri(self.transport)
+                );
+            }
         }
         Tx {
             request: r,

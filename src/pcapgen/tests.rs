@@ -653,13 +653,75 @@ fn demo_counts_match_what_parsers_see() {
         }
         let (_, frames) = read_pcap(&d.bytes);
         assert_eq!(frames.len() as u64, d.frames, "{}", d.name);
+        // The office demo holds ten minutes of calls; the rest are one short call each.
+        let limit = if d.name == "office-day.pcap" {
+            1_500_000
+        } else {
+            200_000
+        };
         assert!(
-            d.bytes.len() < 200_000,
+            d.bytes.len() < limit,
             "{} is {} bytes",
             d.name,
             d.bytes.len()
         );
     }
+}
+
+#[test]
+fn office_day_reads_back_frame_for_frame() {
+    let d = demo::demos()
+        .into_iter()
+        .find(|d| d.name == "office-day.pcap")
+        .expect("bundled");
+    let (link, frames) = read_pcap(&d.bytes);
+    assert_eq!(link, DataLink::ETHERNET);
+    // SIP: 4 phones x (REGISTER, 401, REGISTER, 200); 20 OPTIONS pings and their 200s;
+    // then every call message twice (to the PBX, from the PBX): 5 answered calls x 7
+    // (INVITE, 100, 180, 200, ACK, BYE, 200), the cancelled one 7 (INVITE, 100, 180,
+    // CANCEL, 200, 487, ACK), the busy one 4 (INVITE, 100, 486, ACK).
+    let sip = 4 * 4 + 20 * 2 + 2 * (5 * 7 + 7 + 4);
+    // RTP: 7 + 6 + 8 + 8 + 5 s of talk, 50 packets a second each way.
+    let rtp = 34 * 2 * 50;
+    assert_eq!(frames.len(), 3548);
+    assert_eq!(frames.len(), sip + rtp);
+    assert_eq!(d.frames, 3548);
+
+    let start = Duration::from_secs(1_772_614_800); // 2026-03-04 09:00:00 UTC
+    let (mut seen_sip, mut seen_rtp, mut dtmf) = (0, 0, 0);
+    let mut last = Duration::ZERO;
+    for (time, frame) in &frames {
+        assert!(*time >= last, "time order");
+        last = *time;
+        assert!(*time > start && *time < start + Duration::from_secs(600));
+        assert_eq!(&frame[12..14], &[0x08, 0x00], "IPv4 over Ethernet");
+        let udp = verify_ip(&frame[14..]).expect("whole UDP datagrams");
+        let ports = (
+            u16::from_be_bytes([frame[34], frame[35]]),
+            u16::from_be_bytes([frame[36], frame[37]]),
+        );
+        if ports.0 == 5060 && ports.1 == 5060 {
+            seen_sip += 1;
+            assert!(
+                udp.windows(10).any(|w| w == b"\r\nCall-ID:"),
+                "a SIP message"
+            );
+        } else {
+            seen_rtp += 1;
+            assert_eq!(udp[0], 0x80, "RTP version 2");
+            match udp[1] & 0x7F {
+                0 | 8 => assert_eq!(udp.len(), 12 + SAMPLES_PER_PACKET),
+                101 => {
+                    dtmf += 1;
+                    assert_eq!(udp.len(), 16);
+                }
+                pt => panic!("payload type {pt}"),
+            }
+        }
+    }
+    assert_eq!((seen_sip, seen_rtp), (sip, rtp));
+    // Digits 1 and 2, 5 updates and 3 end packets each.
+    assert_eq!(dtmf, 16);
 }
 
 #[test]
