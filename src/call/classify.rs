@@ -28,7 +28,13 @@ pub struct Classifier {
     config: Config,
     by_extension: HashMap<String, usize>,
     by_phone: HashMap<String, usize>,
+    /// Display names phones registered with: an incoming call's To rarely carries the
+    /// operator's name, the phone's REGISTER does.
+    registered_names: HashMap<String, String>,
 }
+
+/// Registered names remembered: far more extensions than one PBX has, and bounded.
+const MAX_REGISTERED_NAMES: usize = 50_000;
 
 /// Which side of the call the operator is on.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -53,6 +59,7 @@ impl Classifier {
             config: config.clone(),
             by_extension,
             by_phone,
+            registered_names: HashMap::new(),
         }
     }
 
@@ -203,7 +210,10 @@ impl Classifier {
                     .find(|u| !u.is_empty())
                     .unwrap_or("unknown")
                     .to_string();
-                let name = op_ids.iter().find_map(|i| i.display.clone());
+                let name = op_ids
+                    .iter()
+                    .find_map(|i| i.display.clone())
+                    .or_else(|| self.registered_names.get(&user).cloned());
                 if self.is_extension(&user) || !self.config.network.internal.is_empty() {
                     discovered.push(DiscoveredOperator {
                         extension: user.clone(),
@@ -305,11 +315,18 @@ impl Classifier {
 
     /// A REGISTER names an extension: an operator when it looks like one (short and
     /// numeric, or registering from a configured internal network), and not configured.
-    pub fn registration(&self, r: &Registration) -> Option<DiscoveredOperator> {
+    pub fn registration(&mut self, r: &Registration) -> Option<DiscoveredOperator> {
         let internal = &self.config.network.internal;
         let from_inside = !internal.is_empty() && internal.contains(r.source.ip());
         if !(self.is_extension(&r.user) || from_inside) || self.operator_for(&r.user).is_some() {
             return None;
+        }
+        if let Some(name) = r.display.as_ref().filter(|n| !n.is_empty()) {
+            if self.registered_names.len() < MAX_REGISTERED_NAMES
+                || self.registered_names.contains_key(&r.user)
+            {
+                self.registered_names.insert(r.user.clone(), name.clone());
+            }
         }
         Some(DiscoveredOperator {
             extension: r.user.clone(),
