@@ -10,6 +10,7 @@ pub mod capture;
 pub mod config;
 pub mod dialog;
 pub mod engine;
+pub mod media;
 pub mod net;
 pub mod pcapgen;
 pub mod replay;
