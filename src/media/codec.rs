@@ -1,5 +1,5 @@
-//! Payload types to codecs (through the SDP's rtpmap), and the decoders: G.711 by table,
-//! G.722 through ezk-g722.
+//! Payload types to codecs (through the SDP's rtpmap), and the G.711 decoder (a table);
+//! G.722 is in `g722.rs`.
 
 use crate::sip::sdp::{static_payload, MediaDescription};
 
@@ -219,41 +219,6 @@ pub static ALAW: [i16; 256] = table(true);
 pub fn decode_g711(table: &[i16; 256], payload: &[u8], out: &mut [i16]) {
     for (o, &b) in out.iter_mut().zip(payload) {
         *o = table[usize::from(b)];
-    }
-}
-
-/// A G.722 decoder at 64 kbit/s (mode 1, what every SIP phone sends), 16 kHz out.
-pub struct G722 {
-    inner: ezk_g722::libg722::decoder::Decoder,
-}
-
-impl Default for G722 {
-    fn default() -> Self {
-        G722 {
-            inner: ezk_g722::libg722::decoder::Decoder::new(
-                ezk_g722::libg722::Bitrate::Mode1_64000,
-                false,
-                false,
-            ),
-        }
-    }
-}
-
-impl G722 {
-    /// Decodes one payload (two 16 kHz samples per byte) into `out`; returns the count.
-    /// The crate returns a fresh `Vec` per call: one allocation per G.722 packet, which
-    /// G.711 (nearly all traffic) does not pay.
-    pub fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> usize {
-        let pcm = self.inner.decode(payload);
-        let n = pcm.len().min(out.len());
-        out[..n].copy_from_slice(&pcm[..n]);
-        n
-    }
-}
-
-impl std::fmt::Debug for G722 {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("G722")
     }
 }
 

@@ -18,6 +18,7 @@
 //! `stream.rs` for placement and the drift rule, `wav.rs` for the bounded writer).
 
 mod codec;
+mod g722;
 pub mod quality;
 pub mod rtp;
 mod stream;
@@ -96,9 +97,8 @@ pub struct MediaStats {
     pub dtls: u64,
     pub zrtp: u64,
     pub turn_channel: u64,
-    /// On a media port but neither RTP nor anything RFC 7983 lists.
-    pub not_rtp: u64,
     pub too_short: u64,
+    /// Not RTP version 2, and none of what RFC 7983 lets share a media port.
     pub bad_version: u64,
     pub csrc_past_end: u64,
     pub extension_past_end: u64,
@@ -196,7 +196,10 @@ impl Side {
         if let Some(rtp) = side.rtp {
             side.rtcp = match m.rtcp {
                 Some(r) => Some(SocketAddr::new(r.addr.unwrap_or(rtp.ip()), r.port)),
-                None => rtp.port().checked_add(1).map(|p| SocketAddr::new(rtp.ip(), p)),
+                None => rtp
+                    .port()
+                    .checked_add(1)
+                    .map(|p| SocketAddr::new(rtp.ip(), p)),
             };
         }
         side
@@ -373,14 +376,22 @@ impl MediaTable {
     /// A call's SDP as seen at `time`: `side` is the party that announced it (where that
     /// party receives). Call it for the offer, the answer (183/200) and every
     /// re-INVITE/UPDATE offer and answer; the latest of each party replaces the earlier.
-    pub fn describe(&mut self, call: &str, _time: Timestamp, side: Party, sdp: &SessionDescription) {
+    pub fn describe(
+        &mut self,
+        call: &str,
+        _time: Timestamp,
+        side: Party,
+        sdp: &SessionDescription,
+    ) {
         let Some(slot) = self.slot_for(call) else {
             return;
         };
         let si = idx(side);
         let new = Side::from_sdp(sdp);
         let (old_rtp, old_rtcp, old_hold) = {
-            let c = self.calls[slot as usize].as_ref().expect("slot of a live call");
+            let c = self.calls[slot as usize]
+                .as_ref()
+                .expect("slot of a live call");
             let s = &c.sides[si];
             (s.rtp, s.rtcp, s.hold)
         };
@@ -399,10 +410,18 @@ impl MediaTable {
         if let Some(a) = new.rtcp {
             let taken_by_rtp = self.endpoints.get(&a).is_some_and(|e| !e.rtcp);
             if !taken_by_rtp {
-                self.endpoints.insert(a, Endpoint { rtcp: true, ..rtp_ep });
+                self.endpoints.insert(
+                    a,
+                    Endpoint {
+                        rtcp: true,
+                        ..rtp_ep
+                    },
+                );
             }
         }
-        let c = self.calls[slot as usize].as_mut().expect("slot of a live call");
+        let c = self.calls[slot as usize]
+            .as_mut()
+            .expect("slot of a live call");
         if new.rtp != old_rtp {
             // This party now sends from somewhere else too (direct media, a transfer).
             c.streams[si].latched = None;
@@ -422,7 +441,9 @@ impl MediaTable {
             return;
         };
         let opts = &self.opts;
-        let c = self.calls[slot as usize].as_mut().expect("slot of a live call");
+        let c = self.calls[slot as usize]
+            .as_mut()
+            .expect("slot of a live call");
         if c.answered.is_some() {
             return;
         }
@@ -500,8 +521,12 @@ impl MediaTable {
                 stats.turn_channel += 1;
                 return;
             }
+            Demux::Other if d.payload.is_empty() => {
+                stats.too_short += 1;
+                return;
+            }
             Demux::Other => {
-                stats.not_rtp += 1;
+                stats.bad_version += 1;
                 return;
             }
         }
@@ -544,11 +569,7 @@ impl MediaTable {
         let s = &mut c.streams[sender];
         match s.latched {
             Some(l) if l == d.src => {}
-            Some(_)
-                if s
-                    .last_time
-                    .is_some_and(|t| d.time.since(t) < RELATCH_AFTER) =>
-            {
+            Some(_) if s.last_time.is_some_and(|t| d.time.since(t) < RELATCH_AFTER) => {
                 stats.foreign_source += 1;
                 return;
             }
@@ -576,6 +597,10 @@ impl MediaTable {
             // Not answered yet: nothing is written, the channel does not matter.
             None => sender,
         };
+        if let Some(r) = c.recorder.as_mut() {
+            // First move the window to now, so a packet after a quiet spell has room.
+            r.advance(d.time);
+        }
         let mut out = Out {
             rec: c.recorder.as_mut(),
             channel,
@@ -584,9 +609,6 @@ impl MediaTable {
             dtmf: &mut c.dtmf,
         };
         c.streams[sender].packet(&p, kind, clock, d.time, &mut out);
-        if let Some(r) = c.recorder.as_mut() {
-            r.advance(d.time);
-        }
     }
 
     /// The call ended at `time`: the WAV is completed to exactly answer..end, renamed to
@@ -609,9 +631,7 @@ impl MediaTable {
         let mut codecs: Vec<String> = Vec::new();
         let mut unsupported: Option<String> = None;
         for s in &c.streams {
-            if s.unconfirmed() {
-                self.stats.unconfirmed_source += 1;
-            }
+            self.stats.unconfirmed_source += s.unconfirmed();
             for (i, name) in ["PCMU", "PCMA", "G722"].into_iter().enumerate() {
                 if s.decoded[i] > 0 && !codecs.iter().any(|c| c == name) {
                     codecs.push(name.to_string());
@@ -628,7 +648,11 @@ impl MediaTable {
                 unsupported.get_or_insert(name);
             }
         }
-        let decoded: u64 = c.streams.iter().map(|s| s.decoded.iter().sum::<u64>()).sum();
+        let decoded: u64 = c
+            .streams
+            .iter()
+            .map(|s| s.decoded.iter().sum::<u64>())
+            .sum();
         let received: u64 = c.streams.iter().map(|s| s.q.received).sum();
 
         let mut summary = MediaSummary {
@@ -638,7 +662,11 @@ impl MediaTable {
         let mut dirs = [c.streams[0].quality(), c.streams[1].quality()];
         for (d, s) in dirs.iter_mut().zip(&c.streams) {
             if d.received > 0 {
-                let imp = if s.unsupported > 0 && s.unsupported_name.as_deref().is_some_and(|n| n.starts_with("G729")) {
+                let imp = if s.unsupported > 0
+                    && s.unsupported_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("G729"))
+                {
                     quality::G729
                 } else {
                     quality::G711

@@ -60,7 +60,10 @@ pub struct CodecImpairment {
 }
 
 pub const G711: CodecImpairment = CodecImpairment { ie: 0.0, bpl: 25.1 };
-pub const G729: CodecImpairment = CodecImpairment { ie: 11.0, bpl: 19.0 };
+pub const G729: CodecImpairment = CodecImpairment {
+    ie: 11.0,
+    bpl: 19.0,
+};
 
 /// The estimated MOS for a loss percentage, jitter and packet time.
 pub fn mos(loss_percent: f64, jitter_ms: f64, ptime_ms: f64, codec: CodecImpairment) -> f64 {

@@ -181,7 +181,10 @@ mod tests {
 
     #[test]
     fn header_checks() {
-        assert_eq!(RtpPacket::new_checked(&[0x80; 11]).unwrap_err(), RtpError::TooShort);
+        assert_eq!(
+            RtpPacket::new_checked(&[0x80; 11]).unwrap_err(),
+            RtpError::TooShort
+        );
         assert_eq!(
             RtpPacket::new_checked(&rtp(0x40, &[])).unwrap_err(),
             RtpError::BadVersion
@@ -198,11 +201,13 @@ mod tests {
             RtpPacket::new_checked(&rtp(0xA0, &[1, 2, 9])).unwrap_err(),
             RtpError::BadPadding
         );
-        let p = RtpPacket::new_checked(&rtp(0xA1, &[9, 9, 9, 9, 7, 8, 2])).unwrap();
+        let buf = rtp(0xA1, &[9, 9, 9, 9, 7, 8, 2]);
+        let p = RtpPacket::new_checked(&buf).unwrap();
         assert_eq!(p.payload(), &[7]);
         assert_eq!(p.ssrc(), 0x0102_0304);
         assert_eq!(p.timestamp(), 160);
-        let p = RtpPacket::new_checked(&rtp(0x90, &[0xBE, 0xDE, 0, 1, 0, 0, 0, 0, 5])).unwrap();
+        let buf = rtp(0x90, &[0xBE, 0xDE, 0, 1, 0, 0, 0, 0, 5]);
+        let p = RtpPacket::new_checked(&buf).unwrap();
         assert_eq!(p.payload(), &[5]);
     }
 

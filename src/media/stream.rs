@@ -17,7 +17,8 @@ use std::net::SocketAddr;
 
 use crate::capture::Timestamp;
 
-use super::codec::{decode_g711, Kind, ALAW, G722, ULAW};
+use super::codec::{decode_g711, Kind, ALAW, ULAW};
+use super::g722::G722;
 use super::quality::DirectionQuality;
 use super::rtp::{RtpPacket, TelephoneEvent};
 use super::wav::{Recorder, MAX_PACKET_FRAMES};
@@ -78,8 +79,8 @@ pub struct Stream {
     pub resync: bool,
 
     ssrc: Option<u32>,
-    pending: Option<Pending>,
-    pending_payload: Vec<u8>,
+    pending: [Option<Pending>; 2],
+    pending_payload: [Vec<u8>; 2],
     /// The next accepted packet starts a new source (sequence and timeline).
     fresh: bool,
 
@@ -122,7 +123,14 @@ pub struct Stream {
 
 impl Stream {
     /// A packet from this direction's source address.
-    pub fn packet(&mut self, p: &RtpPacket<'_>, kind: Kind, clock: u32, now: Timestamp, out: &mut Out<'_>) {
+    pub fn packet(
+        &mut self,
+        p: &RtpPacket<'_>,
+        kind: Kind,
+        clock: u32,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
         self.last_time = Some(now);
         if self.first_time.is_none() {
             self.first_time = Some(now);
@@ -134,25 +142,41 @@ impl Stream {
             return;
         }
         if self.ssrc != Some(ssrc) {
-            match self.pending {
-                Some(pd) if pd.ssrc == ssrc && p.sequence() == pd.seq.wrapping_add(1) => {
+            // Two candidate slots, so garbage interleaved with a starting stream cannot
+            // keep evicting its first packet.
+            let slot = self
+                .pending
+                .iter()
+                .position(|c| c.is_some_and(|c| c.ssrc == ssrc));
+            match slot {
+                Some(i)
+                    if self.pending[i].is_some_and(|c| p.sequence() == c.seq.wrapping_add(1)) =>
+                {
+                    let pd = self.pending[i].take().expect("checked");
+                    if self.pending[1 - i].take().is_some() {
+                        out.stats.unconfirmed_source += 1;
+                    }
                     if self.ssrc.is_some() {
                         self.q.ssrc_changes += 1;
                         out.stats.ssrc_changes += 1;
                     }
                     self.start_source(ssrc);
-                    self.pending = None;
-                    let payload = std::mem::take(&mut self.pending_payload);
+                    let payload = std::mem::take(&mut self.pending_payload[i]);
                     self.accept(
                         pd.seq, pd.ts, pd.pt, pd.kind, pd.clock, pd.time, &payload, out,
                     );
-                    self.pending_payload = payload;
+                    self.pending_payload[i] = payload;
                 }
                 _ => {
-                    if self.pending.is_some() {
+                    let i = slot.unwrap_or_else(|| match self.pending {
+                        [None, _] => 0,
+                        [_, None] => 1,
+                        [Some(a), Some(b)] => usize::from(b.time < a.time),
+                    });
+                    if self.pending[i].is_some() {
                         out.stats.unconfirmed_source += 1;
                     }
-                    self.pending = Some(Pending {
+                    self.pending[i] = Some(Pending {
                         ssrc,
                         seq: p.sequence(),
                         ts: p.timestamp(),
@@ -161,8 +185,8 @@ impl Stream {
                         clock,
                         time: now,
                     });
-                    self.pending_payload.clear();
-                    self.pending_payload.extend_from_slice(p.payload());
+                    self.pending_payload[i].clear();
+                    self.pending_payload[i].extend_from_slice(p.payload());
                     return;
                 }
             }
@@ -322,9 +346,9 @@ impl Stream {
             self.jitter_clock = clock;
             self.last_transit = None;
         }
-        let arrival =
-            (i128::from(now.as_nanos() - first.as_nanos().min(now.as_nanos())) * i128::from(clock)
-                / 1_000_000_000) as i64;
+        let arrival = (i128::from(now.as_nanos() - first.as_nanos().min(now.as_nanos()))
+            * i128::from(clock)
+            / 1_000_000_000) as i64;
         let transit = arrival - ext_ts;
         if let Some(last) = self.last_transit {
             let d = (transit - last).abs() as f64;
@@ -412,7 +436,10 @@ impl Stream {
             Kind::Pcmu => decode_g711(&ULAW, payload, decoded),
             Kind::Pcma => decode_g711(&ALAW, payload, decoded),
             Kind::G722 => {
-                let got = self.g722.get_or_insert_with(Default::default).decode(payload, decoded);
+                let got = self
+                    .g722
+                    .get_or_insert_with(Default::default)
+                    .decode(payload, decoded);
                 decoded[got..].fill(0);
             }
             _ => return,
@@ -427,7 +454,11 @@ impl Stream {
         } else if rate > codec_rate {
             // 8 -> 16 kHz: each sample, preceded by the midpoint from the previous one
             // (linear interpolation: a half-sample, 31 us, delay).
-            let mut prev = if in_order { self.prev_sample } else { decoded[0] };
+            let mut prev = if in_order {
+                self.prev_sample
+            } else {
+                decoded[0]
+            };
             for (i, &x) in decoded.iter().enumerate() {
                 s.frames[2 * i] = ((i32::from(prev) + i32::from(x)) >> 1) as i16;
                 s.frames[2 * i + 1] = x;
@@ -484,13 +515,14 @@ impl Stream {
         q.expected = self.expected_before + self.source_expected();
         q.lost = q.expected.saturating_sub(q.received);
         if self.jitter_clock > 0 {
-            q.jitter_ms = (self.jitter / f64::from(self.jitter_clock) * 1000.0 * 100.0).round() / 100.0;
+            q.jitter_ms =
+                (self.jitter / f64::from(self.jitter_clock) * 1000.0 * 100.0).round() / 100.0;
         }
         q
     }
 
-    /// A packet still waiting for confirmation when the call ends.
-    pub fn unconfirmed(&self) -> bool {
-        self.pending.is_some()
+    /// Packets still waiting for confirmation when the call ends.
+    pub fn unconfirmed(&self) -> u64 {
+        self.pending.iter().filter(|p| p.is_some()).count() as u64
     }
 }

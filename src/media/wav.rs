@@ -188,13 +188,18 @@ impl Recorder {
             let _ = fs::remove_file(&self.part);
             return Err(io::Error::other(e));
         }
-        let frames = self.flushed;
         let w = self
             .writer
             .take()
             .ok_or_else(|| io::Error::other("no writer"))?;
         // hound seeks back to fix the header sizes and flushes; the handle closes here.
         w.finalize().map_err(hound_io)?;
+        let frames = self.flushed.min(end_frame);
+        if self.flushed > end_frame {
+            // Media past the end was already on disk (the end came late): cut it.
+            let mut f = OpenOptions::new().write(true).open(&self.part)?;
+            set_data_len(&mut f, PCM_DATA_START, frames as u64 * 4)?;
+        }
         fs::rename(&self.part, &self.path)?;
         let bytes = fs::metadata(&self.path)?.len();
         Ok(Recording {
@@ -212,6 +217,20 @@ impl Recorder {
         self.writer = None;
         let _ = fs::remove_file(&self.part);
     }
+}
+
+/// Where hound's 16-bit stereo (PCMWAVEFORMAT) header ends and the samples start.
+const PCM_DATA_START: u64 = 44;
+
+/// Sets a WAV's RIFF and data sizes to `data` bytes of samples from `data_start`, and
+/// cuts the file there.
+fn set_data_len(f: &mut File, data_start: u64, data: u64) -> io::Result<()> {
+    f.set_len(data_start + data)?;
+    f.seek(SeekFrom::Start(4))?;
+    f.write_all(&((data_start + data - 8) as u32).to_le_bytes())?;
+    f.seek(SeekFrom::Start(data_start - 4))?;
+    f.write_all(&(data as u32).to_le_bytes())?;
+    Ok(())
 }
 
 fn hound_io(e: hound::Error) -> io::Error {
@@ -260,11 +279,7 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
     }
     let block = u64::from(block);
     let data = (len.saturating_sub(data_start) / block * block).min(u64::from(u32::MAX) - 64);
-    f.set_len(data_start + data)?;
-    f.seek(SeekFrom::Start(4))?;
-    f.write_all(&((data_start + data - 8) as u32).to_le_bytes())?;
-    f.seek(SeekFrom::Start(data_start - 4))?;
-    f.write_all(&(data as u32).to_le_bytes())?;
+    set_data_len(&mut f, data_start, data)?;
     f.sync_all()?;
     drop(f);
     let done = match path.to_str().and_then(|s| s.strip_suffix(".part")) {
