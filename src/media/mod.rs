@@ -16,6 +16,13 @@
 //! Recording: operator on the left channel, client on the right, 8 kHz, or 16 kHz when
 //! the negotiated codec is G.722 (the narrow side is then interpolated up; see
 //! `stream.rs` for placement and the drift rule, `wav.rs` for the bounded writer).
+//!
+//! Measured (benches/media.rs, 500 concurrent G.711 calls, 2 cores, ext4): recording off
+//! 19-24 M RTP packets/s (~45 ns a packet: lookup, header, sequence, jitter); recording
+//! on 0.9-1.1 M packets/s, of which ~400 ns a packet is ours (decode, ring, hound) and
+//! ~500 ns the kernel's buffered ext4 write of 32 KB/s per call (page-cache copy and
+//! zeroing, block bookkeeping). Memory: 27.6 KiB per recorded call (16 KiB ring, 8 KiB
+//! hound buffer, streams), 3.6 KiB unrecorded, flat in call length.
 
 mod codec;
 mod g722;
@@ -60,14 +67,14 @@ pub struct MediaOptions {
     /// Off: quality figures and DTMF only, no WAV.
     pub enabled: bool,
     /// Reordering tolerated, in 20 ms packets: audio is written to disk this late. The
-    /// per-call ring caps it at 160 ms at 16 kHz and 330 ms at 8 kHz.
+    /// per-call ring caps it at 196 ms at 8 kHz and 132 ms at 16 kHz.
     pub reorder_window: usize,
     /// An answered call with no RTP for this long is reported by `sweep` (rtpengine's
     /// default is 60 s).
     pub media_timeout: Duration,
     /// The same while a party has the call on hold (many phones send nothing then).
     pub hold_timeout: Duration,
-    /// Calls tracked at once; more are counted and ignored (each holds ~22 KiB).
+    /// Calls tracked at once; more are counted and ignored (a recorded one holds ~28 KiB).
     pub max_calls: usize,
 }
 

@@ -12,17 +12,27 @@ use crate::capture::Timestamp;
 
 /// Frames (one sample per channel) held in memory per call: 16 KiB. At 8 kHz that is
 /// 512 ms, at 16 kHz 256 ms; it must hold the reorder horizon, one flush batch and the
-/// longest packet (see `MAX_PACKET_FRAMES`).
+/// longest packet (see `MAX_PACKET_FRAMES`, `flush_frames`).
 pub const RING_FRAMES: usize = 4096;
 /// Longest packet placed, in output frames: 60 ms at 16 kHz, 120 ms at 8 kHz. Longer
 /// payloads are counted and skipped.
 pub const MAX_PACKET_FRAMES: usize = 960;
-/// Frames written per `write` call: 2 KiB of disk I/O per syscall, and hound's sample
-/// buffer (the only other per-call buffer) of the same size.
-pub const FLUSH_FRAMES: usize = 512;
-/// The longest reorder horizon the ring allows at a rate.
-pub fn max_horizon_frames() -> usize {
-    RING_FRAMES - FLUSH_FRAMES - MAX_PACKET_FRAMES
+/// Frames written per `write` call, by output rate: 8 KiB (256 ms) at 8 kHz, 4 KiB
+/// (64 ms) at 16 kHz; hound's sample buffer, the only other per-call buffer, is as large.
+/// Fewer, larger writes: 512-frame batches at 8 kHz ran at 0.92 M packets/s in
+/// benches/media.rs, 2048-frame ones at 0.9-1.1 M (see src/media/mod.rs for why the
+/// kernel's write path, not this code, sets the pace).
+pub fn flush_frames(rate: u32) -> usize {
+    if rate <= 8000 {
+        2048
+    } else {
+        1024
+    }
+}
+/// The longest reorder horizon the ring allows at a rate: 1568 frames (196 ms) at 8 kHz,
+/// 2112 (132 ms) at 16 kHz.
+pub fn max_horizon_frames(rate: u32) -> usize {
+    RING_FRAMES - flush_frames(rate) - MAX_PACKET_FRAMES
 }
 /// Frames a WAV can hold: its data size is a u32 (about 18 h of 16 kHz stereo).
 const MAX_WAV_FRAMES: i64 = (u32::MAX as i64 - 64) / 4;
@@ -48,6 +58,7 @@ pub struct Recorder {
     /// Frames already on disk; the ring holds [flushed, flushed + RING_FRAMES).
     flushed: i64,
     horizon: i64,
+    batch: i64,
     writer: Option<hound::WavWriter<File>>,
     part: PathBuf,
     path: PathBuf,
@@ -92,7 +103,8 @@ impl Recorder {
             start,
             ring: vec![[0i16; 2]; RING_FRAMES].into_boxed_slice(),
             flushed: 0,
-            horizon: horizon.min(max_horizon_frames()) as i64,
+            horizon: horizon.min(max_horizon_frames(rate)) as i64,
+            batch: flush_frames(rate) as i64,
             writer: Some(writer),
             part,
             path,
@@ -132,15 +144,17 @@ impl Recorder {
         if lo >= hi {
             return 0;
         }
-        let mut i = (lo as usize) % RING_FRAMES;
-        for &s in &samples[(lo - pos) as usize..(hi - pos) as usize] {
-            self.ring[i][ch] = s;
-            i += 1;
-            if i == RING_FRAMES {
-                i = 0;
-            }
+        let src = &samples[(lo - pos) as usize..(hi - pos) as usize];
+        let at = (lo as usize) % RING_FRAMES;
+        // At most two contiguous runs (the ring wraps once at most).
+        let first = src.len().min(RING_FRAMES - at);
+        for (f, &s) in self.ring[at..at + first].iter_mut().zip(&src[..first]) {
+            f[ch] = s;
         }
-        (hi - lo) as usize
+        for (f, &s) in self.ring.iter_mut().zip(&src[first..]) {
+            f[ch] = s;
+        }
+        src.len()
     }
 
     /// Capture time has reached `now`: writes out what is older than the horizon, in
@@ -148,8 +162,8 @@ impl Recorder {
     #[inline]
     pub fn advance(&mut self, now: Timestamp) {
         let target = self.frame_at(now) - self.horizon;
-        if target - self.flushed >= FLUSH_FRAMES as i64 {
-            let whole = (target - self.flushed) / FLUSH_FRAMES as i64 * FLUSH_FRAMES as i64;
+        if target - self.flushed >= self.batch {
+            let whole = (target - self.flushed) / self.batch * self.batch;
             self.flush_to(self.flushed + whole);
         }
     }
@@ -161,7 +175,7 @@ impl Recorder {
             let at = (self.flushed as usize) % RING_FRAMES;
             let n = ((target - self.flushed) as usize)
                 .min(RING_FRAMES - at)
-                .min(FLUSH_FRAMES);
+                .min(self.batch as usize);
             let frames = &mut self.ring[at..at + n];
             if let Some(w) = self.writer.as_mut() {
                 let mut sw = w.get_i16_writer(2 * n as u32);
