@@ -56,8 +56,9 @@ impl CaptureClock {
 pub enum EngineEvent {
     /// A dialog ended: its record, to be stored.
     Call(Box<CallRecord>),
-    /// An internal party not in the configuration (from a call or a REGISTER).
-    Operator(DiscoveredOperator),
+    /// An internal party not in the configuration (from a call or a REGISTER), and
+    /// the capture time it was seen.
+    Operator(DiscoveredOperator, Timestamp),
 }
 
 /// What the SIP layer counted.
@@ -116,22 +117,20 @@ impl Engine {
         }
     }
 
+    /// The next frames come from another source (the next capture file): a clock step
+    /// between two files is real, not a broken clock to bridge.
+    pub fn new_source(&mut self) {
+        self.clock.last = None;
+        self.clock.offset = 0;
+    }
+
     /// Feeds one captured frame.
     pub fn frame(&mut self, frame: &Frame<'_>) {
         let frame = &Frame {
             time: self.clock.adjust(frame.time),
             ..*frame
         };
-        let Engine {
-            decoder,
-            sip_ports,
-            dialogs,
-            sip,
-            ..
-        } = self;
-        decoder.decode(frame, &mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
-        });
+        self.decode_with(|decoder, up| decoder.decode(frame, up));
         if frame.time >= self.next_sweep {
             self.tick(frame.time);
         }
@@ -140,16 +139,7 @@ impl Engine {
 
     /// Advances capture time with no frame (a live capture's timer on a quiet line).
     pub fn tick(&mut self, now: Timestamp) {
-        let Engine {
-            decoder,
-            sip_ports,
-            dialogs,
-            sip,
-            ..
-        } = self;
-        decoder.tick(now, &mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
-        });
+        self.decode_with(|decoder, up| decoder.tick(now, up));
         self.dialogs.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
         self.drain_dialogs();
@@ -158,6 +148,13 @@ impl Engine {
     /// End of input: partial packets are dropped, open dialogs end at their last
     /// activity (whoHungUp "system").
     pub fn finish(&mut self) {
+        self.decode_with(|decoder, up| decoder.finish(up));
+        self.dialogs.finish();
+        self.drain_dialogs();
+    }
+
+    /// Runs one step of the packet layer with every datagram it yields going up.
+    fn decode_with(&mut self, step: impl FnOnce(&mut Decoder, &mut dyn FnMut(&Datagram<'_>))) {
         let Engine {
             decoder,
             sip_ports,
@@ -165,11 +162,9 @@ impl Engine {
             sip,
             ..
         } = self;
-        decoder.finish(&mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip);
+        step(decoder, &mut |d: &Datagram<'_>| {
+            sip_datagram(d, sip_ports, dialogs, sip)
         });
-        self.dialogs.finish();
-        self.drain_dialogs();
     }
 
     pub fn poll(&mut self) -> Option<EngineEvent> {
@@ -198,14 +193,15 @@ impl Engine {
             match event {
                 DialogEvent::Ended(d) => {
                     let (record, discovered) = self.classifier.classify(&d);
-                    if let Some(op) = discovered {
-                        self.events.push_back(EngineEvent::Operator(op));
+                    for op in discovered {
+                        self.events
+                            .push_back(EngineEvent::Operator(op, d.invite_time));
                     }
                     self.events.push_back(EngineEvent::Call(Box::new(record)));
                 }
                 DialogEvent::Registered(r) => {
                     if let Some(op) = self.classifier.registration(&r) {
-                        self.events.push_back(EngineEvent::Operator(op));
+                        self.events.push_back(EngineEvent::Operator(op, r.time));
                     }
                 }
             }

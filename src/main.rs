@@ -7,9 +7,12 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use calltap::call::CallRecord;
 use calltap::config::Config;
 use calltap::engine::Engine;
+use calltap::ingest::Ingest;
 use calltap::replay::{replay_files, FileReport};
+use calltap::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -33,24 +36,59 @@ struct ConfigArg {
     config: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct StoreArg {
+    /// Store directory (database and recordings); overrides `[store] path`.
+    #[arg(long, value_name = "DIR")]
+    data: Option<PathBuf>,
+}
+
 #[derive(Subcommand)]
 enum Command {
-    /// Decode capture files (pcap or pcapng) through the engine and report what they hold.
+    /// Replay capture files (pcap or pcapng) through the engine into the store.
     ///
     /// Files are read in the order given, as one continuous capture; a directory
-    /// stands for the capture files in it, in name order.
+    /// stands for the capture files in it, in name order. Calls already in the store
+    /// (the same traffic replayed again) are skipped, never duplicated.
     Replay {
         #[command(flatten)]
         config: ConfigArg,
-        /// Print one JSON object of counters per file instead of the summary.
+        #[command(flatten)]
+        store: StoreArg,
+        /// Print one JSON object of packet counters per file instead of the summary.
         #[arg(long)]
         stats: bool,
-        /// Never draw a progress bar (none is drawn when stderr is not a terminal).
+        /// Decode and classify, but store nothing.
         #[arg(long)]
+        dry_run: bool,
+        /// Never draw a progress bar (none is drawn when stderr is not a terminal).
+        #[arg(long, short = 'q')]
         quiet: bool,
         /// Capture files or directories of them.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
+    },
+    /// List the calls in the store, oldest first.
+    ///
+    /// By default the calls the importer sees (answered, completed, exported); `--all`
+    /// adds missed, cancelled, busy, rejected and failed attempts and internal calls.
+    Calls {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        /// Only calls that started at or after this time (Unix seconds or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+        /// Only calls that started before this time (Unix seconds or RFC 3339).
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Every stored attempt, not only exported calls.
+        #[arg(long)]
+        all: bool,
+        /// The contract's call objects, each with calltap's own fields under "calltap".
+        #[arg(long)]
+        json: bool,
     },
     /// Check a configuration file and print what it sets (secrets are never printed).
     CheckConfig {
@@ -60,6 +98,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so `calltap calls | head` would end in a print panic; a
+    // command-line tool should end quietly as other Unix tools do.
+    // SAFETY: called first, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -68,36 +112,54 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
+    let result = match cli.command {
         Command::Replay {
             config,
+            store,
             stats,
+            dry_run,
             quiet,
             files,
-        } => replay(config.config.as_deref(), stats, quiet, &files),
+        } => replay(&config, &store, stats, dry_run, quiet, &files),
+        Command::Calls {
+            config,
+            store,
+            since,
+            until,
+            all,
+            json,
+        } => calls(&config, &store, since, until, all, json),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
-    }
-}
-
-fn load_config(path: Option<&Path>) -> Result<Config, ExitCode> {
-    Config::load(path).map_err(|e| {
-        eprintln!("calltap: {e}");
-        ExitCode::from(2)
-    })
-}
-
-fn check_config(path: Option<&Path>) -> ExitCode {
-    match load_config(path) {
-        Ok(config) => {
-            match path {
-                Some(p) => println!("{}: ok", p.display()),
-                None => println!("no configuration file: defaults"),
-            }
-            println!("{}", config.describe());
-            ExitCode::SUCCESS
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("calltap: {message}");
+            ExitCode::from(2)
         }
-        Err(code) => code,
     }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, String> {
+    Config::load(path).map_err(|e| e.to_string())
+}
+
+fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
+    let dir = arg
+        .data
+        .clone()
+        .unwrap_or_else(|| config.store.path.clone());
+    Store::open(&dir).map_err(|e| e.to_string())
+}
+
+fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
+    let config = load_config(path)?;
+    match path {
+        Some(p) => println!("{}: ok", p.display()),
+        None => println!("no configuration file: defaults"),
+    }
+    println!("{}", config.describe());
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Expands directories into the capture files inside them, sorted by name.
@@ -123,45 +185,91 @@ fn capture_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(paths)
 }
 
-fn replay(config_path: Option<&Path>, stats: bool, quiet: bool, args: &[PathBuf]) -> ExitCode {
-    let config = match load_config(config_path) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    let paths = match capture_paths(args) {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("calltap: {e}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut engine = Engine::new(&config);
+fn replay(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    stats: bool,
+    dry_run: bool,
+    quiet: bool,
+    args: &[PathBuf],
+) -> Result<ExitCode, String> {
+    let config = load_config(config_arg.config.as_deref())?;
+    let paths = capture_paths(args)?;
     let progress = !quiet && std::io::stderr().is_terminal();
-    let reports = replay_files(&paths, &mut engine, progress);
+    let engine = Engine::new(&config);
+    let (reports, engine_stats, summary, store_path) = if dry_run {
+        let mut engine = engine;
+        let reports = replay_files(&paths, &mut engine, progress);
+        let mut summary = calltap::ingest::IngestSummary::default();
+        while let Some(event) = engine.poll() {
+            if let calltap::engine::EngineEvent::Call(r) = event {
+                *summary.calls.entry(r.outcome.as_str()).or_default() += 1;
+                summary.exported += u64::from(r.exported);
+            }
+        }
+        (reports, engine.stats(), summary, None)
+    } else {
+        let store = open_store(&config, store_arg)?;
+        let mut ingest = Ingest::new(engine, &store);
+        let reports = replay_files(&paths, &mut ingest, progress);
+        let summary = ingest.summary().clone();
+        (
+            reports,
+            ingest.engine.stats(),
+            summary,
+            Some(store.path().to_path_buf()),
+        )
+    };
     let failed = reports.iter().any(|(_, r)| r.failed.is_some());
     if stats {
         let by_file: BTreeMap<&str, &FileReport> =
             reports.iter().map(|(name, r)| (name.as_str(), r)).collect();
-        match serde_json::to_string_pretty(&by_file) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("calltap: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let json = serde_json::to_string_pretty(&by_file).map_err(|e| e.to_string())?;
+        println!("{json}");
     } else {
         for (name, report) in &reports {
-            print_summary(name, report);
+            print_file_summary(name, report);
+        }
+        let s = &engine_stats;
+        println!(
+            "SIP: {} messages ({} malformed), {} dialogs",
+            s.sip.messages,
+            s.sip.malformed.values().sum::<u64>(),
+            s.dialogs.dialogs_created
+        );
+        let outcomes: Vec<String> = summary
+            .calls
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(o, n)| format!("{n} {o}"))
+            .collect();
+        println!(
+            "calls: {} new ({}), {} exported, {} already stored",
+            summary.new_calls(),
+            if outcomes.is_empty() {
+                "none".to_string()
+            } else {
+                outcomes.join(", ")
+            },
+            summary.exported,
+            summary.duplicates
+        );
+        match &store_path {
+            Some(p) => println!("store: {}", p.display()),
+            None => println!("store: none (--dry-run)"),
         }
     }
-    if failed {
+    for e in &summary.errors {
+        eprintln!("calltap: store error: {e}");
+    }
+    Ok(if failed || !summary.errors.is_empty() {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
-    }
+    })
 }
 
-fn print_summary(name: &str, report: &FileReport) {
+fn print_file_summary(name: &str, report: &FileReport) {
     if let Some(why) = &report.failed {
         eprintln!("calltap: {why}");
         return;
@@ -182,5 +290,105 @@ fn print_summary(name: &str, report: &FileReport) {
     }
     for e in &report.capture_errors {
         eprintln!("calltap: warning: {e}");
+    }
+}
+
+/// Unix seconds, or an RFC 3339 time (`2026-01-15T10:00:00Z`, `2026-01-15 10:00:00`).
+fn parse_time(text: &str) -> Result<u64, String> {
+    if let Ok(secs) = text.parse::<u64>() {
+        return Ok(secs);
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .ok_or_else(|| format!("{text:?} is neither Unix seconds nor an RFC 3339 time"))
+}
+
+fn calls(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    since: Option<String>,
+    until: Option<String>,
+    all: bool,
+    json: bool,
+) -> Result<ExitCode, String> {
+    let config = load_config(config_arg.config.as_deref())?;
+    let store = open_store(&config, store_arg)?;
+    let start = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
+    let stop = until
+        .as_deref()
+        .map(parse_time)
+        .transpose()?
+        .unwrap_or(u64::MAX);
+    let iter = if all {
+        store.all_calls_between(start, stop)
+    } else {
+        store.calls_between(start, stop)
+    };
+    let mut records: Vec<CallRecord> = Vec::new();
+    let mut errors = 0;
+    for item in iter {
+        match item {
+            Ok(r) => records.push(r),
+            Err(e) => {
+                errors += 1;
+                eprintln!("calltap: {e}");
+            }
+        }
+    }
+    if json {
+        let calls: Vec<serde_json::Value> = records
+            .iter()
+            .map(|r| {
+                let mut call = r.to_contract();
+                if let (Some(obj), Ok(extra)) = (call.as_object_mut(), serde_json::to_value(r)) {
+                    obj.insert("calltap".into(), extra);
+                }
+                call
+            })
+            .collect();
+        let body = serde_json::json!({ "calls": calls });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
+        );
+    } else {
+        println!(
+            "{:<20} {:<9} {:<9} {:>6}  {:<16} {:<18} {:<8} id",
+            "start (UTC)", "direction", "outcome", "secs", "operator", "client", "hung up"
+        );
+        for r in &records {
+            let start = humantime::format_rfc3339_seconds(
+                std::time::UNIX_EPOCH + std::time::Duration::from_secs(r.start_time),
+            )
+            .to_string();
+            println!(
+                "{:<20} {:<9} {:<9} {:>6}  {:<16} {:<18} {:<8} {}",
+                start.trim_end_matches('Z').replace('T', " "),
+                format!("{:?}", r.direction).to_lowercase(),
+                r.outcome.as_str(),
+                r.duration,
+                truncate(&format!("{} {}", r.operator.id, r.operator.name), 16),
+                truncate(r.client_number.as_deref().unwrap_or("-"), 18),
+                r.who_hung_up.as_str(),
+                r.id
+            );
+        }
+        println!("{} calls", records.len());
+    }
+    Ok(if errors > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn truncate(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(width - 1).collect();
+        format!("{cut}…")
     }
 }

@@ -16,6 +16,8 @@ use crate::net::{Datagram, Decoder};
 
 /// What a replay drives: the engine, or the packet layer alone.
 pub trait FrameSink {
+    /// A new file starts: its clock owes nothing to the previous file's.
+    fn begin_file(&mut self) {}
     fn frame(&mut self, frame: &Frame<'_>);
     /// End of all input.
     fn finish(&mut self);
@@ -24,6 +26,9 @@ pub trait FrameSink {
 }
 
 impl FrameSink for Engine {
+    fn begin_file(&mut self) {
+        self.new_source()
+    }
     fn frame(&mut self, frame: &Frame<'_>) {
         Engine::frame(self, frame)
     }
@@ -103,6 +108,7 @@ fn replay_file<S: FrameSink>(
         Ok(r) => r,
         Err(e) => return (errors, Some(e.to_string())),
     };
+    sink.begin_file();
     let bar = progress.then(|| progress_bar(path));
     let mut frames = 0u64;
     while let Some(next) = reader.next_frame() {

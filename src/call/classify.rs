@@ -142,7 +142,8 @@ impl Classifier {
         }
     }
 
-    pub fn classify(&self, d: &FinishedDialog) -> (CallRecord, Option<DiscoveredOperator>) {
+    /// The record, and the internal parties found that no configuration names.
+    pub fn classify(&self, d: &FinishedDialog) -> (CallRecord, Vec<DiscoveredOperator>) {
         let caller_ids = self.caller_ids(d);
         let callee_ids = self.callee_ids(d);
         let caller_user = caller_ids
@@ -168,11 +169,25 @@ impl Classifier {
             },
         };
 
+        let callee_configured = callee_op.is_some();
         let (op_ids, matched, client_ids) = match side {
             OperatorSide::Caller => (&caller_ids, caller_op, &callee_ids),
             OperatorSide::Callee => (&callee_ids, callee_op, &caller_ids),
         };
-        let mut discovered = None;
+        let mut discovered = Vec::new();
+        // Operator to operator: the callee is an operator too.
+        if direction == Direction::Internal && !callee_configured {
+            let user = callee_ids
+                .iter()
+                .map(|i| i.user.as_str())
+                .find(|u| !u.is_empty());
+            if let Some(user) = user.filter(|u| self.is_extension(u)) {
+                discovered.push(DiscoveredOperator {
+                    extension: user.to_string(),
+                    name: callee_ids.iter().find_map(|i| i.display.clone()),
+                });
+            }
+        }
         let operator = match matched {
             Some((op, number)) => OperatorRef {
                 id: op.id.clone(),
@@ -190,7 +205,7 @@ impl Classifier {
                     .to_string();
                 let name = op_ids.iter().find_map(|i| i.display.clone());
                 if self.is_extension(&user) || !self.config.network.internal.is_empty() {
-                    discovered = Some(DiscoveredOperator {
+                    discovered.push(DiscoveredOperator {
                         extension: user.clone(),
                         name: name.clone(),
                     });
@@ -282,6 +297,7 @@ impl Classifier {
                 invite_dst: d.invite_dst.to_string(),
                 headers: d.headers.clone(),
             },
+            media: Default::default(),
             properties: Default::default(),
         };
         (record, discovered)
@@ -331,10 +347,12 @@ pub fn call_id(call_id: &str, from_tag: &str, invite_cseq: u32) -> String {
     h.update([0]);
     h.update(invite_cseq.to_be_bytes());
     let digest = h.finalize();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut id = String::with_capacity(26);
     id.push_str("c-");
     for b in &digest[..12] {
-        id.push_str(&format!("{b:02x}"));
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
     }
     id
 }

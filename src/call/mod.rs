@@ -3,4 +3,7 @@
 pub mod classify;
 pub mod record;
 
-pub use record::{CallRecord, Direction, EndReason, OperatorRef, Outcome, Party, WhoHungUp};
+pub use record::{
+    CallRecord, Direction, EndReason, MediaFacts, OperatorRef, Outcome, Party, RecordingFile,
+    WhoHungUp,
+};

@@ -34,6 +34,7 @@ pub mod g711;
 pub mod link;
 pub mod load;
 pub mod rng;
+pub mod scenario;
 pub mod tcp;
 pub mod wire;
 pub mod writer;

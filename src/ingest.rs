@@ -1,0 +1,148 @@
+//! Ingest: the engine's call events into the store. Records go in batches (one flush
+//! per batch) so replay is not bound by fsync; a batch is flushed before the replay
+//! reports it stored, and at the end of input.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::call::{CallRecord, Outcome};
+use crate::capture::Frame;
+use crate::engine::{Engine, EngineEvent};
+use crate::net::stats::Counters;
+use crate::replay::FrameSink;
+use crate::store::{DiscoveredOperator, Inserted, Store, StoreError};
+
+/// Records held before a write: big enough that a flush is rare during a replay,
+/// small enough that a crash loses little and memory stays flat.
+const BATCH: usize = 256;
+
+/// What an ingest did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct IngestSummary {
+    /// New records, by outcome.
+    pub calls: BTreeMap<&'static str, u64>,
+    /// New records the importer will see.
+    pub exported: u64,
+    /// Records already in the store (the same traffic ingested again).
+    pub duplicates: u64,
+    pub operators_seen: u64,
+    /// Store errors, by message (the calls concerned are not stored).
+    pub errors: Vec<String>,
+}
+
+impl IngestSummary {
+    pub fn new_calls(&self) -> u64 {
+        self.calls.values().sum()
+    }
+}
+
+pub struct Ingest<'s> {
+    pub engine: Engine,
+    store: &'s Store,
+    batch: Vec<CallRecord>,
+    summary: IngestSummary,
+}
+
+impl<'s> Ingest<'s> {
+    pub fn new(engine: Engine, store: &'s Store) -> Self {
+        let mut summary = IngestSummary::default();
+        for o in Outcome::ALL {
+            summary.calls.insert(o.as_str(), 0);
+        }
+        Ingest {
+            engine,
+            store,
+            batch: Vec::with_capacity(BATCH),
+            summary,
+        }
+    }
+
+    pub fn summary(&self) -> &IngestSummary {
+        &self.summary
+    }
+
+    fn drain(&mut self) {
+        while let Some(event) = self.engine.poll() {
+            match event {
+                EngineEvent::Call(record) => {
+                    self.batch.push(*record);
+                    if self.batch.len() >= BATCH {
+                        self.write();
+                    }
+                }
+                EngineEvent::Operator(op, seen) => {
+                    self.summary.operators_seen += 1;
+                    let secs = seen.unix_secs();
+                    let sighting = DiscoveredOperator {
+                        id: op.extension.clone(),
+                        name: op.name.unwrap_or_default(),
+                        extension: op.extension,
+                        first_seen: secs,
+                        last_seen: secs,
+                    };
+                    if let Err(e) = self.store.upsert_operator(&sighting) {
+                        self.error(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn write(&mut self) {
+        if self.batch.is_empty() {
+            return;
+        }
+        match self.store.put_calls(&self.batch) {
+            Ok(results) => {
+                for (record, inserted) in self.batch.iter().zip(results) {
+                    match inserted {
+                        Inserted::New => {
+                            *self
+                                .summary
+                                .calls
+                                .entry(record.outcome.as_str())
+                                .or_default() += 1;
+                            if record.exported {
+                                self.summary.exported += 1;
+                            }
+                        }
+                        Inserted::Duplicate => self.summary.duplicates += 1,
+                    }
+                }
+            }
+            Err(e) => self.error(e),
+        }
+        self.batch.clear();
+    }
+
+    fn error(&mut self, e: StoreError) {
+        let message = e.to_string();
+        tracing::error!("store: {message}");
+        // Bounded: a broken disk must not grow this list without end.
+        if self.summary.errors.len() < 100 {
+            self.summary.errors.push(message);
+        }
+    }
+}
+
+impl FrameSink for Ingest<'_> {
+    fn begin_file(&mut self) {
+        self.engine.new_source();
+    }
+
+    fn frame(&mut self, frame: &Frame<'_>) {
+        self.engine.frame(frame);
+        self.drain();
+    }
+
+    fn finish(&mut self) {
+        self.engine.finish();
+        self.drain();
+        self.write();
+    }
+
+    fn take_counters(&mut self) -> Counters {
+        self.engine.take_packet_counters()
+    }
+}
