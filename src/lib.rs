@@ -11,6 +11,7 @@ pub mod config;
 pub mod dialog;
 pub mod engine;
 pub mod ingest;
+pub mod media;
 pub mod net;
 pub mod pcapgen;
 pub mod replay;

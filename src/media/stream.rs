@@ -1,0 +1,528 @@
+//! One direction of a call's media: source confirmation (SSRC), sequence and timestamp
+//! unwrapping, duplicates and reordering, jitter, DTMF, and placement of decoded audio on
+//! the recording's timeline.
+//!
+//! Placement: a source's first speech packet is placed at its capture time (or right
+//! after the previous source's last packet, when that is within a packet of it: an SSRC
+//! change continues the channel without a jump); later packets advance from there by
+//! their RTP timestamps, so gaps (loss, silence suppression, hold with a timestamp jump)
+//! stay silent. Drift rule: the offset between capture position and RTP position is
+//! watched over epochs of `EPOCH_PACKETS` in-order packets; when the smallest offset
+//! of an epoch (the least-delayed packet: jitter only ever delays) is more than one
+//! packet off, the stream is moved by that much (silence inserted or audio dropped). A
+//! packet that would land outside the writable window, or the first one after a hold
+//! change or a timestamp restart, is re-placed at once.
+
+use std::net::SocketAddr;
+
+use crate::capture::Timestamp;
+
+use super::codec::{decode_g711, Kind, ALAW, ULAW};
+use super::g722::G722;
+use super::quality::DirectionQuality;
+use super::rtp::{RtpPacket, TelephoneEvent};
+use super::wav::{Recorder, MAX_PACKET_FRAMES};
+use super::MediaStats;
+
+/// A sequence jump larger than this (either way) is a restart of the numbering, not loss
+/// (RFC 3550 A.1's MAX_DROPOUT).
+const MAX_DROPOUT: i64 = 3000;
+/// Sequence numbers remembered for duplicate detection (one `u64` bitmap).
+const SEQ_WINDOW: i64 = 64;
+/// In-order packets per drift epoch: about a second of 20 ms packets.
+const EPOCH_PACKETS: u32 = 50;
+/// Digits kept per call; a stuck key or a fax tone burst stops here.
+const MAX_DIGITS: usize = 64;
+
+/// A packet waiting for its source to be confirmed by the next one.
+#[derive(Clone, Copy, Debug)]
+struct Pending {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    pt: u8,
+    kind: Kind,
+    clock: u32,
+    time: Timestamp,
+}
+
+/// Where decoded audio goes and what the packet counts into.
+pub struct Out<'a> {
+    pub rec: Option<&'a mut Recorder>,
+    pub channel: usize,
+    pub scratch: &'a mut Scratch,
+    pub stats: &'a mut MediaStats,
+    pub dtmf: &'a mut String,
+}
+
+/// Decode buffers shared by all calls (one packet at a time).
+pub struct Scratch {
+    decoded: Box<[i16; 2 * MAX_PACKET_FRAMES]>,
+    frames: Box<[i16; 2 * MAX_PACKET_FRAMES]>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            decoded: Box::new([0; 2 * MAX_PACKET_FRAMES]),
+            frames: Box::new([0; 2 * MAX_PACKET_FRAMES]),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub struct Stream {
+    /// The source address packets of this direction come from (learned, for NAT).
+    pub latched: Option<SocketAddr>,
+    pub last_time: Option<Timestamp>,
+    /// Set by a hold change or new SDP: re-place the next packet by capture time.
+    pub resync: bool,
+
+    ssrc: Option<u32>,
+    pending: [Option<Pending>; 2],
+    pending_payload: [Vec<u8>; 2],
+    /// The next accepted packet starts a new source (sequence and timeline).
+    fresh: bool,
+
+    max_seq: u16,
+    ext_max: i64,
+    src_first: i64,
+    seen: u64,
+    expected_before: u64,
+
+    last_ts: u32,
+    ext_ts: i64,
+    /// (extended RTP timestamp, output frame) of the current source's timeline.
+    anchor: Option<(i64, i64)>,
+    /// One past the last frame of the last in-order speech packet.
+    next_pos: Option<i64>,
+    epoch_min: i64,
+    epoch_n: u32,
+
+    first_time: Option<Timestamp>,
+    last_transit: Option<i64>,
+    jitter: f64,
+    jitter_clock: u32,
+
+    cur_pt: Option<u8>,
+    flap: u32,
+    prev_sample: i16,
+    g722: Option<Box<G722>>,
+    last_event_ts: Option<u32>,
+
+    pub q: DirectionQuality,
+    /// Speech packets decoded, per codec (PCMU, PCMA, G722).
+    pub decoded: [u64; 3],
+    pub unsupported: u64,
+    pub unsupported_name: Option<String>,
+    pub events: u64,
+    pub cn: u64,
+    /// Packet duration seen last, in ms (for the MOS).
+    pub ptime_ms: f64,
+}
+
+impl Stream {
+    /// A packet from this direction's source address.
+    pub fn packet(
+        &mut self,
+        p: &RtpPacket<'_>,
+        kind: Kind,
+        clock: u32,
+        now: Timestamp,
+        out: &mut Out<'_>,
+    ) {
+        self.last_time = Some(now);
+        if self.first_time.is_none() {
+            self.first_time = Some(now);
+        }
+        let ssrc = p.ssrc();
+        if kind == Kind::Event && self.ssrc.is_some_and(|s| s != ssrc) {
+            // Events sent under their own SSRC: digits only, no sequence bookkeeping.
+            self.event(p.timestamp(), p.payload(), out);
+            return;
+        }
+        if self.ssrc != Some(ssrc) {
+            // Two candidate slots, so garbage interleaved with a starting stream cannot
+            // keep evicting its first packet.
+            let slot = self
+                .pending
+                .iter()
+                .position(|c| c.is_some_and(|c| c.ssrc == ssrc));
+            match slot {
+                Some(i)
+                    if self.pending[i].is_some_and(|c| p.sequence() == c.seq.wrapping_add(1)) =>
+                {
+                    let pd = self.pending[i].take().expect("checked");
+                    if self.pending[1 - i].take().is_some() {
+                        out.stats.unconfirmed_source += 1;
+                    }
+                    if self.ssrc.is_some() {
+                        self.q.ssrc_changes += 1;
+                        out.stats.ssrc_changes += 1;
+                    }
+                    self.start_source(ssrc);
+                    let payload = std::mem::take(&mut self.pending_payload[i]);
+                    self.accept(
+                        pd.seq, pd.ts, pd.pt, pd.kind, pd.clock, pd.time, &payload, out,
+                    );
+                    self.pending_payload[i] = payload;
+                }
+                _ => {
+                    let i = slot.unwrap_or_else(|| match self.pending {
+                        [None, _] => 0,
+                        [_, None] => 1,
+                        [Some(a), Some(b)] => usize::from(b.time < a.time),
+                    });
+                    if self.pending[i].is_some() {
+                        out.stats.unconfirmed_source += 1;
+                    }
+                    self.pending[i] = Some(Pending {
+                        ssrc,
+                        seq: p.sequence(),
+                        ts: p.timestamp(),
+                        pt: p.payload_type(),
+                        kind,
+                        clock,
+                        time: now,
+                    });
+                    self.pending_payload[i].clear();
+                    self.pending_payload[i].extend_from_slice(p.payload());
+                    return;
+                }
+            }
+        }
+        self.accept(
+            p.sequence(),
+            p.timestamp(),
+            p.payload_type(),
+            kind,
+            clock,
+            now,
+            p.payload(),
+            out,
+        );
+    }
+
+    fn start_source(&mut self, ssrc: u32) {
+        self.expected_before += self.source_expected();
+        self.ssrc = Some(ssrc);
+        self.fresh = true;
+        self.last_transit = None;
+        self.cur_pt = None;
+        self.g722 = None;
+    }
+
+    fn source_expected(&self) -> u64 {
+        if self.ssrc.is_none() || self.fresh {
+            0
+        } else {
+            (self.ext_max - self.src_first + 1).max(0) as u64
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn accept(
+        &mut self,
+        seq: u16,
+        ts: u32,
+        pt: u8,
+        kind: Kind,
+        clock: u32,
+        now: Timestamp,
+        payload: &[u8],
+        out: &mut Out<'_>,
+    ) {
+        // A speech payload type that keeps changing is garbage, not a codec switch.
+        if kind.is_speech() && !self.fresh {
+            if self.cur_pt.is_some_and(|c| c != pt) {
+                if self.flap > 24 {
+                    out.stats.payload_type_flapping += 1;
+                    return;
+                }
+                self.flap += 8;
+            } else {
+                self.flap = self.flap.saturating_sub(1);
+            }
+        }
+
+        // Sequence: duplicates, reordering, wrap-around, restarts.
+        let in_order;
+        let mut restart = self.fresh;
+        if !self.fresh {
+            let d = i64::from(seq.wrapping_sub(self.max_seq) as i16);
+            if d > 0 {
+                if d > MAX_DROPOUT {
+                    restart = true;
+                } else {
+                    self.seen = if d >= SEQ_WINDOW { 0 } else { self.seen << d };
+                    self.seen |= 1;
+                    self.max_seq = seq;
+                    self.ext_max += d;
+                }
+                in_order = true;
+            } else if d == 0 {
+                self.q.duplicates += 1;
+                out.stats.duplicates += 1;
+                return;
+            } else {
+                let back = -d;
+                if back >= SEQ_WINDOW {
+                    self.q.late += 1;
+                    out.stats.late += 1;
+                    return;
+                }
+                if self.seen & (1 << back) != 0 {
+                    self.q.duplicates += 1;
+                    out.stats.duplicates += 1;
+                    return;
+                }
+                self.seen |= 1 << back;
+                self.q.reordered += 1;
+                out.stats.reordered += 1;
+                in_order = false;
+            }
+        } else {
+            in_order = true;
+        }
+        if restart {
+            if !self.fresh {
+                // Numbering restarted under the same SSRC: a new timeline, same channel.
+                self.expected_before += self.source_expected();
+                self.q.resyncs += 1;
+                out.stats.resyncs += 1;
+            }
+            self.fresh = false;
+            self.max_seq = seq;
+            self.ext_max = i64::from(seq);
+            self.src_first = self.ext_max;
+            self.seen = 1;
+            self.last_ts = ts;
+            self.ext_ts = 0;
+            self.anchor = None;
+            self.epoch_n = 0;
+        }
+        self.q.received += 1;
+
+        let ext_ts = self.ext_ts + i64::from(ts.wrapping_sub(self.last_ts) as i32);
+        if in_order {
+            self.last_ts = ts;
+            self.ext_ts = ext_ts;
+        }
+
+        match kind {
+            Kind::Event => {
+                self.event(ts, payload, out);
+                return;
+            }
+            Kind::Cn => {
+                self.cn += 1;
+                out.stats.comfort_noise += 1;
+                return;
+            }
+            Kind::Unknown => return,
+            _ => {}
+        }
+
+        if in_order {
+            self.update_jitter(ext_ts, clock, now);
+        }
+        if self.cur_pt != Some(pt) {
+            self.cur_pt = Some(pt);
+            if kind != Kind::G722 {
+                self.g722 = None;
+            }
+        }
+        if kind == Kind::Unsupported {
+            self.unsupported += 1;
+            out.stats.unsupported_codec_packets += 1;
+            return;
+        }
+        self.place(kind, ext_ts, in_order, now, payload, out);
+    }
+
+    fn update_jitter(&mut self, ext_ts: i64, clock: u32, now: Timestamp) {
+        let first = self.first_time.unwrap_or(now);
+        if clock != self.jitter_clock {
+            self.jitter_clock = clock;
+            self.last_transit = None;
+        }
+        let arrival = (i128::from(now.as_nanos() - first.as_nanos().min(now.as_nanos()))
+            * i128::from(clock)
+            / 1_000_000_000) as i64;
+        let transit = arrival - ext_ts;
+        if let Some(last) = self.last_transit {
+            let d = (transit - last).abs() as f64;
+            self.jitter += (d - self.jitter) / 16.0;
+        }
+        self.last_transit = Some(transit);
+    }
+
+    /// Decodes a speech payload and writes it at its place on the timeline.
+    fn place(
+        &mut self,
+        kind: Kind,
+        ext_ts: i64,
+        in_order: bool,
+        now: Timestamp,
+        payload: &[u8],
+        out: &mut Out<'_>,
+    ) {
+        let Some(rec) = out.rec.as_deref_mut() else {
+            return;
+        };
+        let rate = i64::from(rec.rate());
+        let codec_rate = i64::from(kind.sample_rate());
+        let n_in = if kind == Kind::G722 {
+            payload.len() * 2
+        } else {
+            payload.len()
+        };
+        let n = (n_in as i64 * rate / codec_rate) as usize;
+        if n == 0 {
+            return;
+        }
+        if n > MAX_PACKET_FRAMES {
+            out.stats.payload_too_long += 1;
+            return;
+        }
+        self.ptime_ms = n as f64 * 1000.0 / rate as f64;
+
+        // Position (all decoded codecs run an 8 kHz RTP clock, G.722 included).
+        let cap = rec.frame_at(now);
+        let (anchor_ts, anchor_pos) = match self.anchor {
+            Some(a) => a,
+            None => {
+                let pos = match self.next_pos {
+                    Some(np) if (cap - np).abs() <= n as i64 => np,
+                    _ => cap,
+                };
+                self.anchor = Some((ext_ts, pos));
+                (ext_ts, pos)
+            }
+        };
+        let mut pos = anchor_pos + (ext_ts - anchor_ts) * rate / 8000;
+        if in_order {
+            let delta = cap - pos;
+            let end = pos + n as i64;
+            let too_late = end <= rec.flushed() && cap + (n as i64) > rec.flushed();
+            let too_early = end > rec.limit();
+            if self.resync || too_late || too_early {
+                if too_late || too_early || delta.abs() > n as i64 {
+                    self.shift(delta, out.stats);
+                    pos += delta;
+                }
+                self.resync = false;
+                self.epoch_n = 0;
+            } else {
+                if self.epoch_n == 0 || delta < self.epoch_min {
+                    self.epoch_min = delta;
+                }
+                self.epoch_n += 1;
+                if self.epoch_n >= EPOCH_PACKETS {
+                    if self.epoch_min.abs() > n as i64 {
+                        self.shift(self.epoch_min, out.stats);
+                        pos += self.epoch_min;
+                    }
+                    self.epoch_n = 0;
+                }
+            }
+            self.next_pos = Some(pos + n as i64);
+        }
+
+        // Decode at the codec's rate, then convert to the file's.
+        let s = &mut *out.scratch;
+        let decoded = &mut s.decoded[..n_in];
+        match kind {
+            Kind::Pcmu => decode_g711(&ULAW, payload, decoded),
+            Kind::Pcma => decode_g711(&ALAW, payload, decoded),
+            Kind::G722 => {
+                let got = self
+                    .g722
+                    .get_or_insert_with(Default::default)
+                    .decode(payload, decoded);
+                decoded[got..].fill(0);
+            }
+            _ => return,
+        }
+        self.decoded[match kind {
+            Kind::Pcmu => 0,
+            Kind::Pcma => 1,
+            _ => 2,
+        }] += 1;
+        let frames: &[i16] = if rate == codec_rate {
+            decoded
+        } else if rate > codec_rate {
+            // 8 -> 16 kHz: each sample, preceded by the midpoint from the previous one
+            // (linear interpolation: a half-sample, 31 us, delay).
+            let mut prev = if in_order {
+                self.prev_sample
+            } else {
+                decoded[0]
+            };
+            for (i, &x) in decoded.iter().enumerate() {
+                s.frames[2 * i] = ((i32::from(prev) + i32::from(x)) >> 1) as i16;
+                s.frames[2 * i + 1] = x;
+                prev = x;
+            }
+            &s.frames[..n]
+        } else {
+            // 16 -> 8 kHz: the mean of each pair (a two-tap low-pass, then decimation).
+            for i in 0..n {
+                s.frames[i] =
+                    ((i32::from(decoded[2 * i]) + i32::from(decoded[2 * i + 1])) >> 1) as i16;
+            }
+            &s.frames[..n]
+        };
+        if in_order {
+            self.prev_sample = *decoded.last().unwrap_or(&0);
+        }
+        let landed = rec.put(out.channel, pos, frames);
+        if landed < n && pos < rec.flushed() && pos + (n as i64) > 0 {
+            self.q.late += 1;
+            out.stats.late += 1;
+        }
+    }
+
+    fn shift(&mut self, by: i64, stats: &mut MediaStats) {
+        if let Some((_, pos)) = self.anchor.as_mut() {
+            *pos += by;
+        }
+        self.q.resyncs += 1;
+        stats.resyncs += 1;
+    }
+
+    fn event(&mut self, ts: u32, payload: &[u8], out: &mut Out<'_>) {
+        self.events += 1;
+        out.stats.dtmf_events += 1;
+        let Some(ev) = TelephoneEvent::parse(payload) else {
+            return;
+        };
+        // All packets of one event (updates, the three end packets) share its timestamp.
+        if self.last_event_ts == Some(ts) {
+            return;
+        }
+        self.last_event_ts = Some(ts);
+        if let Some(d) = ev.digit() {
+            if out.dtmf.len() < MAX_DIGITS {
+                out.dtmf.push(d);
+            }
+        }
+    }
+
+    /// The direction's figures at the end of the call.
+    pub fn quality(&self) -> DirectionQuality {
+        let mut q = self.q.clone();
+        q.expected = self.expected_before + self.source_expected();
+        q.lost = q.expected.saturating_sub(q.received);
+        if self.jitter_clock > 0 {
+            q.jitter_ms =
+                (self.jitter / f64::from(self.jitter_clock) * 1000.0 * 100.0).round() / 100.0;
+        }
+        q
+    }
+
+    /// Packets still waiting for confirmation when the call ends.
+    pub fn unconfirmed(&self) -> u64 {
+        self.pending.iter().filter(|p| p.is_some()).count() as u64
+    }
+}
