@@ -8,11 +8,14 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use std::path::PathBuf;
+
 use crate::call::classify::{Classifier, DiscoveredOperator};
-use crate::call::CallRecord;
+use crate::call::{CallRecord, Direction, MediaFacts, Party, RecordingFile};
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
+use crate::media::{MediaOptions, MediaStats, MediaSummary, MediaTable};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
@@ -54,6 +57,9 @@ impl CaptureClock {
 /// What the engine reports.
 #[derive(Clone, Debug)]
 pub enum EngineEvent {
+    /// A call was answered: its record so far (ending at the answer), kept while the
+    /// call is in progress so a crash can finalise it.
+    Answered(Box<CallRecord>),
     /// A dialog ended: its record, to be stored.
     Call(Box<CallRecord>),
     /// An internal party not in the configuration (from a call or a REGISTER), and
@@ -81,6 +87,7 @@ pub struct SipStats {
 pub struct EngineStats {
     pub sip: SipStats,
     pub dialogs: DialogStats,
+    pub media: MediaStats,
     /// Capture-clock steps larger than a month, bridged over.
     pub clock_steps: u64,
 }
@@ -89,6 +96,7 @@ pub struct Engine {
     decoder: Decoder,
     sip_ports: Vec<u16>,
     dialogs: DialogTable,
+    media: MediaTable,
     classifier: Classifier,
     sip: SipStats,
     events: VecDeque<EngineEvent>,
@@ -104,11 +112,29 @@ fn may_be_sip(payload: &[u8]) -> bool {
 }
 
 impl Engine {
+    /// An engine that writes no recordings (quality figures and DTMF are still kept).
     pub fn new(config: &Config) -> Self {
+        Engine::build(config, None)
+    }
+
+    /// An engine that records answered calls into `recordings_dir` (when the
+    /// configuration's `[recording] enabled` says so).
+    pub fn with_recordings(config: &Config, recordings_dir: PathBuf) -> Self {
+        Engine::build(config, Some(recordings_dir))
+    }
+
+    fn build(config: &Config, recordings_dir: Option<PathBuf>) -> Self {
+        let media = MediaOptions {
+            enabled: config.recording.enabled && recordings_dir.is_some(),
+            recordings_dir: recordings_dir.unwrap_or_default(),
+            media_timeout: Duration::from_secs(config.calls.media_timeout_secs),
+            ..MediaOptions::default()
+        };
         Engine {
             decoder: Decoder::new(&DecoderOptions::from_config(config)),
             sip_ports: config.capture.sip_ports.clone(),
             dialogs: DialogTable::new(DialogLimits::from_config(config)),
+            media: MediaTable::new(media),
             classifier: Classifier::new(config),
             sip: SipStats::default(),
             events: VecDeque::new(),
@@ -140,6 +166,10 @@ impl Engine {
     /// Advances capture time with no frame (a live capture's timer on a quiet line).
     pub fn tick(&mut self, now: Timestamp) {
         self.decode_with(|decoder, up| decoder.tick(now, up));
+        for id in self.media.sweep(now) {
+            let at = self.media.last_media_time(&id).unwrap_or(now);
+            self.dialogs.end_media_timeout(&id, at);
+        }
         self.dialogs.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
         self.drain_dialogs();
@@ -149,7 +179,8 @@ impl Engine {
     /// activity (whoHungUp "system").
     pub fn finish(&mut self) {
         self.decode_with(|decoder, up| decoder.finish(up));
-        self.dialogs.finish();
+        let media = &self.media;
+        self.dialogs.finish(|id| media.last_media_time(id));
         self.drain_dialogs();
     }
 
@@ -159,11 +190,14 @@ impl Engine {
             decoder,
             sip_ports,
             dialogs,
+            media,
             sip,
             ..
         } = self;
         step(decoder, &mut |d: &Datagram<'_>| {
-            sip_datagram(d, sip_ports, dialogs, sip)
+            if !sip_datagram(d, sip_ports, dialogs, sip) {
+                media.datagram(d);
+            }
         });
     }
 
@@ -184,6 +218,7 @@ impl Engine {
         EngineStats {
             sip: self.sip.clone(),
             dialogs: self.dialogs.stats(),
+            media: self.media.stats(),
             clock_steps: self.clock.steps,
         }
     }
@@ -191,8 +226,30 @@ impl Engine {
     fn drain_dialogs(&mut self) {
         while let Some(event) = self.dialogs.poll() {
             match event {
+                DialogEvent::Sdp {
+                    id,
+                    time,
+                    side,
+                    sdp,
+                } => self.media.describe(&id, time, side, &sdp),
+                DialogEvent::Answered(d) => {
+                    let (record, _) = self.classifier.classify(&d);
+                    // Operator on the left channel: the callee of an incoming call.
+                    let operator = match record.direction {
+                        Direction::Incoming => Party::Callee,
+                        Direction::Outgoing | Direction::Internal => Party::Caller,
+                    };
+                    let at = d.answer_time.unwrap_or(d.invite_time);
+                    self.media.answered(&d.record_id, at, operator);
+                    self.events
+                        .push_back(EngineEvent::Answered(Box::new(record)));
+                }
                 DialogEvent::Ended(d) => {
-                    let (record, discovered) = self.classifier.classify(&d);
+                    let summary = self.media.ended(&d.record_id, d.end_time);
+                    let (mut record, discovered) = self.classifier.classify(&d);
+                    if let Some(summary) = summary {
+                        record.media = media_facts(summary);
+                    }
                     for op in discovered {
                         self.events
                             .push_back(EngineEvent::Operator(op, d.invite_time));
@@ -209,12 +266,36 @@ impl Engine {
     }
 }
 
+/// What the call record keeps of the media layer's summary.
+fn media_facts(s: MediaSummary) -> MediaFacts {
+    let jitter = s.caller.jitter_ms.max(s.callee.jitter_ms);
+    MediaFacts {
+        codecs: s.codecs,
+        recording: s.recording.map(|r| RecordingFile {
+            file: r
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            bytes: r.bytes,
+            sample_rate: r.sample_rate,
+            duration_ms: r.duration_ms,
+        }),
+        no_recording_reason: s.no_recording_reason,
+        loss_percent: Some(s.loss_percent).filter(|l| l.is_finite()),
+        jitter_ms: Some(jitter).filter(|j| j.is_finite()),
+        mos: s.mos.filter(|m| m.is_finite()),
+        dtmf_digits: s.dtmf_digits,
+    }
+}
+
+/// Hands a datagram to the SIP layer; false when it is not SIP (it is media's then).
 fn sip_datagram(
     d: &Datagram<'_>,
     sip_ports: &[u16],
     dialogs: &mut DialogTable,
     stats: &mut SipStats,
-) {
+) -> bool {
     let on_sip_port = sip_ports.contains(&d.src.port()) || sip_ports.contains(&d.dst.port());
     if d.transport == Transport::Udp && !may_be_sip(d.payload) {
         if on_sip_port {
@@ -223,8 +304,9 @@ fn sip_datagram(
             } else {
                 stats.not_sip += 1;
             }
+            return true;
         }
-        return;
+        return false;
     }
     match sip::parse(d.payload) {
         Ok((msg, _)) => {
@@ -245,4 +327,5 @@ fn sip_datagram(
         }
         Err(_) => {}
     }
+    true
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::call::{CallRecord, Outcome};
+use crate::call::{CallRecord, EndReason, Outcome, RecordingFile, WhoHungUp};
 use crate::capture::Frame;
 use crate::engine::{Engine, EngineEvent};
 use crate::net::stats::Counters;
@@ -65,6 +65,14 @@ impl<'s> Ingest<'s> {
     fn drain(&mut self) {
         while let Some(event) = self.engine.poll() {
             match event {
+                EngineEvent::Answered(record) => {
+                    // Kept until the call's record is stored (which removes it), so a
+                    // crash in between is finalised on restart.
+                    let state = serde_json::to_vec(&*record).unwrap_or_default();
+                    if let Err(e) = self.store.put_in_progress(&record.id, &state) {
+                        self.error(e);
+                    }
+                }
                 EngineEvent::Call(record) => {
                     self.batch.push(*record);
                     if self.batch.len() >= BATCH {
@@ -145,4 +153,53 @@ impl FrameSink for Ingest<'_> {
     fn take_counters(&mut self) -> Counters {
         self.engine.take_packet_counters()
     }
+}
+
+/// Finalises the calls a crash (or SIGKILL) left in progress: the recording on disk is
+/// repaired to the audio that reached it, and the call ends there with whoHungUp
+/// "system" (DESIGN.md, "Nothing is lost"). Returns how many calls were finalised.
+pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
+    let mut recovered = 0;
+    for (id, state) in store.in_progress()? {
+        let Ok(mut record) = serde_json::from_slice::<CallRecord>(&state) else {
+            tracing::warn!("in-progress state of {id} is unreadable; dropped");
+            store.remove_in_progress(&id)?;
+            continue;
+        };
+        let part = store
+            .recordings_dir()
+            .join(format!("{}.wav.part", record.id));
+        let mut talk_ms = 0;
+        if part.exists() {
+            match crate::media::repair_partial(&part) {
+                Ok(rec) => {
+                    talk_ms = rec.duration_ms;
+                    record.media.recording = Some(RecordingFile {
+                        file: format!("{}.wav", record.id),
+                        bytes: rec.bytes,
+                        sample_rate: rec.sample_rate,
+                        duration_ms: rec.duration_ms,
+                    });
+                }
+                Err(e) => {
+                    record.media.no_recording_reason = Some(format!(
+                        "interrupted; the partial recording was unreadable: {e}"
+                    ));
+                }
+            }
+        } else if record.media.no_recording_reason.is_none() {
+            record.media.no_recording_reason = Some("interrupted before any audio".into());
+        }
+        let answer = record.answer_ns.unwrap_or(record.invite_ns);
+        record.end_ns = answer + talk_ms * 1_000_000;
+        record.duration = (talk_ms + 500) / 1000;
+        record.end_time = record.start_time + record.duration;
+        record.who_hung_up = WhoHungUp::System;
+        record.hung_up_by = None;
+        record.end_reason = EndReason::Shutdown;
+        store.put_call(&record)?;
+        store.remove_in_progress(&id)?;
+        recovered += 1;
+    }
+    Ok(recovered)
 }

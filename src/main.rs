@@ -144,12 +144,19 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
+/// Opens the store and finalises what a crash left in progress.
 fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
     let dir = arg
         .data
         .clone()
         .unwrap_or_else(|| config.store.path.clone());
-    Store::open(&dir).map_err(|e| e.to_string())
+    let store = Store::open(&dir).map_err(|e| e.to_string())?;
+    match calltap::ingest::recover_interrupted(&store) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!("{n} calls interrupted by a crash were finalised"),
+        Err(e) => return Err(format!("finalising interrupted calls: {e}")),
+    }
+    Ok(store)
 }
 
 fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
@@ -196,9 +203,8 @@ fn replay(
     let config = load_config(config_arg.config.as_deref())?;
     let paths = capture_paths(args)?;
     let progress = !quiet && std::io::stderr().is_terminal();
-    let engine = Engine::new(&config);
     let (reports, engine_stats, summary, store_path) = if dry_run {
-        let mut engine = engine;
+        let mut engine = Engine::new(&config);
         let reports = replay_files(&paths, &mut engine, progress);
         let mut summary = calltap::ingest::IngestSummary::default();
         while let Some(event) = engine.poll() {
@@ -210,6 +216,7 @@ fn replay(
         (reports, engine.stats(), summary, None)
     } else {
         let store = open_store(&config, store_arg)?;
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         let mut ingest = Ingest::new(engine, &store);
         let reports = replay_files(&paths, &mut ingest, progress);
         let summary = ingest.summary().clone();

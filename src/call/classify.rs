@@ -4,8 +4,6 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 
-use sha2::{Digest, Sha256};
-
 use crate::config::{Config, Operator};
 use crate::dialog::{FinishedDialog, Identity, Registration};
 
@@ -268,7 +266,7 @@ impl Classifier {
             && (direction != Direction::Internal || self.config.calls.export_internal);
 
         let record = CallRecord {
-            id: call_id(&d.call_id, &d.from_tag, d.invite_cseq),
+            id: d.record_id.clone(),
             outcome,
             direction,
             exported,
@@ -350,26 +348,4 @@ pub fn outcome_of(d: &FinishedDialog) -> Outcome {
         0 if d.end_reason == EndReason::RingTimeout || d.ring_time.is_some() => Outcome::Missed,
         _ => Outcome::Failed,
     }
-}
-
-/// A stable id from what identifies the call's dialog: the Call-ID, the caller's tag
-/// (the callee's is unknown until an answer, and forks have several) and the opening
-/// INVITE's CSeq (a retry long after a challenge is a new attempt on the same Call-ID).
-/// 96 bits of SHA-256, hex: URL-safe, no `/`, collision-free at any realistic volume.
-pub fn call_id(call_id: &str, from_tag: &str, invite_cseq: u32) -> String {
-    let mut h = Sha256::new();
-    h.update(call_id.as_bytes());
-    h.update([0]);
-    h.update(from_tag.as_bytes());
-    h.update([0]);
-    h.update(invite_cseq.to_be_bytes());
-    let digest = h.finalize();
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(26);
-    id.push_str("c-");
-    for b in &digest[..12] {
-        id.push(char::from(HEX[usize::from(b >> 4)]));
-        id.push(char::from(HEX[usize::from(b & 15)]));
-    }
-    id
 }

@@ -93,6 +93,8 @@ impl Identity {
 /// Everything the call layer needs from one INVITE dialog, once it is over.
 #[derive(Clone, Debug)]
 pub struct FinishedDialog {
+    /// The call record's id (see [`record_id`]).
+    pub record_id: String,
     pub call_id: String,
     pub from_tag: String,
     /// CSeq of the INVITE that opened the dialog: with the Call-ID and From tag it tells
@@ -124,8 +126,6 @@ pub struct FinishedDialog {
     pub headers: Vec<(String, String)>,
     pub user_agent: Option<String>,
     pub reason: Option<String>,
-    pub offer: Option<SessionDescription>,
-    pub answer: Option<SessionDescription>,
 }
 
 /// A REGISTER seen: how extensions (and their display names) are discovered.
@@ -139,6 +139,16 @@ pub struct Registration {
 
 #[derive(Clone, Debug)]
 pub enum DialogEvent {
+    /// A session description, as `side` announced it (an offer or an answer, in the
+    /// INVITE, a 18x/2xx, or a re-INVITE/UPDATE): where that party receives media.
+    Sdp {
+        id: String,
+        time: Timestamp,
+        side: Party,
+        sdp: Box<SessionDescription>,
+    },
+    /// The call was answered; the facts so far (recording starts here).
+    Answered(Box<FinishedDialog>),
     Ended(Box<FinishedDialog>),
     Registered(Registration),
 }
@@ -381,7 +391,12 @@ impl DialogTable {
                     d.phase = Phase::Inviting;
                     d.facts.final_status = 0;
                     if let Some(sdp) = parse_sdp(msg) {
-                        d.facts.offer = Some(sdp);
+                        self.events.push_back(DialogEvent::Sdp {
+                            id: d.facts.record_id.clone(),
+                            time,
+                            side: Party::Caller,
+                            sdp: Box::new(sdp),
+                        });
                     }
                 } else {
                     self.stats.retransmissions += 1;
@@ -401,7 +416,16 @@ impl DialogTable {
                 }
                 if let Some(sdp) = parse_sdp(msg) {
                     d.set_hold(sdp.is_on_hold());
-                    d.facts.offer = Some(sdp);
+                    self.events.push_back(DialogEvent::Sdp {
+                        id: d.facts.record_id.clone(),
+                        time,
+                        side: if from_caller {
+                            Party::Caller
+                        } else {
+                            Party::Callee
+                        },
+                        sdp: Box::new(sdp),
+                    });
                 }
             }
             b"CANCEL" if d.phase == Phase::Inviting && d.cancel_time.is_none() => {
@@ -527,6 +551,7 @@ impl DialogTable {
             call_id: bounded(msg.call_id()),
             from_tag: bounded(from_tag),
             invite_cseq: cseq,
+            record_id: record_id(msg.call_id(), from_tag, cseq),
             to_tag: String::new(),
             from: Identity::from_name_addr(msg.from()),
             to: Identity::from_name_addr(msg.to()),
@@ -553,9 +578,15 @@ impl DialogTable {
             headers,
             user_agent: msg.user_agent().map(bounded),
             reason: None,
-            offer: parse_sdp(msg),
-            answer: None,
         };
+        if let Some(sdp) = parse_sdp(msg) {
+            self.events.push_back(DialogEvent::Sdp {
+                id: facts.record_id.clone(),
+                time,
+                side: Party::Caller,
+                sdp: Box::new(sdp),
+            });
+        }
         let session_expires = msg
             .session_expires()
             .map(|s| (Duration::from_secs(u64::from(s)), time));
@@ -638,7 +669,17 @@ impl DialogTable {
             if (200..300).contains(&code) && cseq > d.last_answered_update[side] {
                 d.last_answered_update[side] = cseq;
                 if let Some(sdp) = parse_sdp(msg) {
-                    d.facts.answer = Some(sdp);
+                    // The answerer is the other side from the request's sender.
+                    self.events.push_back(DialogEvent::Sdp {
+                        id: d.facts.record_id.clone(),
+                        time,
+                        side: if to_caller {
+                            Party::Callee
+                        } else {
+                            Party::Caller
+                        },
+                        sdp: Box::new(sdp),
+                    });
                 }
             }
             return;
@@ -656,8 +697,14 @@ impl DialogTable {
                         d.early_tags.push(bounded(tag).into());
                     }
                 }
-                if d.facts.answer.is_none() {
-                    d.facts.answer = parse_sdp(msg);
+                // Early media: the callee's answer in a 183.
+                if let Some(sdp) = parse_sdp(msg) {
+                    self.events.push_back(DialogEvent::Sdp {
+                        id: d.facts.record_id.clone(),
+                        time,
+                        side: Party::Callee,
+                        sdp: Box::new(sdp),
+                    });
                 }
             }
             (Phase::Inviting, 200..=299) => {
@@ -666,12 +713,19 @@ impl DialogTable {
                 d.facts.final_status = code;
                 d.facts.to_tag = to_tag.map(bounded).unwrap_or_default();
                 if let Some(sdp) = parse_sdp(msg) {
-                    d.facts.answer = Some(sdp);
+                    self.events.push_back(DialogEvent::Sdp {
+                        id: d.facts.record_id.clone(),
+                        time,
+                        side: Party::Callee,
+                        sdp: Box::new(sdp),
+                    });
                 }
                 if let Some(s) = msg.session_expires() {
                     d.session_expires = Some((Duration::from_secs(u64::from(s)), time));
                 }
                 self.stats.answered += 1;
+                self.events
+                    .push_back(DialogEvent::Answered(Box::new(d.facts.clone())));
             }
             (Phase::Answered, 200..=299) => {
                 if let Some(tag) = to_tag.filter(|t| *t != d.facts.to_tag.as_bytes()) {
@@ -760,12 +814,17 @@ impl DialogTable {
     }
 
     /// End of input: every open dialog ends at its last activity.
-    pub fn finish(&mut self) {
+    /// `media_seen` gives a call's last RTP time: a call still up when the capture ends
+    /// lasted as long as its media, not only to its last SIP message.
+    pub fn finish(&mut self, media_seen: impl Fn(&str) -> Option<Timestamp>) {
         let open: Vec<(Box<[u8]>, Timestamp)> = self
             .dialogs
             .iter()
             .filter(|(_, d)| !matches!(d.phase, Phase::Ended { .. }))
-            .map(|(k, d)| (k.clone(), d.last_activity))
+            .map(|(k, d)| {
+                let media = media_seen(&d.facts.record_id).unwrap_or_default();
+                (k.clone(), d.last_activity.max(media))
+            })
             .collect();
         for (key, at) in open {
             let reason = match self.dialogs.get(&key).map(|d| d.phase) {
@@ -790,6 +849,19 @@ impl DialogTable {
         ended.sort_unstable();
         for (_, key) in ended {
             self.emit(&key);
+        }
+    }
+
+    /// Ends an answered call whose media stopped (RTP silent past the media timeout
+    /// while its dialog never saw a BYE).
+    pub fn end_media_timeout(&mut self, record_id: &str, at: Timestamp) {
+        let key = self
+            .dialogs
+            .iter()
+            .find(|(_, d)| d.facts.record_id == record_id && d.phase == Phase::Answered)
+            .map(|(k, _)| k.clone());
+        if let Some(key) = key {
+            self.end(&key, at, EndReason::MediaTimeout);
         }
     }
 
@@ -876,6 +948,30 @@ impl Dialog {
         }
         self.on_hold = hold;
     }
+}
+
+/// A call record's stable id, from what identifies its dialog: the Call-ID, the
+/// caller's tag (the callee's is unknown until an answer, and forks have several) and
+/// the opening INVITE's CSeq (a retry long after a challenge is a new attempt on the
+/// same Call-ID). 96 bits of SHA-256, hex: URL-safe, no `/`, collision-free at any
+/// realistic volume, and the same every time the same traffic is replayed.
+pub fn record_id(call_id: &[u8], from_tag: &[u8], invite_cseq: u32) -> String {
+    use sha2::{Digest, Sha256};
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut h = Sha256::new();
+    h.update(&call_id[..call_id.len().min(MAX_FIELD)]);
+    h.update([0]);
+    h.update(&from_tag[..from_tag.len().min(MAX_FIELD)]);
+    h.update([0]);
+    h.update(invite_cseq.to_be_bytes());
+    let digest = h.finalize();
+    let mut id = String::with_capacity(26);
+    id.push_str("c-");
+    for b in &digest[..12] {
+        id.push(char::from(HEX[usize::from(b >> 4)]));
+        id.push(char::from(HEX[usize::from(b & 15)]));
+    }
+    id
 }
 
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
