@@ -1,0 +1,120 @@
+//! Recordings through the whole engine and store: every answered call of the demo gets
+//! a stereo WAV that covers exactly its talk time, with the operator on the left; and
+//! a crash in the middle of a call is finalised on the next start, nothing lost.
+
+use std::path::{Path, PathBuf};
+
+use calltap::call::{EndReason, WhoHungUp};
+use calltap::capture::file::CaptureReader;
+use calltap::config::Config;
+use calltap::engine::Engine;
+use calltap::ingest::{recover_interrupted, Ingest};
+use calltap::replay::{replay_files, FrameSink};
+use calltap::store::Store;
+
+fn office_day() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("pcaps/office-day.pcap")
+}
+
+fn wav_frames(path: &Path) -> (u32, u16, u32) {
+    let reader = hound::WavReader::open(path).expect("a valid WAV");
+    let spec = reader.spec();
+    (spec.sample_rate, spec.channels, reader.duration())
+}
+
+#[test]
+fn every_answered_call_gets_a_wav_as_long_as_the_call() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let config = Config::default();
+    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = Ingest::new(engine, &store);
+    replay_files(&[office_day()], &mut ingest, false);
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    let answered: Vec<_> = calls.iter().filter(|c| c.answer_ns.is_some()).collect();
+    assert_eq!(answered.len(), 5);
+    for call in answered {
+        let rec = call.media.recording.as_ref().expect("a recording");
+        let path = store.recordings_dir().join(&rec.file);
+        assert_eq!(std::fs::metadata(&path).expect("file").len(), rec.bytes);
+        let (rate, channels, frames) = wav_frames(&path);
+        assert_eq!((rate, channels), (8000, 2));
+        // Exactly answer..BYE: within one 20 ms packet of the record's duration.
+        let talk_ms = (call.end_ns - call.answer_ns.unwrap_or(0)) / 1_000_000;
+        let wav_ms = u64::from(frames) / 8;
+        assert!(
+            talk_ms.abs_diff(wav_ms) <= 20,
+            "{}: {talk_ms} ms vs {wav_ms} ms",
+            call.id
+        );
+        assert_eq!(rec.duration_ms, wav_ms);
+        assert!(call.media.mos.is_some_and(|m| m > 4.0), "{:?}", call.media);
+        assert_eq!(call.media.loss_percent, Some(0.0));
+    }
+    let dtmf: Vec<_> = calls.iter().map(|c| c.media.dtmf_digits.as_str()).collect();
+    assert!(dtmf.contains(&"12"), "{dtmf:?}");
+    // Nothing half-written is left behind.
+    let parts = std::fs::read_dir(store.recordings_dir())
+        .expect("recordings")
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".part"))
+        .count();
+    assert_eq!(parts, 0);
+}
+
+#[test]
+fn a_crash_during_a_call_is_finalised_on_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::default();
+    {
+        let store = Store::open(dir.path()).expect("store");
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut ingest = Ingest::new(engine, &store);
+        // Call 1 is answered at 09:00:39.2 and hung up at 09:00:46.2: stop in between,
+        // with 4 s of its audio captured, and die without any clean-up.
+        let cut = 1_772_614_843u64 * 1_000_000_000 + 200_000_000;
+        let mut reader = CaptureReader::open(&office_day()).expect("capture");
+        ingest.begin_file();
+        while let Some(Ok(frame)) = reader.next_frame() {
+            if frame.time.as_nanos() > cut {
+                break;
+            }
+            ingest.frame(&frame);
+        }
+        std::mem::forget(ingest);
+        assert_eq!(store.in_progress().expect("in progress").len(), 1);
+        drop(store);
+    }
+    // The next start finds the call in progress and its partial recording.
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(recover_interrupted(&store).expect("recovery"), 1);
+    assert!(store.in_progress().expect("in progress").is_empty());
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    assert_eq!(call.who_hung_up, WhoHungUp::System);
+    assert_eq!(call.end_reason, EndReason::Shutdown);
+    assert!(
+        call.exported,
+        "an interrupted conversation is still a conversation"
+    );
+    let rec = call
+        .media
+        .recording
+        .as_ref()
+        .expect("the audio that reached disk");
+    let (_, channels, frames) = wav_frames(&store.recordings_dir().join(&rec.file));
+    assert_eq!(channels, 2);
+    let wav_ms = u64::from(frames) / 8;
+    assert!(wav_ms <= 4_000, "no more than was captured: {wav_ms} ms");
+    assert_eq!(call.duration, (wav_ms + 500) / 1000);
+    assert_eq!(call.end_time, call.start_time + call.duration);
+
+    // Replaying the whole capture afterwards adds the other calls; the interrupted one
+    // keeps its id, so it is not stored twice.
+    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = Ingest::new(engine, &store);
+    replay_files(&[office_day()], &mut ingest, false);
+    assert_eq!(ingest.summary().duplicates, 1);
+    assert_eq!(store.all_calls().count(), 7);
+}
