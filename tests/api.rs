@@ -29,6 +29,8 @@ const T0: u64 = 1_700_000_000;
 /// A window holding every fixture call.
 const FROM: u64 = T0;
 const TO: u64 = T0 + 2_000;
+/// Calls after `TO`, 1,700 s apart.
+const LATE: u64 = 24;
 
 // ---------------------------------------------------------------- the fixture
 
@@ -110,6 +112,7 @@ fn write_wav(path: &Path) -> u64 {
 /// | c-out-1   | T0+300 | outgoing  | op-101   |         | 5          |       | 2.5 | file gone |
 /// | c-int-1   | T0+400 | internal (exported, so "outgoing") | op-102 | none of the headers   |
 /// | c-edge    | T0+1000| incoming  | op-101   |         | 10         |       |     |           |
+/// | c-late-NN | T0+3000+NN*1700 (24 calls, after the window most tests use) | op-102 |  |     |
 fn fill(store: &Store) {
     let alice = || operator("op-101", "Alice Smith", "101");
     let bob = || operator("op-102", "Bob Jones", "102");
@@ -161,6 +164,18 @@ fn fill(store: &Store) {
     store
         .put_calls(&[in1, in2, missed, out1, int1, edge])
         .unwrap();
+    // Later the same day, outside [FROM, TO): spread over hours, for long windows.
+    let late: Vec<CallRecord> = (0..LATE)
+        .map(|k| {
+            call(
+                &format!("c-late-{k:02}"),
+                3_000 + k * 1_700,
+                Direction::Incoming,
+                bob(),
+            )
+        })
+        .collect();
+    store.put_calls(&late).unwrap();
     for (id, name) in [("103", "Carol"), ("101", "alice desk phone")] {
         store
             .upsert_operator(&DiscoveredOperator {
@@ -367,7 +382,11 @@ async fn post_calls(body: Value) -> Answer {
 
 /// The ids `POST /calls` answers for the fixture window plus `extra` fields.
 async fn ids(extra: Value) -> Vec<String> {
-    let mut body = json!({"startTime": FROM, "stopTime": TO});
+    ids_in(FROM, TO, extra).await
+}
+
+async fn ids_in(from: u64, to: u64, extra: Value) -> Vec<String> {
+    let mut body = json!({"startTime": from, "stopTime": to});
     body.as_object_mut()
         .unwrap()
         .extend(extra.as_object().unwrap().clone());
@@ -736,7 +755,8 @@ async fn window_start_is_inclusive_and_stop_exclusive() {
     assert_eq!(got(window(T0 + 101, T0 + 201)).await, ["c-in-2"]);
     assert_eq!(got(window(T0 + 100, T0 + 101)).await, ["c-in-1"]);
     assert!(got(window(T0 + 100, T0 + 100)).await.is_empty());
-    assert!(got(window(T0 + 1001, T0 + 90_000)).await.is_empty());
+    assert!(got(window(T0 + 1001, T0 + 3_000)).await.is_empty());
+    assert_eq!(got(window(T0 + 1001, T0 + 3_001)).await, ["c-late-00"]);
     // Fractions: a call at T0+100 lies in [T0+99.5, T0+100.5), not in [T0+100.5, ...).
     assert_eq!(
         got(json!({"startTime": (T0 + 99) as f64 + 0.5, "stopTime": (T0 + 100) as f64 + 0.5}))
@@ -747,6 +767,30 @@ async fn window_start_is_inclusive_and_stop_exclusive() {
         got(json!({"startTime": (T0 + 100) as f64 + 0.5, "stopTime": T0 + 200})).await,
         Vec::<String>::new()
     );
+}
+
+#[tokio::test]
+async fn a_long_window_read_in_slices_keeps_start_order() {
+    // Two days: read an hour at a time by several threads, sent in order.
+    let answer = post_calls(json!({"startTime": T0 - 86_400, "stopTime": T0 + 86_400})).await;
+    let json = answer.json();
+    let calls = json["calls"].as_array().unwrap();
+    let mut expected: Vec<String> = ["c-in-1", "c-in-2", "c-out-1", "c-int-1", "c-edge"]
+        .map(String::from)
+        .to_vec();
+    expected.extend((0..LATE).map(|k| format!("c-late-{k:02}")));
+    let got: Vec<&str> = calls.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(got, expected);
+    // With a filter that empties some slices and not others.
+    let got = ids_in(
+        T0 - 86_400,
+        T0 + 86_400,
+        json!({"operators": ["op-102"], "direction": "incoming"}),
+    )
+    .await;
+    let mut expected = vec!["c-in-2".to_owned()];
+    expected.extend((0..LATE).map(|k| format!("c-late-{k:02}")));
+    assert_eq!(got, expected);
 }
 
 // ---------------------------------------------------------------- auth
@@ -1122,9 +1166,9 @@ async fn metrics_count_requests_and_stored_calls() {
         "calltap_api_requests_total{path=\"/health\",status=\"401\"}",
         "calltap_api_request_duration_seconds_bucket{le=\"+Inf\"}",
         "calltap_api_request_duration_seconds_count",
-        "calltap_calls_stored{outcome=\"answered\"} 5",
+        "calltap_calls_stored{outcome=\"answered\"} 29",
         "calltap_calls_stored{outcome=\"missed\"} 1",
-        "calltap_calls_exported 5",
+        "calltap_calls_exported 29",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
@@ -1142,8 +1186,8 @@ async fn metrics_count_requests_and_stored_calls() {
 #[tokio::test]
 async fn status_tells_the_store_and_the_capture_slot() {
     let json = get("/status").await.json();
-    assert_eq!(json["calls"]["total"], 6);
-    assert_eq!(json["calls"]["exported"], 5);
+    assert_eq!(json["calls"]["total"], 30);
+    assert_eq!(json["calls"]["exported"], 29);
     assert_eq!(json["calls"]["byOutcome"]["missed"], 1);
     assert!(json["store"]["recordingsBytes"].as_u64().unwrap() > 32_000);
     assert!(json["store"]["databaseBytes"].as_u64().is_some());
