@@ -11,6 +11,14 @@
 //! The client runs in this process, on its own single-threaded runtime, while the server
 //! has two worker threads: on a 2-core machine the two compete for cores, so the figures
 //! are a floor for what a separate client machine would see.
+//!
+//! Figures on the 2-core development machine (1,000,000 calls, 10,000 a day):
+//! - one day, one thread per request: median 105 ms, 34 MB/s;
+//! - one day, read an hour at a time on two threads (src/api/calls.rs): median 62 ms,
+//!   p99 187 ms (the first, cold request after the store was reopened), 53 MB/s,
+//!   3.5 MB per answer; with Department + Priority filters (1,981 calls) median 60 ms;
+//! - 32 concurrent clients: `/health` ~43,000 requests/s, a one-minute window (~7 calls)
+//!   ~9,000 requests/s.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

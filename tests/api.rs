@@ -558,36 +558,55 @@ async fn recording_of_an_unknown_call_or_a_call_without_one_is_404() {
 }
 
 #[tokio::test]
-async fn with_no_properties_configured_the_schema_is_empty() {
-    let state = &server().state;
-    let before = state.config();
-    let mut bare = before.clone();
+async fn with_no_properties_configured_the_schema_is_empty_and_a_reload_applies() {
+    let full = server().state.config();
+    let mut bare = full.clone();
     bare.properties.clear();
-    // A second state over another store, so the shared server is not disturbed.
+    // A second server over its own store, so the shared one is not disturbed.
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
+    fill(&store);
     let other = AppState::new(bare, store).unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(api::serve_on(listener, other, std::future::pending()));
-    let answer = send(
-        Method::GET,
-        &format!("{base}/properties/schema"),
-        Some(KEY_NEW),
-        None,
-        &[],
-    )
-    .await;
-    assert_eq!(answer.json(), json!({"properties": []}));
-    let answer = send(
-        Method::POST,
-        &format!("{base}/calls"),
-        Some(KEY_NEW),
-        Some(br#"{"startTime": 0, "stopTime": 86400}"#.to_vec()),
-        &[],
-    )
-    .await;
-    assert_eq!(answer.json(), json!({"calls": []}));
+    tokio::spawn(api::serve_on(
+        listener,
+        other.clone(),
+        std::future::pending(),
+    ));
+    let schema = || async {
+        send(
+            Method::GET,
+            &format!("{base}/properties/schema"),
+            Some(KEY_NEW),
+            None,
+            &[],
+        )
+        .await
+        .json()
+    };
+    let first_call = || async {
+        let body = serde_json::to_vec(&json!({"startTime": FROM, "stopTime": TO})).unwrap();
+        let json = send(
+            Method::POST,
+            &format!("{base}/calls"),
+            Some(KEY_NEW),
+            Some(body),
+            &[],
+        )
+        .await
+        .json();
+        json["calls"][0].clone()
+    };
+    assert_eq!(schema().await, json!({"properties": []}));
+    let call = first_call().await;
+    assert_eq!(call["id"], "c-in-1");
+    assert!(call.get("properties").is_none(), "{call}");
+
+    // Properties are computed when served: a new schema applies to stored calls at once.
+    other.reload(full);
+    assert_eq!(schema().await["properties"].as_array().unwrap().len(), 5);
+    assert_eq!(first_call().await["properties"]["Queue"], "billing");
 }
 
 // ---------------------------------------------------------------- filters
