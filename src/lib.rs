@@ -5,6 +5,7 @@
 //! -> `sip` -> `dialog` -> `media` -> `call` -> `store` -> `api`.
 //! The engine is synchronous and never reads the wall clock: time comes from packets.
 
+pub mod api;
 pub mod call;
 pub mod capture;
 pub mod config;

@@ -1,6 +1,7 @@
 //! Calls: the record of each INVITE dialog and the rules that classify it.
 
 pub mod classify;
+pub mod properties;
 pub mod record;
 
 pub use record::{

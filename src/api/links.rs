@@ -1,0 +1,311 @@
+//! Recording links: `GET /calls/{id}/recording` hands out a signed, expiring URL, and
+//! `GET /recordings/{id}.wav?exp=..&sig=..` serves the WAV to whoever holds one, without
+//! `X-Secret-Key` (the importer downloads the URL on its own).
+//!
+//! The signature is HMAC-SHA256 over `id|exp` (an id never holds `|`), hex. The first
+//! link key signs and every link key verifies, so a key can be rotated while links made
+//! with the old one are still in the importer's queue. The file served is the one the
+//! call's record names inside the recordings folder: the id in the URL only finds the
+//! record, it is never joined to a path.
+
+use std::path::{Component, Path as FsPath};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use hmac::{Hmac, Mac};
+use serde::Serialize;
+use sha2::Sha256;
+use tower::ServiceExt;
+use tower_http::services::ServeFile;
+
+use super::{ApiError, AppState};
+use crate::call::RecordingFile;
+use crate::config::SecretKey;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The longest call id accepted in a path; calltap's own ids are 26 characters.
+const MAX_ID_LEN: usize = 128;
+
+const WAV: &str = "audio/wav";
+
+/// The link keys in force.
+pub(crate) struct LinkKeys {
+    keys: Vec<Vec<u8>>,
+    random: bool,
+}
+
+impl LinkKeys {
+    /// The configured keys, or the start-up key when none is configured.
+    pub(crate) fn new(configured: &[SecretKey], startup: &[u8; 32]) -> LinkKeys {
+        if configured.is_empty() {
+            LinkKeys {
+                keys: vec![startup.to_vec()],
+                random: true,
+            }
+        } else {
+            LinkKeys {
+                keys: configured
+                    .iter()
+                    .map(|k| k.expose().as_bytes().to_vec())
+                    .collect(),
+                random: false,
+            }
+        }
+    }
+
+    pub(crate) fn is_random(&self) -> bool {
+        self.random
+    }
+
+    fn mac(key: &[u8], id: &str, exp: u64) -> HmacSha256 {
+        // HMAC takes keys of any length; new_from_slice cannot fail.
+        let mut mac = HmacSha256::new_from_slice(key).expect("HMAC accepts any key length");
+        mac.update(id.as_bytes());
+        mac.update(b"|");
+        mac.update(exp.to_string().as_bytes());
+        mac
+    }
+
+    /// The hex signature of `id` valid until `exp`, with the first key.
+    pub(crate) fn sign(&self, id: &str, exp: u64) -> String {
+        hex::encode(Self::mac(&self.keys[0], id, exp).finalize().into_bytes())
+    }
+
+    /// Whether `sig` (hex) signs `id` and `exp` under any key; constant-time per key.
+    pub(crate) fn verify(&self, id: &str, exp: u64, sig: &str) -> bool {
+        let Ok(sig) = hex::decode(sig) else {
+            return false;
+        };
+        self.keys.iter().fold(false, |ok, key| {
+            ok | Self::mac(key, id, exp).verify_slice(&sig).is_ok()
+        })
+    }
+}
+
+/// Whether `id` can be a call id: letters, digits, `-` and `_`. Checked before anything
+/// else looks at it, so `..`, `/`, `\` and `%2e%2e` never go further.
+fn checked_id(id: &str) -> Result<&str, ApiError> {
+    let valid = !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if valid {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request(
+            "not a call id: call ids have 1 to 128 letters, digits, '-' or '_'",
+        ))
+    }
+}
+
+fn path_param(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::bad_request(format!("bad path: {}", e.body_text())))
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The recording of an exported call, if the record names one and the file is there.
+async fn recording_of(state: &AppState, id: &str) -> Result<RecordingFile, ApiError> {
+    let owned = id.to_owned();
+    let record = state
+        .blocking(move |store| store.get_call(&owned).map_err(ApiError::from))
+        .await?
+        .filter(|r| r.exported)
+        .ok_or_else(|| ApiError::not_found(format!("no call with id {id:?}")))?;
+    let Some(file) = record.media.recording else {
+        let why = record
+            .media
+            .no_recording_reason
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        return Err(ApiError::not_found(format!(
+            "call {id:?} has no recording{why}"
+        )));
+    };
+    let path = state.store().recordings_dir().join(safe_name(&file.file)?);
+    match tokio::fs::metadata(&path).await {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err(ApiError::not_found(format!(
+            "the recording of call {id:?} is no longer on disk"
+        ))),
+    }
+}
+
+/// A record's file name as one plain path component (defence in depth: the recording
+/// layer writes plain names, but a record is data and data can be wrong).
+fn safe_name(name: &str) -> Result<&FsPath, ApiError> {
+    let path = FsPath::new(name);
+    let mut parts = path.components();
+    match (parts.next(), parts.next()) {
+        (Some(Component::Normal(_)), None) if !name.contains('\\') => Ok(path),
+        _ => {
+            tracing::error!(file = %name, "a call record names a recording outside the recordings folder");
+            Err(ApiError::Internal(
+                "the recording's file name is not valid".into(),
+            ))
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub(crate) struct RecordingLink {
+    url: String,
+    filename: String,
+    #[serde(rename = "mimeType")]
+    mime_type: &'static str,
+}
+
+/// `GET /calls/{id}/recording`.
+pub(crate) async fn recording(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<RecordingLink>, ApiError> {
+    let id = path_param(path)?;
+    let id = checked_id(&id)?;
+    recording_of(&state, id).await?;
+    let live = state.live();
+    let exp = now_unix().saturating_add(live.api.link_ttl_secs);
+    let sig = live.link_keys.sign(id, exp);
+    Ok(Json(RecordingLink {
+        url: format!(
+            "{}/recordings/{id}.wav?exp={exp}&sig={sig}",
+            live.api.link_base()
+        ),
+        filename: format!("call_recording_{id}.wav"),
+        mime_type: WAV,
+    }))
+}
+
+/// `GET /recordings/{id}.wav?exp=..&sig=..`: the WAV, with Range support (tower-http's
+/// `ServeFile`: 206 for one range, 416 for a range outside the file).
+pub(crate) async fn download(
+    State(state): State<AppState>,
+    path: Result<Path<String>, PathRejection>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let file = path_param(path)?;
+    let id = file
+        .strip_suffix(".wav")
+        .ok_or_else(|| ApiError::not_found("recordings are served as <call id>.wav"))?;
+    let id = checked_id(id)?;
+    let (mut exp, mut sig) = (None, None);
+    for pair in query.as_deref().unwrap_or("").split('&') {
+        match pair.split_once('=') {
+            Some(("exp", v)) => exp = v.parse::<u64>().ok(),
+            Some(("sig", v)) => sig = Some(v),
+            _ => {}
+        }
+    }
+    let (Some(exp), Some(sig)) = (exp, sig) else {
+        return Err(ApiError::Forbidden(
+            "this link is not signed: ask GET /calls/{id}/recording for a link".into(),
+        ));
+    };
+    if !state.live().link_keys.verify(id, exp, sig) {
+        tracing::warn!(%id, "recording link refused: bad signature");
+        return Err(ApiError::Forbidden(
+            "this link's signature is not valid: ask GET /calls/{id}/recording for a new link"
+                .into(),
+        ));
+    }
+    if exp < now_unix() {
+        return Err(ApiError::Forbidden(format!(
+            "this link expired at {exp} (Unix time): ask GET /calls/{{id}}/recording for a new one"
+        )));
+    }
+    let recording = recording_of(&state, id).await?;
+    let path = state
+        .store()
+        .recordings_dir()
+        .join(safe_name(&recording.file)?);
+    let mime: mime::Mime = WAV.parse().expect("audio/wav is a valid MIME type");
+    let response = ServeFile::new_with_mime(path, &mime)
+        .oneshot(request)
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot serve the recording: {e}")))?;
+    let status = response.status();
+    if status == StatusCode::RANGE_NOT_SATISFIABLE {
+        let size = response
+            .headers()
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes */"))
+            .and_then(|v| v.parse().ok());
+        return Err(ApiError::RangeNotSatisfiable { size });
+    }
+    if status == StatusCode::NOT_FOUND {
+        return Err(ApiError::not_found(format!(
+            "the recording of call {id:?} is no longer on disk"
+        )));
+    }
+    if status.is_client_error() || status.is_server_error() {
+        return Err(ApiError::Internal(format!(
+            "serving the recording answered {status}"
+        )));
+    }
+    let mut response = response.map(axum::body::Body::new).into_response();
+    if let Ok(v) =
+        HeaderValue::from_str(&format!("attachment; filename=\"call_recording_{id}.wav\""))
+    {
+        response
+            .headers_mut()
+            .insert(header::CONTENT_DISPOSITION, v);
+    }
+    Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_key_signs_every_key_verifies() {
+        let old = LinkKeys::new(&[SecretKey::new("old-link-key").unwrap()], &[0; 32]);
+        let rotated = LinkKeys::new(
+            &[
+                SecretKey::new("new-link-key").unwrap(),
+                SecretKey::new("old-link-key").unwrap(),
+            ],
+            &[0; 32],
+        );
+        let sig = old.sign("c-1", 100);
+        assert!(rotated.verify("c-1", 100, &sig));
+        assert!(!rotated.verify("c-1", 101, &sig));
+        assert!(!rotated.verify("c-2", 100, &sig));
+        assert!(!rotated.verify("c-1", 100, "zz"));
+        assert_ne!(rotated.sign("c-1", 100), sig);
+    }
+
+    #[test]
+    fn ids_are_plain_tokens() {
+        for bad in [
+            "",
+            "..",
+            "../x",
+            "a/b",
+            "a\\b",
+            "a.b",
+            "a%2e",
+            &"x".repeat(129),
+        ] {
+            assert!(checked_id(bad).is_err(), "{bad:?}");
+        }
+        assert!(checked_id("c-0123456789abcdef_X").is_ok());
+        assert!(safe_name("c-1.wav").is_ok());
+        for bad in ["../c-1.wav", "/etc/passwd", "a/b.wav", "..", "a\\b.wav"] {
+            assert!(safe_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

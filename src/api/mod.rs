@@ -1,0 +1,416 @@
+//! The HTTP API: the Custom Telephony contract (../shared/CONTRACT.md) over the store,
+//! plus operational endpoints on paths the contract does not use.
+//!
+//! Routes:
+//! - contract, behind the `X-Secret-Key` layer ([`auth`]): `GET /health`, `GET /contacts`,
+//!   `POST /calls`, `GET /properties/schema`, `GET /calls/{id}/recording`; and
+//!   `GET /status` (operations, but it tells about the store, so it takes the key too);
+//! - open: `GET /recordings/{id}.wav?exp=..&sig=..` (the signed link is the credential),
+//!   `GET /metrics` (Prometheus text, no call data), `GET /openapi.json`.
+//!
+//! Every answer that is not 2xx is an [`ApiError`] in the contract's error shape: unknown
+//! paths, wrong methods, extractor rejections and handler panics included. Every request
+//! is logged (tracing) in a span with its request id (`X-Request-Id` taken from the
+//! request or made, and echoed in the response); keys and link signatures never are.
+//!
+//! Wiring: [`serve`] for `calltap serve`; [`AppState::new`] + [`serve_on`] when the caller
+//! also fills the operational slots ([`AppState::set_metrics_source`],
+//! [`AppState::set_status_source`]) from the capture engine, e.g. in `calltap run`.
+
+mod auth;
+mod calls;
+mod error;
+mod links;
+mod openapi;
+mod ops;
+
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{middleware, Json, Router};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use crate::config::Config;
+use crate::store::Store;
+
+pub use error::ApiError;
+pub use ops::{MetricsSource, StatusSource};
+
+use auth::KeyDigests;
+use links::LinkKeys;
+
+/// What every handler shares: the store, the configuration in force (replaceable at run
+/// time, see [`AppState::reload`]), the keys derived from it, the API's own counters and
+/// the slots the capture engine fills. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<Store>,
+    live: RwLock<Arc<Live>>,
+    /// Signs links when no link key is configured; made once per process, so links
+    /// survive a configuration reload but not a restart.
+    startup_link_key: [u8; 32],
+    metrics: ops::Metrics,
+    slots: ops::Slots,
+    started: Instant,
+}
+
+/// The configuration in force and what is derived from it, swapped as one on reload.
+pub(crate) struct Live {
+    pub(crate) config: Config,
+    pub(crate) api_keys: KeyDigests,
+    pub(crate) link_keys: LinkKeys,
+}
+
+impl AppState {
+    /// State over `store` with `config`. Fails only when the operating system cannot
+    /// give random bytes for the start-up link key.
+    pub fn new(config: Config, store: Arc<Store>) -> Result<AppState, ApiError> {
+        let mut startup_link_key = [0u8; 32];
+        getrandom::getrandom(&mut startup_link_key).map_err(|e| {
+            ApiError::Config(format!("cannot make a random recording-link key: {e}"))
+        })?;
+        let live = Live::new(config, &startup_link_key);
+        Ok(AppState {
+            inner: Arc::new(Inner {
+                store,
+                live: RwLock::new(Arc::new(live)),
+                startup_link_key,
+                metrics: ops::Metrics::default(),
+                slots: ops::Slots::default(),
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    /// Puts a new configuration in force: keys, operators, properties and limits apply to
+    /// the next request (the body size limit and the listen address excepted: they are
+    /// fixed when the router is built and the socket bound).
+    pub fn reload(&self, config: Config) {
+        let live = Arc::new(Live::new(config, &self.inner.startup_link_key));
+        live.log_warnings();
+        *self.inner.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+    }
+
+    /// A copy of the configuration in force.
+    pub fn config(&self) -> Config {
+        self.live().config.clone()
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.inner.store
+    }
+
+    /// Adds text to `/metrics` (Prometheus exposition format, complete `# HELP`/`# TYPE`
+    /// lines included), called on every scrape: the capture engine's packet, SIP, RTP and
+    /// drop counters. Replaces an earlier source.
+    pub fn set_metrics_source(&self, source: MetricsSource) {
+        self.inner.slots.set_metrics(source);
+    }
+
+    /// Adds a JSON value to `/status` under `"capture"` (capture sources, last SIP seen,
+    /// dialogs active), called on every request. Replaces an earlier source.
+    pub fn set_status_source(&self, source: StatusSource) {
+        self.inner.slots.set_status(source);
+    }
+
+    pub(crate) fn live(&self) -> Arc<Live> {
+        Arc::clone(&self.inner.live.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Runs store work off the async threads (sled may read from disk).
+    pub(crate) async fn blocking<T, F>(&self, work: F) -> Result<T, ApiError>
+    where
+        F: FnOnce(&Store) -> Result<T, ApiError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let store = Arc::clone(&self.inner.store);
+        tokio::task::spawn_blocking(move || work(&store))
+            .await
+            .map_err(|e| ApiError::Internal(format!("a store task failed: {e}")))?
+    }
+}
+
+impl std::ops::Deref for Live {
+    type Target = Config;
+    fn deref(&self) -> &Config {
+        &self.config
+    }
+}
+
+impl Live {
+    fn new(config: Config, startup_link_key: &[u8; 32]) -> Live {
+        Live {
+            api_keys: KeyDigests::new(&config.api.secret_keys),
+            link_keys: LinkKeys::new(&config.api.link_keys, startup_link_key),
+            config,
+        }
+    }
+
+    fn log_warnings(&self) {
+        if self.api_keys.is_empty() {
+            tracing::warn!(
+                "no secret key configured: every contract request will get 401 \
+                 (set [api] secret_keys, secret_keys_file or CALLTAP_SECRET_KEY)"
+            );
+        }
+        if self.link_keys.is_random() {
+            tracing::warn!(
+                "no link key configured: recording links are signed with a random key \
+                 made at start and stop working when calltap restarts \
+                 (set [api] link_keys, link_keys_file or CALLTAP_LINK_KEY)"
+            );
+        }
+    }
+}
+
+/// Runs the API on `[api] listen` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    store: Arc<Store>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let addr = config.api.listen;
+    let state = AppState::new(config, store)?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ApiError::Bind { addr, source })?;
+    serve_on(listener, state, shutdown).await
+}
+
+/// Runs the API on a socket already bound (tests bind 127.0.0.1:0 and read the port).
+pub async fn serve_on(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    use axum::serve::ListenerExt;
+    let live = state.live();
+    if live.api.tls_cert.is_some() {
+        // Serving plain HTTP where the administrator asked for TLS would send keys and
+        // recordings in clear: refuse instead.
+        return Err(ApiError::Config(
+            "[api] tls_cert is set, but built-in TLS is not available in this build: \
+             terminate TLS in a reverse proxy and remove tls_cert/tls_key"
+                .into(),
+        ));
+    }
+    let addr = listener.local_addr().map_err(ApiError::Serve)?;
+    tracing::info!(
+        %addr,
+        links = %live.api.link_base(),
+        secret_keys = live.api_keys.len(),
+        "API listening"
+    );
+    live.log_warnings();
+    drop(live);
+    // Small JSON answers go out at once rather than waiting on Nagle.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ApiError::Serve)
+}
+
+/// The whole API as an axum router, with its layers (auth on the contract paths, body
+/// limit, request ids, tracing, metrics, panic guard).
+pub fn router(state: AppState) -> Router {
+    with_layers(routes(&state), state)
+}
+
+fn routes(state: &AppState) -> Router<AppState> {
+    // The 405 fallback is set before the auth layer, so a wrong method on a contract
+    // path still needs the key: auth comes first on every contract path.
+    let contract = Router::new()
+        .route("/health", get(health))
+        .route("/contacts", get(contacts))
+        .route("/calls", post(calls::calls))
+        .route("/properties/schema", get(schema))
+        .route("/calls/{id}/recording", get(links::recording))
+        .route("/status", get(ops::status))
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_key,
+        ));
+    let open = Router::new()
+        .route("/recordings/{file}", get(links::download))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(openapi::document))
+        .method_not_allowed_fallback(method_not_allowed);
+    contract.merge(open).fallback(not_found)
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    let limit = usize::try_from(state.live().api.max_body_bytes.bytes()).unwrap_or(usize::MAX);
+    routes
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state.clone())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(ops::request_span)
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::x_request_id())
+                .layer(middleware::from_fn_with_state(state, ops::track))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
+}
+
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    error::error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal error: the request could not be answered (see calltap's log)",
+    )
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no such endpoint: {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed(format!(
+        "{method} is not allowed on {} (see /openapi.json)",
+        uri.path()
+    ))
+}
+
+async fn health() -> Json<Value> {
+    Json(json!({"status": "success"}))
+}
+
+/// One entry of `/contacts`, in the contract's names.
+#[derive(Serialize)]
+struct Contact {
+    id: String,
+    phone: String,
+    name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    department: Option<String>,
+}
+
+/// Configured operators first, in the configuration's order, then the discovered ones
+/// no configured operator covers (by id or by extension), by id. `phone` is required by
+/// the contract: the configured phone, else the extension (what reaches the operator).
+async fn contacts(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let live = state.live();
+    let discovered = state
+        .blocking(|store| store.operators().map_err(ApiError::from))
+        .await?;
+    let mut out: Vec<Contact> = live
+        .operators
+        .iter()
+        .map(|op| Contact {
+            id: op.id.clone(),
+            phone: op
+                .phone
+                .clone()
+                .or_else(|| op.extension.clone())
+                .unwrap_or_default(),
+            name: op.name.clone(),
+            department: op.department.clone(),
+        })
+        .collect();
+    for op in discovered {
+        let covered = live
+            .operators
+            .iter()
+            .any(|c| c.id == op.id || c.extension.as_deref() == Some(op.extension.as_str()));
+        if !covered {
+            out.push(Contact {
+                phone: if op.extension.is_empty() {
+                    op.id.clone()
+                } else {
+                    op.extension
+                },
+                name: if op.name.trim().is_empty() {
+                    op.id.clone()
+                } else {
+                    op.name
+                },
+                id: op.id,
+                department: None,
+            });
+        }
+    }
+    Ok(Json(json!({ "contacts": out })))
+}
+
+/// `/properties/schema`: the configured properties (key, type, values for enums).
+async fn schema(State(state): State<AppState>) -> Json<Value> {
+    let live = state.live();
+    let properties: Vec<Value> = live
+        .properties
+        .iter()
+        .map(|p| {
+            let mut entry = json!({"key": p.key, "type": p.kind.as_str()});
+            if !p.values.is_empty() {
+                entry["values"] = json!(p.values);
+            }
+            entry
+        })
+        .collect();
+    Json(json!({ "properties": properties }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_still_answers_the_error_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(dir.path()).unwrap());
+        let state = AppState::new(Config::default(), store).unwrap();
+        let routes = routes(&state).route(
+            "/boom",
+            get(|| async {
+                if true {
+                    panic!("boom");
+                }
+                "unreachable"
+            }),
+        );
+        let app = with_layers(routes, state);
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key("x-request-id"));
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let json: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(json["status"], "error");
+        assert!(json["message"].as_str().unwrap().contains("internal error"));
+    }
+}

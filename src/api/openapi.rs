@@ -1,0 +1,231 @@
+//! `GET /openapi.json`: the contract as an OpenAPI 3.0 document, so an integrator can
+//! check their side. Kept by hand, next to the handlers, rather than derived: the
+//! contract is fixed by CONTRACT.md, not by our types, and tests/api.rs checks real
+//! answers against these schemas so the two cannot drift apart unnoticed.
+
+use std::sync::OnceLock;
+
+use axum::http::{header, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+
+pub(crate) async fn document() -> Response {
+    static BODY: OnceLock<Vec<u8>> = OnceLock::new();
+    let body = BODY.get_or_init(|| serde_json::to_vec_pretty(&spec()).unwrap_or_default());
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body.clone(),
+    )
+        .into_response()
+}
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut out = serde_json::Map::new();
+    for code in codes {
+        let description = match *code {
+            "400" => "Malformed request: the message says what was wrong",
+            "401" => "Missing or wrong X-Secret-Key",
+            "403" => "Forged, altered or expired link",
+            "404" => "Not found",
+            "413" => "Body over the configured limit",
+            "416" => "Range not satisfiable",
+            _ => "Internal error",
+        };
+        out.insert(
+            (*code).into(),
+            json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(out)
+}
+
+fn ok(schema: &str, description: &str) -> Value {
+    json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// The document.
+pub(crate) fn spec() -> Value {
+    let secured = json!([{"secretKey": []}]);
+    json!({
+        "openapi": "3.0.3",
+        "info": {
+            "title": "calltap Custom Telephony API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Calls and recordings of a passive SIP/RTP recorder, served to an analytics importer. Every non-2xx answer is {\"status\":\"error\",\"message\":...}."
+        },
+        "components": {
+            "securitySchemes": {
+                "secretKey": {"type": "apiKey", "in": "header", "name": "X-Secret-Key"}
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["status", "message"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["error"]},
+                        "message": {"type": "string"}
+                    }
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status"],
+                    "properties": {"status": {"type": "string", "enum": ["success"]}}
+                },
+                "Contact": {
+                    "type": "object",
+                    "required": ["id", "phone", "name"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "phone": {"type": "string"},
+                        "name": {"type": "string"},
+                        "department": {"type": "string"}
+                    }
+                },
+                "Contacts": {
+                    "type": "object",
+                    "required": ["contacts"],
+                    "properties": {"contacts": {"type": "array", "items": {"$ref": "#/components/schemas/Contact"}}}
+                },
+                "NumericConditions": {
+                    "type": "object",
+                    "required": ["conditions"],
+                    "properties": {
+                        "mode": {"type": "string", "enum": ["all", "any"], "default": "all"},
+                        "conditions": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["operator", "value"],
+                                "properties": {
+                                    "operator": {"type": "string", "enum": ["eq", "ne", "gt", "gte", "lt", "lte"]},
+                                    "value": {"type": "number"}
+                                }
+                            }
+                        }
+                    }
+                },
+                "Primitive": {
+                    "oneOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]
+                },
+                "CallsRequest": {
+                    "type": "object",
+                    "required": ["startTime", "stopTime"],
+                    "properties": {
+                        "startTime": {"type": "number", "description": "Unix seconds, inclusive (on the call's start time)"},
+                        "stopTime": {"type": "number", "description": "Unix seconds, exclusive"},
+                        "direction": {"type": "string", "enum": ["incoming", "outgoing"]},
+                        "operators": {"type": "array", "items": {"type": "string"}},
+                        "propertyFilters": {
+                            "type": "object",
+                            "description": "Property key -> exact value, one-of list, or numeric conditions; all keys must match",
+                            "additionalProperties": {
+                                "oneOf": [
+                                    {"$ref": "#/components/schemas/Primitive"},
+                                    {"type": "array", "items": {"$ref": "#/components/schemas/Primitive"}},
+                                    {"$ref": "#/components/schemas/NumericConditions"}
+                                ]
+                            }
+                        }
+                    }
+                },
+                "Call": {
+                    "type": "object",
+                    "required": ["id", "direction", "duration", "startTime", "operatorId", "operatorName", "operatorNumber"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "clientNumber": {"type": "string"},
+                        "clientName": {"type": "string"},
+                        "direction": {"type": "string", "enum": ["incoming", "outgoing"]},
+                        "duration": {"type": "number"},
+                        "startTime": {"type": "integer"},
+                        "endTime": {"type": "integer"},
+                        "operatorId": {"type": "string"},
+                        "operatorName": {"type": "string"},
+                        "operatorNumber": {"type": "string"},
+                        "whoHungUp": {"type": "string", "enum": ["operator", "client", "system"]},
+                        "properties": {"type": "object", "additionalProperties": {"$ref": "#/components/schemas/Primitive"}}
+                    }
+                },
+                "Calls": {
+                    "type": "object",
+                    "required": ["calls"],
+                    "properties": {"calls": {"type": "array", "items": {"$ref": "#/components/schemas/Call"}}}
+                },
+                "Property": {
+                    "type": "object",
+                    "required": ["key", "type"],
+                    "properties": {
+                        "key": {"type": "string"},
+                        "type": {"type": "string", "enum": ["string", "number", "boolean", "enum"]},
+                        "values": {"type": "array", "items": {"type": "string"}}
+                    }
+                },
+                "PropertySchema": {
+                    "type": "object",
+                    "required": ["properties"],
+                    "properties": {"properties": {"type": "array", "items": {"$ref": "#/components/schemas/Property"}}}
+                },
+                "Recording": {
+                    "type": "object",
+                    "required": ["url"],
+                    "properties": {
+                        "url": {"type": "string"},
+                        "filename": {"type": "string"},
+                        "mimeType": {"type": "string"}
+                    }
+                }
+            }
+        },
+        "paths": {
+            "/health": {"get": {
+                "summary": "Connectivity check",
+                "security": secured,
+                "responses": merge(json!({"200": ok("Health", "Up")}), error_responses(&["401", "500"]))
+            }},
+            "/contacts": {"get": {
+                "summary": "Operators: configured, then discovered from traffic",
+                "security": secured,
+                "responses": merge(json!({"200": ok("Contacts", "Operators")}), error_responses(&["401", "500"]))
+            }},
+            "/calls": {"post": {
+                "summary": "Completed calls whose start time lies in [startTime, stopTime), sorted by startTime",
+                "security": secured,
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallsRequest"}}}},
+                "responses": merge(json!({"200": ok("Calls", "Calls")}), error_responses(&["400", "401", "413", "500"]))
+            }},
+            "/properties/schema": {"get": {
+                "summary": "The call properties calltap fills",
+                "security": secured,
+                "responses": merge(json!({"200": ok("PropertySchema", "Property schema")}), error_responses(&["401", "500"]))
+            }},
+            "/calls/{id}/recording": {"get": {
+                "summary": "A signed, expiring download link for the call's recording",
+                "security": secured,
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}],
+                "responses": merge(json!({"200": ok("Recording", "Link")}), error_responses(&["400", "401", "404", "500"]))
+            }},
+            "/recordings/{file}": {"get": {
+                "summary": "The WAV behind a recording link (the link's signature is the credential; Range supported)",
+                "parameters": [
+                    {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}},
+                    {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer"}},
+                    {"name": "sig", "in": "query", "required": true, "schema": {"type": "string"}}
+                ],
+                "responses": merge(json!({
+                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}
+                }), error_responses(&["400", "403", "404", "416", "500"]))
+            }}
+        }
+    })
+}
