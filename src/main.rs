@@ -2,16 +2,18 @@
 
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 
 use calltap::call::CallRecord;
-use calltap::config::Config;
+use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
-use calltap::replay::{replay_files, FileReport};
+use calltap::replay::{replay_bytes, replay_files, FileReport};
 use calltap::store::Store;
 
 #[derive(Parser)]
@@ -43,8 +45,40 @@ struct StoreArg {
     data: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct ListenArg {
+    /// Address the API listens on; overrides `[api] listen`.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+}
+
+/// The demo capture, built into the binary so `calltap demo` works from anywhere: a
+/// PBX's morning of calls (pcaps/README.md, office-day.pcap).
+const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/office-day.pcap");
+
 #[derive(Subcommand)]
 enum Command {
+    /// Replay the built-in demo capture into the store and serve the API on localhost.
+    ///
+    /// Prints what to curl next. With no secret key configured (`[api] secret_keys` or
+    /// CALLTAP_SECRET_KEY), a one-time key is made for this run and printed.
+    Demo {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        listen: ListenArg,
+    },
+    /// Serve the Custom Telephony API over the store until interrupted.
+    Serve {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        listen: ListenArg,
+    },
     /// Replay capture files (pcap or pcapng) through the engine into the store.
     ///
     /// Files are read in the order given, as one continuous capture; a directory
@@ -111,6 +145,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let result = match cli.command {
         Command::Replay {
@@ -130,6 +165,16 @@ fn main() -> ExitCode {
             json,
         } => calls(&config, &store, since, until, all, json),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
+        Command::Serve {
+            config,
+            store,
+            listen,
+        } => serve(&config, &store, &listen, false),
+        Command::Demo {
+            config,
+            store,
+            listen,
+        } => serve(&config, &store, &listen, true),
     };
     match result {
         Ok(code) => code,
@@ -398,4 +443,109 @@ fn truncate(text: &str, width: usize) -> String {
         let cut: String = text.chars().take(width - 1).collect();
         format!("{cut}…")
     }
+}
+
+/// `serve`, and `demo` (the built-in capture replayed first, a key made if none is set).
+fn serve(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    listen: &ListenArg,
+    demo: bool,
+) -> Result<ExitCode, String> {
+    let mut config = load_config(config_arg.config.as_deref())?;
+    if let Some(addr) = listen.listen {
+        config.api.listen = addr;
+    }
+    let store = open_store(&config, store_arg)?;
+    let mut made_key = None;
+    if demo {
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut ingest = Ingest::new(engine, &store);
+        let report = replay_bytes("office-day.pcap", DEMO_CAPTURE, &mut ingest);
+        if let Some(why) = report.failed {
+            return Err(why);
+        }
+        let s = ingest.summary();
+        println!(
+            "demo capture: {} calls found, {} for the importer ({} already stored)",
+            s.new_calls() + s.duplicates,
+            store.counts().map(|c| c.exported).unwrap_or(0),
+            s.duplicates
+        );
+        if config.api.secret_keys.is_empty() {
+            let mut raw = [0u8; 16];
+            getrandom::getrandom(&mut raw).map_err(|e| e.to_string())?;
+            let key: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            config.api.secret_keys = SecretKey::new(&key).into_iter().collect();
+            made_key = Some(key);
+        }
+    }
+    let base = format!("http://{}", config.api.listen);
+    let store = Arc::new(store);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.api.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.api.listen))?;
+        if demo {
+            print_next_steps(&base, &store, made_key.as_deref());
+        }
+        let state =
+            calltap::api::AppState::new(config.clone(), store).map_err(|e| e.to_string())?;
+        calltap::api::serve_on(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| e.to_string())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on Ctrl-C or SIGTERM (how systemd stops a service).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
+fn print_next_steps(base: &str, store: &Store, made_key: Option<&str>) {
+    let key = match made_key {
+        Some(k) => {
+            println!("no secret key configured: this run's key is {k}");
+            k.to_string()
+        }
+        None => "$CALLTAP_SECRET_KEY".to_string(),
+    };
+    let calls: Vec<CallRecord> = store
+        .calls_between(0, u64::MAX)
+        .filter_map(Result::ok)
+        .collect();
+    let (from, to) = match (calls.first(), calls.last()) {
+        (Some(a), Some(b)) => (a.start_time, b.start_time + 1),
+        _ => (0, 1),
+    };
+    println!("calltap serves the Custom Telephony API on {base}. Try:");
+    println!("  curl -s -H 'X-Secret-Key: {key}' {base}/health");
+    println!("  curl -s -H 'X-Secret-Key: {key}' {base}/contacts");
+    println!(
+        "  curl -s -H 'X-Secret-Key: {key}' -H 'Content-Type: application/json' \\\n       -d '{{\"startTime\": {from}, \"stopTime\": {to}}}' {base}/calls"
+    );
+    if let Some(call) = calls.iter().find(|c| c.media.recording.is_some()) {
+        println!(
+            "  curl -s -H 'X-Secret-Key: {key}' {base}/calls/{}/recording",
+            call.id
+        );
+    }
+    println!("  curl -s {base}/metrics");
+    println!("Ctrl-C stops it.");
 }

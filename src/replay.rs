@@ -103,13 +103,37 @@ fn replay_file<S: FrameSink>(
     sink: &mut S,
     progress: bool,
 ) -> (Vec<String>, Option<String>) {
-    let mut errors = Vec::new();
-    let mut reader = match CaptureReader::open(path) {
+    let reader = match CaptureReader::open(path) {
         Ok(r) => r,
-        Err(e) => return (errors, Some(e.to_string())),
+        Err(e) => return (Vec::new(), Some(e.to_string())),
     };
-    sink.begin_file();
     let bar = progress.then(|| progress_bar(path));
+    (replay_reader(reader, sink, bar.as_ref()), None)
+}
+
+/// Replays one capture held in memory (the demo capture built into the binary), then
+/// flushes what is partial: the whole input, in one call.
+pub fn replay_bytes<S: FrameSink>(name: &str, bytes: &[u8], sink: &mut S) -> FileReport {
+    let (capture_errors, failed) = match CaptureReader::new(name, bytes) {
+        Ok(reader) => (replay_reader(reader, sink, None), None),
+        Err(e) => (Vec::new(), Some(e.to_string())),
+    };
+    sink.finish();
+    FileReport {
+        counters: sink.take_counters(),
+        capture_errors,
+        failed,
+    }
+}
+
+/// Feeds every frame of `reader` to `sink`; returns the damage found.
+fn replay_reader<R: std::io::Read, S: FrameSink>(
+    mut reader: CaptureReader<R>,
+    sink: &mut S,
+    bar: Option<&ProgressBar>,
+) -> Vec<String> {
+    let mut errors = Vec::new();
+    sink.begin_file();
     let mut frames = 0u64;
     while let Some(next) = reader.next_frame() {
         match next {
@@ -118,7 +142,7 @@ fn replay_file<S: FrameSink>(
         }
         frames += 1;
         if frames % PROGRESS_EVERY == 0 {
-            if let Some(bar) = &bar {
+            if let Some(bar) = bar {
                 bar.set_position(reader.position());
             }
         }
@@ -126,7 +150,7 @@ fn replay_file<S: FrameSink>(
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }
-    (errors, None)
+    errors
 }
 
 /// A byte-based bar; indicatif draws nothing when stderr is not a terminal.
