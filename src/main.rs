@@ -458,6 +458,7 @@ fn serve(
     }
     let store = open_store(&config, store_arg)?;
     let mut made_key = None;
+    let mut engine_metrics: Option<serde_json::Value> = None;
     if demo {
         let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         let mut ingest = Ingest::new(engine, &store);
@@ -465,6 +466,10 @@ fn serve(
         if let Some(why) = report.failed {
             return Err(why);
         }
+        engine_metrics = Some(serde_json::json!({
+            "packets": report.counters,
+            "engine": ingest.engine.stats(),
+        }));
         let s = ingest.summary();
         println!(
             "demo capture: {} calls found, {} for the importer ({} already stored)",
@@ -495,6 +500,12 @@ fn serve(
         }
         let state =
             calltap::api::AppState::new(config.clone(), store).map_err(|e| e.to_string())?;
+        if let Some(metrics) = engine_metrics {
+            // What the demo's replay counted, as it stood when the replay ended.
+            state.set_metrics_source(Arc::new(move |out: &mut String| {
+                calltap::api::prometheus_from_json("calltap", &metrics, out)
+            }));
+        }
         calltap::api::serve_on(listener, state, shutdown_signal())
             .await
             .map_err(|e| e.to_string())

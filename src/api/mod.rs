@@ -45,7 +45,7 @@ use crate::config::Config;
 use crate::store::Store;
 
 pub use error::ApiError;
-pub use ops::{MetricsSource, StatusSource};
+pub use ops::{prometheus_from_json, MetricsSource, StatusSource};
 
 use auth::KeyDigests;
 use links::LinkKeys;

@@ -306,3 +306,51 @@ mod tests {
         assert_eq!(route_of("/wp-admin"), "other");
     }
 }
+
+/// Writes every number in `value` as a Prometheus gauge named by its path under
+/// `prefix` (`{"sip": {"messages": 3}}` -> `calltap_sip_messages 3`): the engine's
+/// counters are serde structs, so this is how they reach `/metrics` without a second
+/// list of names to keep in step.
+pub fn prometheus_from_json(prefix: &str, value: &Value, out: &mut String) {
+    match value {
+        Value::Number(n) => {
+            let _ = writeln!(out, "{prefix} {n}");
+        }
+        Value::Bool(b) => {
+            let _ = writeln!(out, "{prefix} {}", u8::from(*b));
+        }
+        Value::Object(map) => {
+            for (key, inner) in map {
+                let name: String = key
+                    .chars()
+                    .map(|c| {
+                        if c.is_ascii_alphanumeric() {
+                            c.to_ascii_lowercase()
+                        } else {
+                            '_'
+                        }
+                    })
+                    .collect();
+                prometheus_from_json(&format!("{prefix}_{name}"), inner, out);
+            }
+        }
+        Value::Null | Value::String(_) | Value::Array(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod prometheus_tests {
+    use super::*;
+
+    #[test]
+    fn nested_counters_become_gauges_named_by_their_path() {
+        let mut out = String::new();
+        let stats = json!({"sip": {"messages": 3, "malformed": {"bad_start_line": 1}},
+                           "name": "x", "ok": true});
+        prometheus_from_json("calltap", &stats, &mut out);
+        assert_eq!(
+            out,
+            "calltap_ok 1\ncalltap_sip_malformed_bad_start_line 1\ncalltap_sip_messages 3\n"
+        );
+    }
+}
