@@ -336,6 +336,11 @@ impl Correlator {
         else {
             return None;
         };
+        self.score_placed(i, i_role, o, o_role)
+    }
+
+    /// [`score`](Self::score) with both legs already placed (inbound, outbound).
+    fn score_placed(&self, i: &Leg, i_role: Role, o: &Leg, o_role: Role) -> Option<u32> {
         if i_role == Role::Trunk && o_role == Role::Trunk {
             return None;
         }
@@ -408,17 +413,41 @@ impl Correlator {
         if self.held.is_empty() {
             return Vec::new();
         }
-        // Each outbound leg to its best inbound partner among the held legs.
         let n = self.held.len();
+        let excess = n.saturating_sub(MAX_HELD);
+        let hold = HOLD_AFTER_END.as_nanos() as u64;
+        let over = |leg: &Leg, now: Timestamp| now.as_nanos() >= leg.end_ns().saturating_add(hold);
+        // The common case, once a second: nobody's hold is over yet.
+        if let Some(now) = now {
+            if excess == 0 && !self.held.iter().any(|l| over(l, now)) {
+                return Vec::new();
+            }
+        }
+        // Each outbound leg to its best inbound partner among the held legs; legs are
+        // placed once, and only inbound x outbound pairs are scored.
+        let places: Vec<Option<(Way, Role)>> =
+            self.held.iter().map(|l| self.place(&l.dialog)).collect();
+        let inbound: Vec<(usize, Role)> = places
+            .iter()
+            .enumerate()
+            .filter_map(|(k, p)| match p {
+                Some((Way::In, r)) => Some((k, *r)),
+                _ => None,
+            })
+            .collect();
         let mut partner: Vec<Option<usize>> = vec![None; n];
         let mut by_header = vec![false; n];
         for (oi, o) in self.held.iter().enumerate() {
-            let best = self
-                .held
+            let Some((Way::Out, o_role)) = places[oi] else {
+                continue;
+            };
+            let best = inbound
                 .iter()
-                .enumerate()
-                .filter(|&(ii, _)| ii != oi)
-                .filter_map(|(ii, i)| self.score(i, o).map(|s| (s, i.invite_ns(), ii)))
+                .filter_map(|&(ii, i_role)| {
+                    let i = &self.held[ii];
+                    self.score_placed(i, i_role, o, o_role)
+                        .map(|s| (s, i.invite_ns(), ii))
+                })
                 .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)));
             if let Some((s, _, ii)) = best {
                 partner[oi] = Some(ii);
@@ -435,13 +464,10 @@ impl Correlator {
                 }
             }
         }
-        let excess = n.saturating_sub(MAX_HELD);
         let mut ready = vec![true; n];
         if let Some(now) = now {
-            let hold = HOLD_AFTER_END.as_nanos() as u64;
             for (k, leg) in self.held.iter().enumerate() {
-                ready[k] = now.as_nanos() >= leg.end_ns().saturating_add(hold)
-                    && !self.waits_for_open(leg);
+                ready[k] = over(leg, now) && !self.waits_for_open(leg);
             }
         }
         let mut group_ready: HashMap<usize, bool> = HashMap::new();
