@@ -121,6 +121,7 @@ fn synthetic(i: u64, start: u64) -> CallRecord {
             ..MediaFacts::default()
         },
         properties: BTreeMap::new(),
+        conversation: Default::default(),
     }
 }
 

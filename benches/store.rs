@@ -116,6 +116,7 @@ fn synthetic(i: u64, start: u64) -> CallRecord {
                 PropertyValue::Number((h % 100) as f64),
             ),
         ]),
+        conversation: Default::default(),
     }
 }
 

@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 use crate::call::classify::{Classifier, DiscoveredOperator};
+use crate::call::correlate::{CorrelationStats, Correlator};
 use crate::call::{CallRecord, Direction, MediaFacts, Party, RecordingFile};
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
@@ -90,6 +91,8 @@ pub struct EngineStats {
     pub media: MediaStats,
     /// Capture-clock steps larger than a month, bridged over.
     pub clock_steps: u64,
+    /// B2BUA legs put together, and the PBX guessed when none is configured.
+    pub correlation: CorrelationStats,
 }
 
 pub struct Engine {
@@ -98,10 +101,14 @@ pub struct Engine {
     dialogs: DialogTable,
     media: MediaTable,
     classifier: Classifier,
+    /// Holds finished legs until their conversation is complete (B2BUA legs).
+    correlator: Correlator,
     sip: SipStats,
     events: VecDeque<EngineEvent>,
     next_sweep: Timestamp,
     clock: CaptureClock,
+    /// The latest capture time seen.
+    now: Timestamp,
 }
 
 /// A UDP payload worth handing to the SIP scanner: SIP starts with an upper-case method
@@ -136,10 +143,12 @@ impl Engine {
             dialogs: DialogTable::new(DialogLimits::from_config(config)),
             media: MediaTable::new(media),
             classifier: Classifier::new(config),
+            correlator: Correlator::new(config),
             sip: SipStats::default(),
             events: VecDeque::new(),
             next_sweep: Timestamp::default(),
             clock: CaptureClock::default(),
+            now: Timestamp::default(),
         }
     }
 
@@ -156,6 +165,7 @@ impl Engine {
             time: self.clock.adjust(frame.time),
             ..*frame
         };
+        self.now = self.now.max(frame.time);
         self.decode_with(|decoder, up| decoder.decode(frame, up));
         if frame.time >= self.next_sweep {
             self.tick(frame.time);
@@ -165,6 +175,7 @@ impl Engine {
 
     /// Advances capture time with no frame (a live capture's timer on a quiet line).
     pub fn tick(&mut self, now: Timestamp) {
+        self.now = self.now.max(now);
         self.decode_with(|decoder, up| decoder.tick(now, up));
         for id in self.media.sweep(now) {
             let at = self.media.last_media_time(&id).unwrap_or(now);
@@ -173,6 +184,10 @@ impl Engine {
         self.dialogs.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
         self.drain_dialogs();
+        // Once a sweep, not per frame: the check is held legs x answered legs.
+        for record in self.correlator.release(self.now, &self.classifier) {
+            self.events.push_back(EngineEvent::Call(Box::new(record)));
+        }
     }
 
     /// End of input: partial packets are dropped, open dialogs end at their last
@@ -182,6 +197,9 @@ impl Engine {
         let media = &self.media;
         self.dialogs.finish(|id| media.last_media_time(id));
         self.drain_dialogs();
+        for record in self.correlator.flush(&self.classifier) {
+            self.events.push_back(EngineEvent::Call(Box::new(record)));
+        }
     }
 
     /// Runs one step of the packet layer with every datagram it yields going up.
@@ -220,6 +238,7 @@ impl Engine {
             dialogs: self.dialogs.stats(),
             media: self.media.stats(),
             clock_steps: self.clock.steps,
+            correlation: self.correlator.stats(),
         }
     }
 
@@ -241,6 +260,7 @@ impl Engine {
                     };
                     let at = d.answer_time.unwrap_or(d.invite_time);
                     self.media.answered(&d.record_id, at, operator);
+                    self.correlator.answered(&d);
                     self.events
                         .push_back(EngineEvent::Answered(Box::new(record)));
                 }
@@ -254,7 +274,10 @@ impl Engine {
                         self.events
                             .push_back(EngineEvent::Operator(op, d.invite_time));
                     }
-                    self.events.push_back(EngineEvent::Call(Box::new(record)));
+                    // A leg of a B2BUA conversation waits for its partners.
+                    if let Some(record) = self.correlator.ended(*d, record) {
+                        self.events.push_back(EngineEvent::Call(Box::new(record)));
+                    }
                 }
                 DialogEvent::Registered(r) => {
                     if let Some(op) = self.classifier.registration(&r) {

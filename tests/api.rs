@@ -76,6 +76,7 @@ fn call(id: &str, offset: u64, direction: Direction, op: OperatorRef) -> CallRec
         },
         media: MediaFacts::default(),
         properties: BTreeMap::new(),
+        conversation: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ fn call(id: &str, start: u64) -> CallRecord {
         },
         media: Default::default(),
         properties: BTreeMap::from([("Quality score".to_owned(), PropertyValue::Number(72.0))]),
+        conversation: Default::default(),
     }
 }
 

@@ -307,6 +307,7 @@ impl Classifier {
             },
             media: Default::default(),
             properties: Default::default(),
+            conversation: Default::default(),
         };
         (record, discovered)
     }

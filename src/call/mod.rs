@@ -1,10 +1,11 @@
 //! Calls: the record of each INVITE dialog and the rules that classify it.
 
 pub mod classify;
+pub mod correlate;
 pub mod properties;
 pub mod record;
 
 pub use record::{
-    CallRecord, Direction, EndReason, MediaFacts, OperatorRef, Outcome, Party, RecordingFile,
-    WhoHungUp,
+    CallRecord, Conversation, Direction, EndReason, MediaFacts, OperatorRef, Outcome, Party,
+    RecordingFile, WhoHungUp,
 };

@@ -252,6 +252,7 @@ mod tests {
                 ..MediaFacts::default()
             },
             properties: BTreeMap::new(),
+            conversation: Default::default(),
         }
     }
 

@@ -206,6 +206,54 @@ pub struct MediaFacts {
     pub dtmf_digits: String,
 }
 
+/// How a record relates to the other legs of its conversation, when calltap saw the
+/// conversation as several dialogs (a B2BUA PBX: trunk <-> PBX and PBX <-> phone, see
+/// `call::correlate`). Empty for a dialog that stands alone.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conversation {
+    /// Shared by every record of one conversation: the operator segments of a
+    /// transferred call and the legs merged into them. Stable across replays (derived
+    /// from the record id of the leg that entered the PBX first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Call-IDs of every leg of the conversation (on the records that carry it).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub legs: Vec<String>,
+    /// On a leg merged into a conversation record: that record's id. Such a leg is kept
+    /// for operations and never exported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub merged_into: Option<String>,
+    /// This leg's role beside the PBX: "trunk", "phone" or "direct".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// What paired the legs: "header" (the configured correlation header) or
+    /// "heuristics" (PBX addresses, time overlap, numbers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlated_by: Option<String>,
+    /// The number the client dialled, from the trunk leg (ready for a property).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub did: Option<String>,
+    /// The trunk's address, from the trunk leg (ready for a property).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trunk: Option<String>,
+    /// Operator segment of a transferred conversation: 0 for the first operator.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub segment: u32,
+    /// The operator of this segment left it by transferring the client.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub transferred: bool,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl Conversation {
+    pub fn is_empty(&self) -> bool {
+        *self == Conversation::default()
+    }
+}
+
 /// A primitive property value, as the contract allows.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
@@ -257,6 +305,9 @@ pub struct CallRecord {
     /// Values of the configured properties (keys are schema keys).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, PropertyValue>,
+    /// The other legs of this conversation (B2BUA correlation); empty when alone.
+    #[serde(default, skip_serializing_if = "Conversation::is_empty")]
+    pub conversation: Conversation,
 }
 
 impl CallRecord {
@@ -381,6 +432,7 @@ mod tests {
                 ("MOS".into(), PropertyValue::Number(4.1)),
                 ("Broken".into(), PropertyValue::Number(f64::NAN)),
             ]),
+            conversation: Conversation::default(),
         }
     }
 

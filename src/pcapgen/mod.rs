@@ -13,6 +13,7 @@
 //! - [`tcp`]: [`TcpConn`] hands out segments with consistent sequence numbers.
 //! - [`g711`]: G.711 encoders and the known [`Signal`]s the calls carry.
 //! - [`call`]: [`CallScript`], a two-party call (SIP dialog + RTP both ways).
+//! - [`b2bua`]: conversations through a B2BUA PBX, one dialog per leg.
 //! - [`writer`]: pcap ([`PcapFile`]) and pcapng ([`PcapNgFile`]) writers, streaming to any
 //!   `Write`, and helpers that damage a file on purpose.
 //! - [`office`]: ten minutes of a small office's calls, the demo to replay first.
@@ -29,6 +30,7 @@
 //! # assert!(pcap.len() > 24);
 //! ```
 
+pub mod b2bua;
 pub mod call;
 pub mod demo;
 pub mod g711;
