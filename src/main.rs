@@ -306,6 +306,22 @@ fn replay(
             summary.exported,
             summary.duplicates
         );
+        let c = &engine_stats.correlation;
+        match (&c.pbx_guess, config.network.pbx.is_empty()) {
+            (Some(pbx), true) => println!(
+                "PBX: guessed {pbx} ([network] pbx not set; {} overlapping legs pointed at \
+                 it); {} conversations merged from {} legs",
+                c.pbx_guess_sightings,
+                c.conversations_merged,
+                c.conversations_merged + c.legs_merged
+            ),
+            (_, false) => println!(
+                "PBX: configured; {} conversations merged from {} legs",
+                c.conversations_merged,
+                c.conversations_merged + c.legs_merged
+            ),
+            (None, true) => println!("PBX: none seen (no B2BUA legs to merge)"),
+        }
         match &store_path {
             Some(p) => println!("store: {}", p.display()),
             None => println!("store: none (--dry-run)"),
@@ -500,6 +516,15 @@ fn serve(
         }
         let state =
             calltap::api::AppState::new(config.clone(), store).map_err(|e| e.to_string())?;
+        if let Some(metrics) = &engine_metrics {
+            // What fed the store in this process, and the PBX it found (issue: B2BUA legs).
+            let capture = serde_json::json!({
+                "source": "built-in demo capture (office-day.pcap)",
+                "pbx_guess": metrics["engine"]["correlation"]["pbx_guess"],
+                "conversations_merged": metrics["engine"]["correlation"]["conversations_merged"],
+            });
+            state.set_status_source(Arc::new(move || capture.clone()));
+        }
         if let Some(metrics) = engine_metrics {
             // What the demo's replay counted, as it stood when the replay ended.
             state.set_metrics_source(Arc::new(move |out: &mut String| {
