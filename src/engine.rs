@@ -309,6 +309,8 @@ fn media_facts(s: MediaSummary) -> MediaFacts {
         jitter_ms: Some(jitter).filter(|j| j.is_finite()),
         mos: s.mos.filter(|m| m.is_finite()),
         dtmf_digits: s.dtmf_digits,
+        caller_packets: s.caller.received,
+        callee_packets: s.callee.received,
     }
 }
 

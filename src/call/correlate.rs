@@ -37,7 +37,7 @@ use crate::config::Config;
 use crate::dialog::{FinishedDialog, Identity, LINGER};
 
 use super::classify::Classifier;
-use super::record::{CallRecord, Conversation, EndReason, Outcome, Party, WhoHungUp};
+use super::record::{CallRecord, Conversation, EndReason, MediaFacts, Outcome, Party, WhoHungUp};
 
 /// How long a finished leg waits for its partners: 64 x T1, the life of one
 /// transaction, covers the PBX relaying a BYE (milliseconds in every capture we have)
@@ -672,21 +672,14 @@ impl Correlator {
                 });
             }
             // The recording: the phone leg's, else the other leg's.
-            let phone_media = phone.record.as_ref().map(|r| r.media.clone());
-            let other_media = other.record.as_ref().map(|r| r.media.clone());
-            record.media = match (phone_media, other_media) {
-                (Some(p), _) if p.recording.is_some() => p,
-                (p, Some(o)) if o.recording.is_some() => {
-                    recording_taken_from.push(other.dialog.record_id.clone());
-                    let mut m = o;
-                    if let Some(p) = p {
-                        m.dtmf_digits = p.dtmf_digits;
-                    }
-                    m
-                }
-                (Some(p), _) => p,
-                (None, _) => Default::default(),
-            };
+            let (media, from_other) = choose_media(
+                phone.record.as_ref().map(|r| &r.media),
+                other.record.as_ref().map(|r| &r.media),
+            );
+            if from_other {
+                recording_taken_from.push(other.dialog.record_id.clone());
+            }
+            record.media = media;
             record.conversation = Conversation {
                 legs: legs.clone(),
                 role: Some(Role::Phone.as_str().into()),
@@ -744,6 +737,30 @@ impl Correlator {
             records.push(r);
         }
         records
+    }
+}
+
+/// The media of an operator segment: the phone leg's, unless its recording is missing,
+/// or it is one-way (one direction received nothing) while the other leg's recording
+/// has both directions; then the other leg's (keeping the phone leg's DTMF, which the
+/// operator's phone sent). The flag says the other leg's recording was taken.
+fn choose_media(phone: Option<&MediaFacts>, other: Option<&MediaFacts>) -> (MediaFacts, bool) {
+    let other_usable = other.filter(|o| o.recording.is_some());
+    let take_other = match (phone, other_usable) {
+        (_, None) => false,
+        (None, Some(_)) => true,
+        (Some(p), Some(o)) => p.recording.is_none() || (p.is_one_way() && o.is_two_way()),
+    };
+    match (phone, other_usable) {
+        (p, Some(o)) if take_other => {
+            let mut m = o.clone();
+            if let Some(p) = p {
+                m.dtmf_digits = p.dtmf_digits.clone();
+            }
+            (m, true)
+        }
+        (Some(p), _) => (p.clone(), false),
+        (None, _) => (MediaFacts::default(), false),
     }
 }
 
@@ -807,4 +824,75 @@ fn who_ended(i: &Leg, o: &Leg) -> (EndReason, Option<Party>) {
         (true, false) | (false, true) => Party::Callee,
     };
     (EndReason::Bye, Some(party))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::record::RecordingFile;
+
+    fn media(file: Option<&str>, caller: u64, callee: u64) -> MediaFacts {
+        MediaFacts {
+            recording: file.map(|f| RecordingFile {
+                file: f.into(),
+                bytes: 1,
+                sample_rate: 8000,
+                duration_ms: 1,
+            }),
+            caller_packets: caller,
+            callee_packets: callee,
+            dtmf_digits: if file == Some("phone.wav") {
+                "5".into()
+            } else {
+                String::new()
+            },
+            ..MediaFacts::default()
+        }
+    }
+
+    fn file(m: &MediaFacts) -> Option<&str> {
+        m.recording.as_ref().map(|r| r.file.as_str())
+    }
+
+    #[test]
+    fn the_phone_legs_recording_is_preferred_when_two_way() {
+        let (p, o) = (
+            media(Some("phone.wav"), 50, 50),
+            media(Some("trunk.wav"), 50, 50),
+        );
+        let (m, other) = choose_media(Some(&p), Some(&o));
+        assert_eq!((file(&m), other), (Some("phone.wav"), false));
+    }
+
+    #[test]
+    fn a_one_way_phone_recording_gives_way_to_a_two_way_one() {
+        let (p, o) = (
+            media(Some("phone.wav"), 50, 0),
+            media(Some("trunk.wav"), 50, 50),
+        );
+        let (m, other) = choose_media(Some(&p), Some(&o));
+        assert_eq!((file(&m), other), (Some("trunk.wav"), true));
+        // The operator's digits stay.
+        assert_eq!(m.dtmf_digits, "5");
+        // Both one-way: the phone leg's stays.
+        let o = media(Some("trunk.wav"), 0, 50);
+        let (m, other) = choose_media(Some(&p), Some(&o));
+        assert_eq!((file(&m), other), (Some("phone.wav"), false));
+        // No counts (a record from before they were kept): not one-way.
+        let p = media(Some("phone.wav"), 0, 0);
+        let o = media(Some("trunk.wav"), 50, 50);
+        assert_eq!(file(&choose_media(Some(&p), Some(&o)).0), Some("phone.wav"));
+    }
+
+    #[test]
+    fn a_missing_phone_recording_falls_back() {
+        let (p, o) = (media(None, 0, 0), media(Some("trunk.wav"), 50, 0));
+        assert_eq!(file(&choose_media(Some(&p), Some(&o)).0), Some("trunk.wav"));
+        assert_eq!(file(&choose_media(None, Some(&o)).0), Some("trunk.wav"));
+        // Neither has one: the phone leg's facts (its no-recording reason).
+        let o = media(None, 50, 50);
+        let (m, other) = choose_media(Some(&p), Some(&o));
+        assert_eq!((file(&m), other), (None, false));
+        assert_eq!(choose_media(None, None).0, MediaFacts::default());
+    }
 }

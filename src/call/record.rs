@@ -204,6 +204,26 @@ pub struct MediaFacts {
     /// RFC 4733 digits, in order.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub dtmf_digits: String,
+    /// RTP packets received from the caller (distinct, duplicates not counted).
+    #[serde(default)]
+    pub caller_packets: u64,
+    /// RTP packets received from the callee.
+    #[serde(default)]
+    pub callee_packets: u64,
+}
+
+impl MediaFacts {
+    /// Media flowed one way only: one direction received packets, the other none (a
+    /// NAT or firewall problem on that leg, or a PBX relaying only one side). Records
+    /// from before the counts were kept (both zero) are not one-way.
+    pub fn is_one_way(&self) -> bool {
+        (self.caller_packets == 0) != (self.callee_packets == 0)
+    }
+
+    /// Both directions received packets.
+    pub fn is_two_way(&self) -> bool {
+        self.caller_packets > 0 && self.callee_packets > 0
+    }
 }
 
 /// How a record relates to the other legs of its conversation, when calltap saw the
