@@ -344,6 +344,77 @@ fn a_blind_transfer_gives_one_record_per_operator_linked_by_conversation() {
 }
 
 #[test]
+fn did_and_trunk_are_properties_of_the_conversation() {
+    use calltap::call::record::PropertyValue;
+    let cfg = Config::from_toml(
+        &format!(
+            r#"{CONFIG}
+[[properties]]
+key = "DID"
+type = "string"
+source = "did"
+[[properties]]
+key = "Trunk"
+type = "string"
+source = "trunk"
+[[properties]]
+key = "Provider"
+type = "enum"
+values = ["{TRUNK_ADDR}", "198.51.100.7"]
+source = "trunk"
+"#
+        ),
+        "t",
+    )
+    .unwrap();
+    let run = run_scenario(&b2bua::incoming_answered(1), &cfg);
+    let c = run.conversations()[0];
+    // The record is the phone leg's, whose Request-URI is the extension: the DID is
+    // the trunk leg's dialled number.
+    assert!(c.sip.request_uri.contains("201"), "{}", c.sip.request_uri);
+    let props = calltap::call::properties::compute(c, &cfg);
+    let text = |s: &str| Some(PropertyValue::Text(s.into()));
+    assert_eq!(props.get("DID").cloned(), text(DID));
+    assert_eq!(props.get("Trunk").cloned(), text(TRUNK_ADDR));
+    assert_eq!(props.get("Provider").cloned(), text(TRUNK_ADDR));
+    // An outgoing conversation has a trunk and no DID.
+    let run = run_scenario(&b2bua::outgoing_answered(2), &cfg);
+    let props = calltap::call::properties::compute(run.conversations()[0], &cfg);
+    assert_eq!(props.get("DID"), None);
+    assert_eq!(props.get("Trunk").cloned(), text(TRUNK_ADDR));
+    // A direct call (no conversation facts): no trunk.
+    let alone = Config::from_toml(
+        "[network]\npbx = [\"10.9.9.9\"]\n[[properties]]\nkey = \"Trunk\"\ntype = \"string\"\nsource = \"trunk\"\n",
+        "t",
+    )
+    .unwrap();
+    let run = run_scenario(&b2bua::incoming_answered(1), &alone);
+    for r in &run.records {
+        assert!(calltap::call::properties::compute(r, &alone).is_empty());
+    }
+}
+
+#[test]
+fn the_trunk_source_fills_text_properties_only() {
+    for (kind, ok) in [
+        ("string", true),
+        ("enum", true),
+        ("number", false),
+        ("boolean", false),
+    ] {
+        let values = if kind == "enum" {
+            "values = [\"a\"]\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "[[properties]]\nkey = \"Trunk\"\ntype = \"{kind}\"\n{values}source = \"trunk\"\n"
+        );
+        assert_eq!(Config::from_toml(&text, "t").is_ok(), ok, "{kind}");
+    }
+}
+
+#[test]
 fn a_leg_not_through_the_pbx_stands_alone() {
     // The same incoming conversation, with the PBX configured elsewhere: two legs,
     // two records, nothing merged, nothing held back.

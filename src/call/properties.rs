@@ -53,11 +53,17 @@ fn value_of(property: &Property, record: &CallRecord, config: &Config) -> Option
             if record.direction != Direction::Incoming {
                 return None;
             }
+            // Beside a B2BUA the record is the phone leg's, whose Request-URI is the
+            // extension: the trunk leg's dialled number, kept on the conversation.
+            if let Some(did) = record.conversation.did.as_deref() {
+                return text(property, did);
+            }
             let user = uri_user(&record.sip.request_uri)
                 .filter(|u| u.bytes().any(|b| b.is_ascii_digit()))
                 .or_else(|| uri_user(&record.sip.to_uri))?;
             text(property, &config.numbers.normalize_number(&user))
         }
+        PropertySource::Trunk => text(property, record.conversation.trunk.as_deref()?),
         PropertySource::ClientPrefix(prefixes) => {
             let client = record.client_number.as_deref()?;
             let value = prefixes.lookup(&config.numbers.normalize_number(client))?;

@@ -44,6 +44,7 @@ pub enum SourceKind {
     Department,
     Header,
     Did,
+    Trunk,
     ClientPrefix,
     RingSeconds,
     LossPercent,
@@ -60,6 +61,7 @@ impl SourceKind {
             SourceKind::Department => "department",
             SourceKind::Header => "header",
             SourceKind::Did => "did",
+            SourceKind::Trunk => "trunk",
             SourceKind::ClientPrefix => "client_prefix",
             SourceKind::RingSeconds => "ring_seconds",
             SourceKind::LossPercent => "loss_percent",
@@ -77,9 +79,10 @@ impl SourceKind {
         use PropertyType::*;
         match self {
             SourceKind::Header => &[String, Number, Boolean, Enum],
-            SourceKind::Department | SourceKind::ClientPrefix | SourceKind::Codec => {
-                &[String, Enum]
-            }
+            SourceKind::Department
+            | SourceKind::ClientPrefix
+            | SourceKind::Codec
+            | SourceKind::Trunk => &[String, Enum],
             SourceKind::Did | SourceKind::DtmfDigits => &[String],
             SourceKind::RingSeconds
             | SourceKind::LossPercent
@@ -131,6 +134,9 @@ pub enum PropertySource {
     Header(String),
     /// The dialled number (DID) of an incoming call.
     Did,
+    /// The trunk's address (the SIP provider's side of the trunk leg), when calltap
+    /// put the conversation's legs together beside a B2BUA PBX.
+    Trunk,
     /// The longest matching prefix of the normalised client number.
     ClientPrefix(PrefixMap),
     /// Seconds from INVITE to answer.
@@ -155,6 +161,7 @@ impl PropertySource {
             PropertySource::Department => SourceKind::Department,
             PropertySource::Header(_) => SourceKind::Header,
             PropertySource::Did => SourceKind::Did,
+            PropertySource::Trunk => SourceKind::Trunk,
             PropertySource::ClientPrefix(_) => SourceKind::ClientPrefix,
             PropertySource::RingSeconds => SourceKind::RingSeconds,
             PropertySource::LossPercent => SourceKind::LossPercent,
@@ -342,6 +349,7 @@ pub(crate) fn check_properties(
             }
             SourceKind::Department => PropertySource::Department,
             SourceKind::Did => PropertySource::Did,
+            SourceKind::Trunk => PropertySource::Trunk,
             SourceKind::RingSeconds => PropertySource::RingSeconds,
             SourceKind::LossPercent => PropertySource::LossPercent,
             SourceKind::Mos => PropertySource::Mos,
