@@ -344,6 +344,48 @@ fn a_blind_transfer_gives_one_record_per_operator_linked_by_conversation() {
 }
 
 #[test]
+fn an_attended_transfer_gives_one_record_per_operator_linked_by_conversation() {
+    let run = run_scenario(&b2bua::attended_transfer(8), &config());
+    let segs: Vec<&CallRecord> = run
+        .conversations()
+        .into_iter()
+        .filter(|r| r.conversation.id.is_some() && r.conversation.role.as_deref() == Some("phone"))
+        .collect();
+    assert_eq!(segs.len(), 2, "{:#?}", run.records);
+    let (a, b) = (segs[0], segs[1]);
+    assert_eq!(
+        (a.operator.number.as_str(), b.operator.number.as_str()),
+        ("201", "202")
+    );
+    assert_eq!(a.conversation.id, b.conversation.id);
+    assert_eq!((a.conversation.segment, b.conversation.segment), (0, 1));
+    // Both talked to the client.
+    assert_eq!(a.client_number.as_deref(), Some(CLIENT));
+    assert_eq!(b.client_number.as_deref(), Some(CLIENT));
+    // 201 left by transferring; the client hung up on 202.
+    assert!(a.conversation.transferred);
+    assert_eq!(a.who_hung_up, WhoHungUp::Operator);
+    assert_eq!(
+        a.transfer.as_ref().map(|t| t.kind.as_str()),
+        Some("attended")
+    );
+    assert_eq!(b.who_hung_up, WhoHungUp::Client);
+    assert!(a.exported && b.exported);
+    // The consultation (201 -> 202 through the PBX) stays an internal record of its
+    // own, not exported by default.
+    let consult: Vec<&CallRecord> = run
+        .records
+        .iter()
+        .filter(|r| r.sip.call_id.starts_with("consult-"))
+        .collect();
+    assert_eq!(consult.len(), 1, "{:#?}", run.records);
+    assert_eq!(consult[0].direction, Direction::Internal);
+    assert!(!consult[0].exported);
+    assert_eq!(run.exported().len(), 2);
+    assert_eq!(run.stats.correlation.transfer_segments, 1);
+}
+
+#[test]
 fn did_and_trunk_are_properties_of_the_conversation() {
     use calltap::call::record::PropertyValue;
     let cfg = Config::from_toml(

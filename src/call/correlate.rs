@@ -464,6 +464,46 @@ impl Correlator {
                 }
             }
         }
+        // Attended transfer: the operator of an outbound phone leg consulted another
+        // operator (its own call into the PBX, placed out to the target) and referred
+        // the client to them with Replaces. The consultation's outbound leg, still up
+        // after the referring leg ended, carries the client on: it joins the client's
+        // conversation as the next operator segment; the consultation's inbound leg
+        // stays a record of its own.
+        let mut moves = Vec::new();
+        for (ai, a) in self.held.iter().enumerate() {
+            let Some(target) = a
+                .dialog
+                .transfer
+                .as_ref()
+                .filter(|t| t.kind == "attended")
+                .map(|t| t.target.as_str())
+            else {
+                continue;
+            };
+            let Some(g) = partner[ai].filter(|&g| group_of[ai] == g) else {
+                continue;
+            };
+            let operator = callee_ids(&a.dialog);
+            let consult = self.held.iter().enumerate().find(|&(ci, c)| {
+                let ii = group_of[ci];
+                ii != ci
+                    && ii != g
+                    && places[ci] == Some((Way::Out, Role::Phone))
+                    && c.answered()
+                    && c.end_ns() > a.end_ns()
+                    && self.any_same(&caller_ids(&self.held[ii].dialog), &operator)
+                    && callee_ids(&c.dialog)
+                        .iter()
+                        .any(|i| self.same_number(&i.user, target))
+            });
+            if let Some((ci, _)) = consult {
+                moves.push((ci, g));
+            }
+        }
+        for (ci, g) in moves {
+            group_of[ci] = g;
+        }
         let mut ready = vec![true; n];
         if let Some(now) = now {
             for (k, leg) in self.held.iter().enumerate() {

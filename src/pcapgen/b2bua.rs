@@ -262,3 +262,38 @@ pub fn blind_transfer(seed: u64) -> Scenario {
     hang_up(&mut b, Party::Caller, 60_004);
     Scenario::new().dialog(t).dialog(a).dialog(b)
 }
+
+/// Attended transfer: the client calls at 0, 201 answers at 3 s; at 20 s 201 consults
+/// 202 (201 -> PBX, PBX -> 202 presenting 201), 202 answers at 23 s; at 30 s 201 sends
+/// REFER on the client's leg with Refer-To 202 and Replaces naming the consultation;
+/// the PBX bridges the client to 202 and hangs up both of 201's legs at 30.5 s; the
+/// client hangs up at 60 s, relayed to 202.
+pub fn attended_transfer(seed: u64) -> Scenario {
+    let mut t = trunk_in(seed, CLIENT);
+    let ti = ring(&mut t, 0);
+    let mut a = to_phone(seed + 1, CLIENT, "201");
+    let ai = ring(&mut a, 20);
+    answer(&mut a, &ai, 3_000);
+    answer(&mut t, &ti, 3_010);
+    let consult_id = format!("consult-{seed}@10.0.1.21");
+    let mut c1 = Dialog::new(seed + 2, phone("201"), pbx("202")).call_id(&consult_id);
+    let c1i = ring(&mut c1, 20_000);
+    let mut c2 = Dialog::new(seed + 3, pbx("201"), phone("202"));
+    let c2i = ring(&mut c2, 20_020);
+    answer(&mut c2, &c2i, 23_000);
+    answer(&mut c1, &c1i, 23_010);
+    let refer = a.request(
+        at(30_000),
+        Party::Callee,
+        Req::new("REFER").header(
+            "Refer-To",
+            &format!("<sip:202@{PBX_ADDR}?Replaces={consult_id}%3Bto-tag%3D1%3Bfrom-tag%3D2>"),
+        ),
+    );
+    a.reply(at(30_002), &refer, 202);
+    hang_up(&mut a, Party::Caller, 30_500);
+    hang_up(&mut c1, Party::Callee, 30_500);
+    hang_up(&mut t, Party::Caller, 60_000);
+    hang_up(&mut c2, Party::Caller, 60_004);
+    Scenario::new().dialog(t).dialog(a).dialog(c1).dialog(c2)
+}
