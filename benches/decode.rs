@@ -20,7 +20,7 @@
 
 use std::fs::File;
 use std::hint::black_box;
-use std::io::{self, BufWriter};
+use std::io::{self};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -28,7 +28,7 @@ use calltap::capture::file::CaptureReader;
 use calltap::config::Config;
 use calltap::engine::{Engine, EngineEvent};
 use calltap::net::{Datagram, Decoder, DecoderOptions};
-use calltap::pcapgen::{ByteOrder, Link, LoadSpec, PcapFile, TsResolution};
+use calltap::pcapgen::LoadSpec;
 use calltap::replay::{DatagramTap, FrameSink};
 
 const CALLS: usize = 500;
@@ -41,18 +41,7 @@ fn capture_path() -> io::Result<PathBuf> {
     let path = std::env::temp_dir().join(format!("calltap-bench-{CALLS}x{SECONDS}s.pcap"));
     if !path.exists() {
         eprintln!("writing {} ...", path.display());
-        // Written under another name and renamed, so an interrupted run leaves no
-        // half file that the next run would take for the capture.
-        let partial = path.with_extension("pcap.partial");
-        let mut pcap = PcapFile::new(
-            BufWriter::with_capacity(1 << 20, File::create(&partial)?),
-            Link::Ethernet,
-            ByteOrder::Little,
-            TsResolution::Micro,
-        )?;
-        LoadSpec::concurrent(CALLS, SECONDS).generate(|p| pcap.write_packet(&p))?;
-        pcap.finish()?;
-        std::fs::rename(&partial, &path)?;
+        LoadSpec::concurrent(CALLS, SECONDS).write_pcap(&path)?;
     }
     Ok(path)
 }

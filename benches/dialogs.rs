@@ -19,9 +19,8 @@
 //! `cargo bench --bench dialogs` (plain harness: prints tables, no dependencies).
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::fs::File;
 use std::hint::black_box;
-use std::io::{self, BufWriter};
+use std::io::{self};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering::Relaxed};
@@ -33,7 +32,7 @@ use calltap::config::Config;
 use calltap::dialog::{DialogLimits, DialogTable};
 use calltap::engine::{Engine, EngineEvent};
 use calltap::net::Transport;
-use calltap::pcapgen::{ByteOrder, Link, LoadSpec, Packet, PcapFile, TsResolution};
+use calltap::pcapgen::{LoadSpec, Packet};
 use calltap::sip;
 
 /// Live heap bytes and allocation count, for the per-dialog figure. Relaxed atomics:
@@ -85,16 +84,7 @@ fn capture_path() -> io::Result<PathBuf> {
     let path = std::env::temp_dir().join(format!("calltap-bench-short-{CALLS}x{SECONDS}s.pcap"));
     if !path.exists() {
         eprintln!("writing {} ...", path.display());
-        let partial = path.with_extension("pcap.partial");
-        let mut pcap = PcapFile::new(
-            BufWriter::with_capacity(1 << 20, File::create(&partial)?),
-            Link::Ethernet,
-            ByteOrder::Little,
-            TsResolution::Micro,
-        )?;
-        LoadSpec::short_calls(CALLS, SECONDS).generate(|p| pcap.write_packet(&p))?;
-        pcap.finish()?;
-        std::fs::rename(&partial, &path)?;
+        LoadSpec::short_calls(CALLS, SECONDS).write_pcap(&path)?;
     }
     Ok(path)
 }

@@ -1,7 +1,5 @@
 //! Writes calltap's generated captures: the bundled demo files, or a benchmark load.
 
-use std::fs::File;
-use std::io::BufWriter;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -9,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use calltap::pcapgen::demo;
-use calltap::pcapgen::{ByteOrder, Link, LoadSpec, PcapFile, TsResolution};
+use calltap::pcapgen::LoadSpec;
 
 #[derive(Parser)]
 #[command(
@@ -75,17 +73,10 @@ fn main() -> Result<()> {
                 _ => bail!("give --calls N or --short-calls N"),
             };
             spec.seed = a.seed;
-            let file =
-                File::create(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
             let started = Instant::now();
-            let mut pcap = PcapFile::new(
-                BufWriter::with_capacity(1 << 20, file),
-                Link::Ethernet,
-                ByteOrder::Little,
-                TsResolution::Micro,
-            )?;
-            let stats = spec.generate(|p| pcap.write_packet(&p))?;
-            pcap.finish()?;
+            let stats = spec
+                .write_pcap(&a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
             println!(
                 "{}: {} calls, {} frames ({} SIP messages, {} RTP packets), {:.1} MB of IP, in {:.2} s",
                 a.out.display(),

@@ -6,16 +6,20 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::io;
+use std::fs::File;
+use std::io::{self, BufWriter};
 use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::capture::Timestamp;
 
 use super::call::{CallPackets, CallScript, Party, Phone, DEFAULT_START};
 use super::g711::{Codec, Signal};
+use super::link::Link;
 use super::rng::Rng;
 use super::wire::Packet;
+use super::writer::{ByteOrder, PcapFile, TsResolution};
 
 /// What to generate.
 #[derive(Clone, Debug, PartialEq)]
@@ -115,6 +119,23 @@ impl LoadSpec {
             } else {
                 Party::Callee
             })
+    }
+
+    /// Writes the load as an Ethernet pcap at `path`: under a temporary name renamed
+    /// when complete, so an interrupted run leaves no half capture that a later run
+    /// would take for the whole one.
+    pub fn write_pcap(&self, path: &Path) -> io::Result<LoadStats> {
+        let partial = path.with_extension("pcap.partial");
+        let mut pcap = PcapFile::new(
+            BufWriter::with_capacity(1 << 20, File::create(&partial)?),
+            Link::Ethernet,
+            ByteOrder::Little,
+            TsResolution::Micro,
+        )?;
+        let stats = self.generate(|p| pcap.write_packet(&p))?;
+        pcap.finish()?;
+        std::fs::rename(&partial, path)?;
+        Ok(stats)
     }
 
     /// Streams every packet of the load, in time order, into `sink`.
