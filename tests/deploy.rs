@@ -426,3 +426,53 @@ fn install_sh_refuses_what_it_cannot_do() {
         "a refused install left files behind"
     );
 }
+
+#[test]
+fn the_package_unit_and_config_agree_on_paths() {
+    let manifest: toml::Value =
+        toml::from_str(&read(&repo("Cargo.toml"))).expect("Cargo.toml parses");
+    let deb = &manifest["package"]["metadata"]["deb"];
+    let assets: Vec<(&str, &str)> = deb["assets"]
+        .as_array()
+        .expect("assets")
+        .iter()
+        .filter_map(|a| Some((a.get(0)?.as_str()?, a.get(1)?.as_str()?)))
+        .collect();
+    // The unit's --config is where the package puts the default configuration (under
+    // /etc, so dpkg keeps an administrator's edits as a conffile).
+    assert!(assets.contains(&("packaging/calltap.toml", "etc/calltap/calltap.toml")));
+    assert!(assets.contains(&("target/release/calltap", "usr/bin/")));
+    let u = unit();
+    assert!(one(&u, "Service", "ExecStart").ends_with("--config /etc/calltap/calltap.toml"));
+    // The packaged store is the unit's StateDirectory, the only writable place.
+    let config: toml::Value =
+        toml::from_str(&read(&repo("packaging/calltap.toml"))).expect("config parses");
+    let state = format!("/var/lib/{}", one(&u, "Service", "StateDirectory"));
+    assert_eq!(config["store"]["path"].as_str(), Some(state.as_str()));
+    // Its key files are in the unit's ConfigurationDirectory, made by postinst.
+    let etc = format!("/etc/{}/", one(&u, "Service", "ConfigurationDirectory"));
+    let postinst = read(&repo("packaging/debian/postinst"));
+    for key in ["secret_keys_file", "link_keys_file"] {
+        let file = config["api"][key].as_str().expect(key);
+        assert!(file.starts_with(&etc), "{key} = {file}");
+        assert!(postinst.contains(file), "postinst does not make {file}");
+    }
+    // cargo-deb puts its systemd snippets where each script says #DEBHELPER#.
+    let scripts = deb["maintainer-scripts"]
+        .as_str()
+        .expect("maintainer-scripts");
+    for script in ["postinst", "postrm"] {
+        let path = repo(scripts).join(script);
+        assert!(read(&path).contains("#DEBHELPER#"), "{}", path.display());
+        assert_eq!(
+            mode(&path) & 0o111,
+            0o111,
+            "{} is not executable",
+            path.display()
+        );
+    }
+    assert_eq!(
+        deb["systemd-units"]["unit-scripts"].as_str(),
+        Some("systemd/")
+    );
+}
