@@ -62,7 +62,20 @@ pub struct Recorder {
     writer: Option<hound::WavWriter<File>>,
     part: PathBuf,
     path: PathBuf,
-    error: Option<String>,
+    /// The first write error; nothing is written after it.
+    error: Option<io::Error>,
+}
+
+/// A recording no longer written to: its header is final and it holds the frames that
+/// reached the disk, still under its `.part` name until [`Stopped::finish`] names it.
+#[derive(Debug)]
+pub struct Stopped {
+    rate: u32,
+    start: Timestamp,
+    /// Frames in the file.
+    frames: i64,
+    part: PathBuf,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -97,7 +110,14 @@ impl Recorder {
         let path = dir.join(format!("{name}.wav"));
         let part = dir.join(format!("{name}.wav.part"));
         let file = File::create(&part)?;
-        let writer = hound::WavWriter::new(file, spec(rate)).map_err(hound_io)?;
+        let writer = match hound::WavWriter::new(file, spec(rate)) {
+            Ok(w) => w,
+            Err(e) => {
+                // No header (a full disk): leave no empty part file behind.
+                let _ = fs::remove_file(&part);
+                return Err(hound_io(e));
+            }
+        };
         Ok(Recorder {
             rate,
             start,
@@ -184,7 +204,7 @@ impl Recorder {
                     sw.write_sample(f[1]);
                 }
                 if let Err(e) = sw.flush() {
-                    self.error = Some(format!("write error: {e}"));
+                    self.error = Some(hound_io(e));
                     self.writer = None;
                 }
             }
@@ -194,28 +214,64 @@ impl Recorder {
     }
 
     /// Ends the recording at `end`: writes the rest, fixes the header, renames the part
-    /// file to its final name.
+    /// file to its final name. On any error the part file is removed: no partial or
+    /// corrupt WAV is ever renamed into place.
     pub fn finish(mut self, end: Timestamp, codecs: Vec<String>) -> io::Result<Recording> {
         let end_frame = self.frame_at(end).max(0);
         self.flush_to(end_frame);
-        if let Some(e) = self.error.take() {
+        self.stop()?.finish(end, codecs)
+    }
+
+    /// Stops writing: the header is made final over the frames already on disk and the
+    /// file is closed; what the ring still holds is dropped. Nothing is written after
+    /// this but the header (in place, so it needs no new disk block). On an error (an
+    /// earlier write failed, or the header could not be fixed) the part file is removed.
+    pub fn stop(mut self) -> io::Result<Stopped> {
+        let result = match (self.error.take(), self.writer.take()) {
+            (Some(e), _) => Err(e),
+            (None, None) => Err(io::Error::other("no writer")),
+            // hound seeks back to fix the header sizes and flushes; the handle closes here.
+            (None, Some(w)) => w.finalize().map_err(hound_io),
+        };
+        if let Err(e) = result {
             let _ = fs::remove_file(&self.part);
-            return Err(io::Error::other(e));
+            return Err(e);
         }
-        let w = self
-            .writer
-            .take()
-            .ok_or_else(|| io::Error::other("no writer"))?;
-        // hound seeks back to fix the header sizes and flushes; the handle closes here.
-        w.finalize().map_err(hound_io)?;
-        let frames = self.flushed.min(end_frame);
-        if self.flushed > end_frame {
-            // Media past the end was already on disk (the end came late): cut it.
-            let mut f = OpenOptions::new().write(true).open(&self.part)?;
-            set_data_len(&mut f, PCM_DATA_START, frames as u64 * 4)?;
-        }
-        fs::rename(&self.part, &self.path)?;
-        let bytes = fs::metadata(&self.path)?.len();
+        Ok(Stopped {
+            rate: self.rate,
+            start: self.start,
+            frames: self.flushed.min(MAX_WAV_FRAMES),
+            part: std::mem::take(&mut self.part),
+            path: std::mem::take(&mut self.path),
+        })
+    }
+
+    /// Drops the recording: the part file is removed.
+    pub fn discard(mut self) {
+        self.writer = None;
+        let _ = fs::remove_file(&self.part);
+    }
+}
+
+impl Stopped {
+    /// The call ended at `end`: the file is cut to end there if it holds more, and
+    /// renamed to its final name. On an error the part file is removed.
+    pub fn finish(self, end: Timestamp, codecs: Vec<String>) -> io::Result<Recording> {
+        let ns = end.as_nanos() as i128 - self.start.as_nanos() as i128;
+        let end_frame = ((ns * i128::from(self.rate) / 1_000_000_000) as i64).max(0);
+        let frames = self.frames.min(end_frame);
+        let done = || -> io::Result<u64> {
+            if self.frames > end_frame {
+                // Media past the end was already on disk (the end came late): cut it.
+                let mut f = OpenOptions::new().write(true).open(&self.part)?;
+                set_data_len(&mut f, PCM_DATA_START, frames as u64 * 4)?;
+            }
+            fs::rename(&self.part, &self.path)?;
+            Ok(fs::metadata(&self.path)?.len())
+        };
+        let bytes = done().inspect_err(|_| {
+            let _ = fs::remove_file(&self.part);
+        })?;
         Ok(Recording {
             path: self.path.clone(),
             bytes,
@@ -226,11 +282,21 @@ impl Recorder {
         })
     }
 
+    /// Length of the audio on disk, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.frames as u64 * 1000 / u64::from(self.rate)
+    }
+
     /// Drops the recording: the part file is removed.
-    pub fn discard(mut self) {
-        self.writer = None;
+    pub fn discard(self) {
         let _ = fs::remove_file(&self.part);
     }
+}
+
+/// Whether an error is the disk (or the quota) being full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Where hound's 16-bit stereo (PCMWAVEFORMAT) header ends and the samples start.
