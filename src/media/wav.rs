@@ -377,3 +377,77 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
         duration_ms: frames * 1000 / u64::from(rate),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_nanos(1_000 * SEC + ms * 1_000_000)
+    }
+
+    /// A recorder with one second of a tone on both channels, written out.
+    fn recorder(dir: &Path) -> Recorder {
+        let mut r = Recorder::create(dir, "c-1", 8000, at(0), 160).expect("create");
+        let tone: Vec<i16> = (0..160).map(|i| (i * 100) as i16).collect();
+        for packet in 0..50 {
+            for ch in 0..2 {
+                r.put(ch, packet * 160, &tone);
+            }
+            r.advance(at(packet as u64 * 20));
+        }
+        r.advance(at(3_000));
+        r
+    }
+
+    #[test]
+    fn a_stopped_recording_is_a_valid_wav_of_what_reached_the_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = recorder(dir.path());
+        let on_disk = r.flushed();
+        assert!(on_disk > 0);
+        let stopped = r.stop().expect("stop");
+        // Final under the part name: readable as it is (a crash here loses nothing).
+        let part = dir.path().join("c-1.wav.part");
+        let wav = hound::WavReader::open(&part).expect("a valid WAV already");
+        assert_eq!(i64::from(wav.duration()), on_disk);
+        drop(wav);
+        // The call ends much later: the file keeps what it has, under its final name.
+        let rec = stopped
+            .finish(at(60_000), vec!["PCMU".into()])
+            .expect("finish");
+        assert!(!part.exists());
+        let wav = hound::WavReader::open(&rec.path).expect("valid");
+        assert_eq!(i64::from(wav.duration()), on_disk);
+        assert_eq!(rec.duration_ms, on_disk as u64 * 1000 / 8000);
+        assert_eq!(rec.bytes, 44 + on_disk as u64 * 4);
+    }
+
+    #[test]
+    fn a_stopped_recording_is_cut_to_an_earlier_end() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stopped = recorder(dir.path()).stop().expect("stop");
+        let rec = stopped.finish(at(250), Vec::new()).expect("finish");
+        let wav = hound::WavReader::open(&rec.path).expect("valid");
+        assert_eq!(wav.duration(), 2000);
+        assert_eq!(rec.duration_ms, 250);
+    }
+
+    #[test]
+    fn a_full_disk_at_the_start_leaves_no_part_file_and_says_so() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            eprintln!("notice: no /dev/full: full-disk start test skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let part = dir.path().join("c-1.wav.part");
+        std::os::unix::fs::symlink(full, &part).expect("symlink");
+        let e = Recorder::create(dir.path(), "c-1", 8000, at(0), 160).expect_err("ENOSPC");
+        assert!(is_disk_full(&e), "{e}");
+        assert!(!part.exists() && part.symlink_metadata().is_err());
+        assert!(!dir.path().join("c-1.wav").exists());
+    }
+}

@@ -396,7 +396,7 @@ impl DiskWatch {
         free_space: impl Fn() -> io::Result<u64> + Send + Sync + 'static,
     ) -> DiskWatch {
         let min_free = config.min_free.bytes();
-        let margin = (min_free / 100 * RESUME_MARGIN_PERCENT).max(RESUME_MARGIN_MIN);
+        let margin = (min_free.saturating_mul(RESUME_MARGIN_PERCENT) / 100).max(RESUME_MARGIN_MIN);
         DiskWatch {
             min_free,
             resume_at: min_free.saturating_add(margin),
