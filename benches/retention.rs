@@ -94,8 +94,14 @@ fn synthetic(i: u64, start: u64, recorded: bool) -> CallRecord {
             ..Default::default()
         },
         properties: BTreeMap::from([
-            ("Department".to_owned(), PropertyValue::Text("support".into())),
-            ("Quality score".to_owned(), PropertyValue::Number((h % 100) as f64)),
+            (
+                "Department".to_owned(),
+                PropertyValue::Text("support".into()),
+            ),
+            (
+                "Quality score".to_owned(),
+                PropertyValue::Number((h % 100) as f64),
+            ),
         ]),
         conversation: Default::default(),
     }
@@ -156,8 +162,7 @@ fn main() {
                 let recorded = j % RECORDED_EVERY == 0;
                 let record = synthetic(j, BASE + j * DAYS * DAY / calls, recorded);
                 if let Some(rec) = &record.media.recording {
-                    std::fs::write(store.recordings_dir().join(&rec.file), header)
-                        .expect("a file");
+                    std::fs::write(store.recordings_dir().join(&rec.file), header).expect("a file");
                 }
                 record
             })
@@ -167,7 +172,10 @@ fn main() {
     }
     println!("fill: {:.1} s", fill.elapsed().as_secs_f64());
     let totals = store.recordings_totals().expect("totals");
-    println!("recordings: {} ({} bytes by their records)", totals.count, totals.bytes);
+    println!(
+        "recordings: {} ({} bytes by their records)",
+        totals.count, totals.bytes
+    );
 
     // What the running total replaces: a walk of the folder.
     let t = Instant::now();
@@ -204,7 +212,11 @@ fn main() {
     let cap = after_keep / 100 * 95;
     let retention = Retention::new(&config(90, 30, Some(cap)));
     let (r, d) = timed(&retention, &store, now);
-    line("first sweep, retention switched on (90 d, 30 d, cap)", d, &r);
+    line(
+        "first sweep, retention switched on (90 d, 30 d, cap)",
+        d,
+        &r,
+    );
 
     let mut idle = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {

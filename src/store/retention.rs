@@ -481,3 +481,59 @@ impl DiskWatch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(file: &str) -> StoredRecording {
+        StoredRecording {
+            start_time: 1,
+            id: "c-1".into(),
+            file: file.into(),
+            bytes: 10,
+        }
+    }
+
+    #[test]
+    fn only_a_plain_wav_in_the_folder_is_removed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let inner = dir.path().join("recordings");
+        fs::create_dir(&inner).expect("folder");
+        for name in ["a.wav", "a.wav.part", "notes.txt"] {
+            fs::write(inner.join(name), b"12345").expect("file");
+        }
+        fs::write(dir.path().join("outside.wav"), b"1").expect("file");
+        for kept in [
+            "a.wav.part",
+            "notes.txt",
+            "../outside.wav",
+            "/etc/hostname",
+            "",
+        ] {
+            assert!(
+                matches!(remove_file(&inner, &entry(kept)), Removal::Kept),
+                "{kept}"
+            );
+        }
+        assert!(matches!(
+            remove_file(&inner, &entry("a.wav")),
+            Removal::Removed(5)
+        ));
+        assert!(matches!(
+            remove_file(&inner, &entry("a.wav")),
+            Removal::Gone
+        ));
+        assert!(inner.join("a.wav.part").exists() && dir.path().join("outside.wav").exists());
+    }
+
+    #[test]
+    fn a_batch_resumes_just_after_the_last_key() {
+        let key = codec::call_key(7, "c-1");
+        let next = after(7, "c-1");
+        assert!(next.as_slice() > key.as_slice());
+        // No other call sorts between the two: "c-1" followed by any byte is after.
+        assert!(codec::call_key(7, "c-1\u{0}").as_slice() >= next.as_slice());
+        assert!(codec::call_key(7, "c-10").as_slice() > next.as_slice());
+    }
+}
