@@ -784,8 +784,8 @@ impl MediaTable {
                 Some((stopped.finish(time, summary.codecs.clone()), Some(note)))
             }
             (None, None, None) => {
-                // The recorder failed at the start (its reason is in `no_recording`), or
-                // the gate stopped it on a write error.
+                // A recorder that failed (at the start, or when the gate stopped it)
+                // left its reason in `no_recording`, so this is not expected.
                 summary.no_recording_reason = Some("no recording".to_string());
                 None
             }

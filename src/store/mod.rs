@@ -213,7 +213,7 @@ impl Store {
                 }
                 if found < 2 {
                     // Version 2 added the recordings index: built from the records once
-                    // (decoding every record: about 4 s for a million calls).
+                    // (decoding every record: 9.9 s for a million calls, benches/retention.rs).
                     self.index_recordings()?;
                     self.meta
                         .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())

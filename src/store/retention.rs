@@ -11,8 +11,13 @@
 //! Cost: a sweep with nothing to delete is two range probes and a counter read, whatever
 //! the store's size; deleting walks only what goes, oldest first, through the start-time
 //! ordered `calls` tree and the `recordings` index (no record decoded to delete a call,
-//! one decode and encode per recording deleted with its record kept). Measured in
-//! benches/store.rs ("retention"): see the figures there.
+//! one decode and encode per recording deleted with its record kept). Measured by
+//! benches/retention.rs on 1,000,000 calls with 100,000 recordings (2 shared cores, load
+//! 5-6): an idle sweep 2 us (p99 0.9 ms); the every-minute sweep at 10,000 calls a day
+//! 0.8 ms (p99 2.4 ms); a day's records at once 0.46 s (46 us a call); `max_disk` cut by
+//! 1% (285 recordings, records re-written in cold pages) 72 ms; switching retention on
+//! over the full store (100,000 records and 71,500 recordings to delete) 41 s, once. The
+//! running total reads in 14 us where walking the 100,000 files took 206 ms.
 
 use std::fs;
 use std::io;
