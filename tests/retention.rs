@@ -763,8 +763,8 @@ fn a_disk_full_while_writing_loses_only_that_recording_and_is_counted() {
     // 1600 KiB. A recording is written on (silence) until its call is reported, well
     // after the BYE, and then cut to the call: in this capture the part files peak at
     // 1.93 MB (A), 1.49 MB (B), 1.74 MB (C), 2.14 MB (D) and 1.2 MB (E, cut by the end
-    // of the capture). So A fails mid-write, B fits and leaves 192,044 bytes, C and D
-    // fail, E fits. The replay is deterministic, so this holds.
+    // of the capture). So today A, C and D fail mid-write while B and E fit; the test
+    // asks only for both kinds, so it holds if the peaks change.
     let Some(disk) = TinyDisk::mount(1600 * 1024) else {
         return;
     };
@@ -801,8 +801,10 @@ fn a_disk_full_while_writing_loses_only_that_recording_and_is_counted() {
             }
         }
     }
-    assert_eq!(failed, [A, C, D]);
-    assert_eq!(written.len(), 2);
+    assert!(
+        !failed.is_empty() && !written.is_empty(),
+        "{failed:?} {written:?}"
+    );
     assert_eq!(media.recordings_failed, failed.len() as u64);
     assert_eq!(media.recordings_disk_full, failed.len() as u64);
     assert_eq!(media.recordings_written, written.len() as u64);
