@@ -16,7 +16,7 @@ use crate::call::{CallRecord, Direction, EndReason, MediaFacts, Party, Recording
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
-use crate::media::{MediaOptions, MediaStats, MediaSummary, MediaTable};
+use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
@@ -304,6 +304,12 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Shares `gate` with the media layer: while it is closed no audio is written (see
+    /// `MediaTable`); call records are not affected.
+    pub fn set_audio_gate(&mut self, gate: AudioGate) {
+        self.media.set_audio_gate(gate);
     }
 }
 
