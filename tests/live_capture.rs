@@ -306,6 +306,34 @@ fn a_missing_interface_is_not_fatal_and_the_others_flow() {
 }
 
 #[test]
+fn a_full_ring_counts_kernel_drops() {
+    // Two 256 KiB blocks hold a few thousand small frames; send far more before polling.
+    let mut o = options(&["lo"]);
+    o.ring_bytes = 512 << 10;
+    let Some(mut capture) = open(&o) else {
+        return;
+    };
+    let (from, to) = (Ipv4Addr::new(127, 65, 0, 1), Ipv4Addr::new(127, 65, 0, 2));
+    let burst: Vec<_> = (0..20_000u32)
+        .map(|i| (40_000, i.to_be_bytes().to_vec()))
+        .collect();
+    send_all(from, to, &burst);
+    let mut watch = Watch::new();
+    let drained = watch.until(&mut capture, |c, _| {
+        let c = c.stats().total;
+        c.kernel_drops > 0 && c.kernel_packets >= c.packets + c.kernel_drops && c.packets > 0
+    });
+    assert!(drained, "{:?}", capture.stats().total);
+    watch.settle(&mut capture);
+    let c = capture.stats().total;
+    assert!(c.kernel_freezes > 0, "{c:?}");
+    let ours = watch.to_or_from(IpAddr::V4(to)).len() as u64;
+    assert!(ours > 0 && ours < 20_000, "{ours} delivered");
+    // Every frame the kernel offered was either put in the ring and read, or dropped.
+    assert!(c.kernel_packets >= 2 * 20_000, "{c:?}");
+}
+
+#[test]
 fn options_a_restart_cannot_fix_fail_at_open() {
     // Longer than IFNAMSIZ allows: no interface can ever have this name.
     match LiveCapture::open(&options(&["calltap-nonexistent0"])) {
