@@ -266,8 +266,37 @@ fn any_delivers_cooked_frames_once() {
     assert!(any.counters.loopback_duplicates >= sent.len() as u64);
 }
 
+/// Log lines, captured for one thread.
+#[derive(Clone, Default)]
+struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Log {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Log {
+    fn lines_with(&self, needle: &str) -> usize {
+        let text = String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned();
+        text.lines().filter(|l| l.contains(needle)).count()
+    }
+}
+
 #[test]
 fn a_missing_interface_is_not_fatal_and_the_others_flow() {
+    let log = Log::default();
+    let writer = log.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
     let Some(mut capture) = open(&options(&["ct-missing0", "lo"])) else {
         return;
     };
@@ -284,10 +313,10 @@ fn a_missing_interface_is_not_fatal_and_the_others_flow() {
     let sender = send_all(from, to, &sent);
     let mut watch = Watch::new();
     let want = sent.iter().filter(|(port, _)| wanted(*port)).count();
-    // Past a few retries of the missing interface.
+    // Past a few retries (every 100 ms) of the missing interface.
     let start = Instant::now();
     let complete = watch.until(&mut capture, |_, got| {
-        start.elapsed() > Duration::from_millis(350)
+        start.elapsed() > Duration::from_millis(450)
             && got.iter().filter(|g| g.dst.ip() == IpAddr::V4(to)).count() >= want
     });
     assert!(complete, "only {:?}", watch.to_or_from(IpAddr::V4(to)));
@@ -303,6 +332,10 @@ fn a_missing_interface_is_not_fatal_and_the_others_flow() {
     let missing = &stats.interfaces["ct-missing0"];
     assert_eq!(missing.state, InterfaceState::Missing);
     assert_eq!(missing.counters.packets, 0);
+    // Said once, however many times it was looked for.
+    assert_eq!(log.lines_with("interface ct-missing0 not found"), 1);
+    assert_eq!(log.lines_with("WARN"), 1);
+    assert_eq!(log.lines_with("capturing on lo"), 1);
 }
 
 #[test]
@@ -509,6 +542,36 @@ fn appearing_interface() {
         LinkType::Ethernet,
     );
 
+    // Down and up again: the socket is kept, and frames flow again once it is up.
+    ip(&["link", "set", name, "down"]);
+    assert!(watch.until(&mut capture, |c, _| state(c) == InterfaceState::Down));
+    ip(&["link", "set", name, "up"]);
+    ip(&[
+        "neigh",
+        "replace",
+        "10.77.0.2",
+        "lladdr",
+        "02:00:00:00:00:02",
+        "dev",
+        name,
+    ]);
+    assert!(watch.until(&mut capture, |c, _| state(c) == InterfaceState::Open));
+    watch.got.clear();
+    let sender = send_all(from, to, &sent);
+    assert!(
+        watch.until(&mut capture, |_, got| got.len() >= want),
+        "{:?}",
+        watch.got
+    );
+    watch.settle(&mut capture);
+    assert_delivered_once(
+        &watch.to_or_from(IpAddr::V4(to)),
+        sender,
+        to,
+        &sent,
+        LinkType::Ethernet,
+    );
+
     // Deleted, then made again (a new ifindex): the old socket is closed, a new one opened.
     ip(&["link", "del", name]);
     assert!(watch.until(&mut capture, |c, _| state(c) == InterfaceState::Missing));
@@ -538,6 +601,76 @@ fn appearing_interface() {
     // Closing the socket ends promiscuous mode: the kernel counts it per socket.
     drop(capture);
     assert_eq!(promiscuity(name), 0);
+}
+
+#[test]
+fn a_device_without_ethernet_framing_is_captured_cooked() {
+    if Command::new("ip").arg("-V").output().is_err() {
+        println!("notice: `ip` (iproute2) is absent; tun capture test skipped");
+        return;
+    }
+    std::thread::spawn(tun_device)
+        .join()
+        .expect("namespace thread");
+}
+
+/// A tun device (no link header, ARPHRD_NONE, as WireGuard and OpenVPN present) in a
+/// namespace of its own: frames come cooked, with an SLL header calltap builds.
+fn tun_device() {
+    // SAFETY: as in `appearing_interface`.
+    if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
+        println!("notice: cannot make a network namespace; tun capture test skipped");
+        return;
+    }
+    let Ok(tun) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+    else {
+        println!("notice: /dev/net/tun cannot be opened; tun capture test skipped");
+        return;
+    };
+    let name = "ct-tun0";
+    // SAFETY: ifreq is plain data; all zeroes is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (d, s) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *d = s as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which is live and exclusive.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&tun),
+            libc::TUNSETIFF,
+            &mut req,
+        )
+    };
+    assert_eq!(rc, 0, "TUNSETIFF: {}", std::io::Error::last_os_error());
+    ip(&["addr", "add", "10.78.0.1/24", "dev", name]);
+    ip(&["link", "set", name, "up"]);
+    let Some(mut capture) = open(&options(&[name])) else {
+        return;
+    };
+    assert_eq!(capture.stats().interfaces[name].state, InterfaceState::Open);
+    let (from, to) = (Ipv4Addr::new(10, 78, 0, 1), Ipv4Addr::new(10, 78, 0, 2));
+    let sent = traffic("tun");
+    let sender = send_all(from, to, &sent);
+    let want = sent.iter().filter(|(port, _)| wanted(*port)).count();
+    let mut watch = Watch::new();
+    assert!(
+        watch.until(&mut capture, |_, got| got.len() >= want),
+        "{:?}",
+        watch.got
+    );
+    watch.settle(&mut capture);
+    assert_delivered_once(
+        &watch.to_or_from(IpAddr::V4(to)),
+        sender,
+        to,
+        &sent,
+        LinkType::LinuxSll,
+    );
+    drop(tun);
 }
 
 // --- measurement -------------------------------------------------------------------

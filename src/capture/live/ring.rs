@@ -411,14 +411,14 @@ pub(super) struct Readiness {
     pub error: bool,
 }
 
-/// poll(2) on the descriptors for up to `timeout`; fills `ready` (same order). Returns
-/// false when a signal interrupted the wait.
+/// poll(2) on the descriptors for up to `timeout`; fills `ready` (same order). A signal
+/// ends the wait early, like a timeout, so the caller can look at its shutdown flag.
 pub(super) fn wait(
     fds: &[RawFd],
     timeout: Duration,
     pollfds: &mut Vec<libc::pollfd>,
     ready: &mut Vec<Readiness>,
-) -> io::Result<bool> {
+) -> io::Result<()> {
     pollfds.clear();
     pollfds.extend(fds.iter().map(|&fd| libc::pollfd {
         fd,
@@ -436,7 +436,7 @@ pub(super) fn wait(
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EINTR) {
             ready.resize(fds.len(), Readiness::default());
-            return Ok(false);
+            return Ok(());
         }
         return Err(e);
     }
@@ -444,5 +444,5 @@ pub(super) fn wait(
         readable: p.revents & libc::POLLIN != 0,
         error: p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
     }));
-    Ok(true)
+    Ok(())
 }
