@@ -38,7 +38,7 @@ use serde::Serialize;
 use super::{Frame, LinkType};
 use crate::config::{Config, PortRange};
 pub use filter::PreFilter;
-use ring::{Control, PacketRing, Readiness, RingShape, SetupError};
+use ring::{Control, PacketRing, RingShape, SetupError};
 
 /// The interface name that captures every interface.
 pub const ANY: &str = "any";
@@ -186,17 +186,26 @@ pub enum LiveError {
         step: &'static str,
         source: io::Error,
     },
+    #[error("live capture: {what} failed: {source}")]
+    System {
+        what: &'static str,
+        source: io::Error,
+    },
     #[error("waiting for packets failed: {0}")]
     Poll(io::Error),
 }
 
 impl LiveError {
-    /// The error for a failed socket set-up step: missing privilege and a kernel without
-    /// AF_PACKET get their own, actionable messages.
+    /// The error for a failed socket set-up step (`interface` empty: not one interface's):
+    /// missing privilege and a kernel without AF_PACKET get their own, actionable messages.
     fn setup(interface: &str, e: SetupError) -> LiveError {
         match e.source.raw_os_error() {
             Some(libc::EPERM) | Some(libc::EACCES) => LiveError::Permission { source: e.source },
             Some(libc::EAFNOSUPPORT) => LiveError::Unsupported { source: e.source },
+            _ if interface.is_empty() => LiveError::System {
+                what: e.step,
+                source: e.source,
+            },
             _ => LiveError::Interface {
                 interface: interface.to_string(),
                 step: e.step,
@@ -388,7 +397,7 @@ pub struct LiveCapture {
     fds: Vec<RawFd>,
     owners: Vec<usize>,
     pollfds: Vec<libc::pollfd>,
-    ready: Vec<Readiness>,
+    errors: Vec<bool>,
 }
 
 impl LiveCapture {
@@ -411,9 +420,8 @@ impl LiveCapture {
                 },
             )
         })?;
-        let control = Control::new().map_err(|source| LiveError::Interface {
-            interface: String::new(),
-            step: "control socket",
+        let control = Control::new().map_err(|source| LiveError::System {
+            what: "a socket for interface look-ups",
             source,
         })?;
         let mut capture = LiveCapture {
@@ -437,7 +445,7 @@ impl LiveCapture {
             fds: Vec::new(),
             owners: Vec::new(),
             pollfds: Vec::new(),
-            ready: Vec::new(),
+            errors: Vec::new(),
         };
         for i in 0..capture.interfaces.len() {
             capture.refresh(i, true, &mut |_| {})?;
@@ -470,11 +478,11 @@ impl LiveCapture {
                 }
             }
             let wait = timeout.min(self.next_check.saturating_duration_since(now));
-            ring::wait(&self.fds, wait, &mut self.pollfds, &mut self.ready)
+            ring::wait(&self.fds, wait, &mut self.pollfds, &mut self.errors)
                 .map_err(LiveError::Poll)?;
             let mut errored = false;
-            for (k, ready) in self.ready.iter().enumerate() {
-                if ready.error {
+            for (k, &error) in self.errors.iter().enumerate() {
+                if error {
                     if let Some(ring) = &self.interfaces[self.owners[k]].ring {
                         // Reading the error clears it, or poll would keep reporting it.
                         let _ = ring.take_error();
@@ -721,6 +729,18 @@ mod tests {
             },
         );
         assert!(e.to_string().contains("no AF_PACKET"), "{e}");
+        let e = LiveError::setup(
+            "",
+            SetupError {
+                step: "socket(AF_PACKET)",
+                source: io::Error::from_raw_os_error(libc::EMFILE),
+            },
+        );
+        assert!(
+            e.to_string()
+                .starts_with("live capture: socket(AF_PACKET) failed"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -403,21 +403,14 @@ impl Drop for PacketRing {
     }
 }
 
-/// Readiness of one ring after [`wait`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Readiness {
-    pub readable: bool,
-    /// POLLERR: the socket has an error to read (the interface went down or away).
-    pub error: bool,
-}
-
-/// poll(2) on the descriptors for up to `timeout`; fills `ready` (same order). A signal
-/// ends the wait early, like a timeout, so the caller can look at its shutdown flag.
+/// poll(2) on the descriptors for up to `timeout`; sets `errors[i]` when descriptor `i`
+/// has an error pending (POLLERR: its interface went down or away). A signal ends the
+/// wait early, like a timeout, so the caller can look at its shutdown flag.
 pub(super) fn wait(
     fds: &[RawFd],
     timeout: Duration,
     pollfds: &mut Vec<libc::pollfd>,
-    ready: &mut Vec<Readiness>,
+    errors: &mut Vec<bool>,
 ) -> io::Result<()> {
     pollfds.clear();
     pollfds.extend(fds.iter().map(|&fd| libc::pollfd {
@@ -431,18 +424,19 @@ pub(super) fn wait(
     // SAFETY: `pollfds` is a live array of `len` pollfd entries that poll(2) may write
     // `revents` into; with zero entries it only sleeps.
     let rc = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, ms) };
-    ready.clear();
+    errors.clear();
     if rc < 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() == Some(libc::EINTR) {
-            ready.resize(fds.len(), Readiness::default());
+            errors.resize(fds.len(), false);
             return Ok(());
         }
         return Err(e);
     }
-    ready.extend(pollfds.iter().map(|p| Readiness {
-        readable: p.revents & libc::POLLIN != 0,
-        error: p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0,
-    }));
+    errors.extend(
+        pollfds
+            .iter()
+            .map(|p| p.revents & (libc::POLLERR | libc::POLLHUP | libc::POLLNVAL) != 0),
+    );
     Ok(())
 }
