@@ -42,6 +42,30 @@ pub trait FrameSource: Send {
     fn describe(&self) -> String;
 }
 
+impl FrameSource for crate::capture::live::LiveCapture {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(&Frame<'_>),
+    ) -> Result<usize, String> {
+        crate::capture::live::LiveCapture::poll(self, timeout, on_frame).map_err(|e| e.to_string())
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::to_value(crate::capture::live::LiveCapture::stats(self)).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        let stats = crate::capture::live::LiveCapture::stats(self);
+        stats
+            .interfaces
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// How long one poll of the source may block: the capture thread sees a stop or a
 /// reload within this, and the watchdog heartbeat moves at least this often.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
