@@ -14,7 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use sd_notify::NotifyState;
 use serde_json::{json, Value};
 
 use crate::capture::{Frame, Timestamp};
@@ -163,6 +162,7 @@ async fn serve_and_capture(
     source: Box<dyn FrameSource>,
     store: Arc<Store>,
 ) -> Result<RunSummary, String> {
+    let signals_taken = Signals::take()?;
     let config = options.config.clone();
     let listen: SocketAddr = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
@@ -225,15 +225,15 @@ async fn serve_and_capture(
 
     let status = format!("capturing on {what}; API on http://{listen}");
     println!("calltap: {status}");
-    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
-    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+    notify(&["READY=1", &format!("STATUS={status}")]);
+    let watchdog = watchdog_period().map(|period| {
         let shared = shared.clone();
         tokio::spawn(watchdog(period, shared))
     });
 
-    let outcome = signals(&options, &state, &control).await;
+    let outcome = signals(signals_taken, &options, &state, &control).await;
 
-    notify(&[NotifyState::Stopping]);
+    notify(&["STOPPING=1"]);
     if let Some(task) = watchdog {
         task.abort();
     }
@@ -256,16 +256,34 @@ async fn serve_and_capture(
     Ok(summary)
 }
 
+/// The signals `run` handles, taken over before it says it is ready: a SIGTERM right
+/// after READY=1 must stop it cleanly, not kill it by the default action.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn take() -> Result<Signals, String> {
+        use tokio::signal::unix::{signal, SignalKind};
+        let take = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+        Ok(Signals {
+            term: take(SignalKind::terminate())?,
+            int: take(SignalKind::interrupt())?,
+            hup: take(SignalKind::hangup())?,
+        })
+    }
+}
+
 /// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
 async fn signals(
+    mut signals: Signals,
     options: &RunOptions,
     state: &crate::api::AppState,
     control: &Sender<Control>,
 ) -> Result<(), String> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
-    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
-    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    let Signals { term, int, hup } = &mut signals;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
@@ -282,7 +300,7 @@ fn reload(options: &RunOptions, state: &crate::api::AppState, control: &Sender<C
         tracing::info!("SIGHUP: no configuration file to reload (running on defaults)");
         return;
     };
-    notify(&[NotifyState::Reloading]);
+    notify(&["RELOADING=1"]);
     match Config::load(Some(path)) {
         Ok(mut config) => {
             // Where data lives and where the API listens are fixed for the process.
@@ -299,7 +317,7 @@ fn reload(options: &RunOptions, state: &crate::api::AppState, control: &Sender<C
         }
         Err(e) => tracing::error!("SIGHUP: configuration not reloaded, the old one stays: {e}"),
     }
-    notify(&[NotifyState::Ready]);
+    notify(&["READY=1"]);
 }
 
 /// Pets systemd's watchdog while the capture thread turns; a stuck engine stops the
@@ -309,7 +327,7 @@ async fn watchdog(period: Duration, shared: Arc<Shared>) {
     loop {
         every.tick().await;
         if shared.since_beat() < period / 2 {
-            notify(&[NotifyState::Watchdog]);
+            notify(&["WATCHDOG=1"]);
         } else {
             tracing::error!(
                 "capture thread silent for {:?}: watchdog not petted",
@@ -357,10 +375,42 @@ async fn housekeeping(store: Arc<Store>, retention: Arc<Retention>, disk: Arc<Di
     }
 }
 
-fn notify(state: &[NotifyState<'_>]) {
-    if let Err(e) = sd_notify::notify(state) {
-        tracing::warn!("cannot notify systemd: {e}");
+/// Tells systemd (Type=notify) how the service stands: "READY=1", "WATCHDOG=1",
+/// "STOPPING=1", "STATUS=...". Not through the sd-notify crate: its send blocks when the
+/// manager is slow to read, and a blocked send in the watchdog task or at shutdown held
+/// the process (seen when the reader was stalled). A datagram that cannot go at once is
+/// dropped, as the watchdog's next pet or systemd's own timeout covers it.
+fn notify(lines: &[&str]) {
+    use std::os::linux::net::SocketAddrExt;
+    use std::os::unix::net::{SocketAddr as UnixAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        // A Linux abstract socket, as systemd may hand out.
+        Some(name) => UnixAddr::from_abstract_name(name.as_bytes()),
+        None => UnixAddr::from_pathname(&path),
+    };
+    let message = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let sent = UnixDatagram::unbound().and_then(|socket| {
+        socket.set_nonblocking(true)?;
+        socket.send_to_addr(message.as_bytes(), &addr?)
+    });
+    if let Err(e) = sent {
+        tracing::warn!("cannot notify systemd ({path}): {e}");
     }
+}
+
+/// The watchdog period systemd asks for (WATCHDOG_USEC, for this process).
+fn watchdog_period() -> Option<Duration> {
+    let usec: u64 = std::env::var("WATCHDOG_USEC").ok()?.parse().ok()?;
+    if let Ok(pid) = std::env::var("WATCHDOG_PID") {
+        if pid.parse::<u32>().ok()? != std::process::id() {
+            return None;
+        }
+    }
+    (usec > 0).then(|| Duration::from_micros(usec))
 }
 
 fn wall_clock() -> Timestamp {
