@@ -695,7 +695,8 @@ fn tun_device() {
 
 /// Frames per second the ring delivers on loopback under a flood from one sender, the
 /// kernel's drops at that rate, and the capture thread's CPU time. Not a pass/fail test:
-/// `cargo test --release --test live_capture -- --ignored --nocapture flood`.
+/// `cargo test --release --test live_capture -- --ignored --nocapture flood`; with
+/// CALLTAP_FLOOD_DECODE=1 the capture thread also runs each frame through net::Decoder.
 #[test]
 #[ignore]
 fn flood() {
@@ -710,9 +711,12 @@ fn flood() {
     // A bound receiver, so no ICMP port-unreachable is made per datagram.
     let _sink = UdpSocket::bind((to, 40_000)).expect("bind sink");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let decode = std::env::var_os("CALLTAP_FLOOD_DECODE").is_some();
     let capturing = {
         let done = done.clone();
         std::thread::spawn(move || {
+            let mut decoder = Decoder::new(&DecoderOptions::default());
+            let mut datagrams = 0u64;
             let cpu_start = thread_cpu();
             let mut ours = 0usize;
             let mut first: Option<Instant> = None;
@@ -724,6 +728,9 @@ fn flood() {
                         // 42 bytes of Ethernet/IP/UDP headers, then the payload.
                         if f.data.len() > 33 && f.data[30..34] == [127, 64, 0, 2] {
                             ours += 1;
+                        }
+                        if decode {
+                            decoder.decode(f, &mut |_| datagrams += 1);
                         }
                     })
                     .expect("poll");
@@ -740,6 +747,7 @@ fn flood() {
             }
             let cpu = thread_cpu() - cpu_start;
             let span = last - first.unwrap_or(last);
+            assert!(!decode || datagrams >= ours as u64);
             (ours, span, cpu, capture.stats())
         })
     };
