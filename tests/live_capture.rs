@@ -33,6 +33,7 @@ fn options(interfaces: &[&str]) -> LiveOptions {
 
 /// Opens, or says why the test cannot run here.
 fn open(options: &LiveOptions) -> Option<LiveCapture> {
+    capture_logs();
     match LiveCapture::open(options) {
         Ok(capture) => Some(capture),
         Err(LiveError::Permission { .. }) => {
@@ -148,8 +149,12 @@ fn wanted(port: u16) -> bool {
     port == SIP || (RTP.start..=RTP.end + 1).contains(&port)
 }
 
+/// The senders' port: fixed, because an ephemeral one can fall in the RTP range and
+/// make an "out-of-range" datagram one the filter rightly passes.
+const SENDER_PORT: u16 = 30_000;
+
 fn send_all(from: Ipv4Addr, to: Ipv4Addr, packets: &[(u16, Vec<u8>)]) -> SocketAddr {
-    let socket = UdpSocket::bind((from, 0)).expect("bind sender");
+    let socket = UdpSocket::bind((from, SENDER_PORT)).expect("bind sender");
     for (port, payload) in packets {
         socket.send_to(payload, (to, *port)).expect("send");
     }
@@ -266,13 +271,16 @@ fn any_delivers_cooked_frames_once() {
     assert!(any.counters.loopback_duplicates >= sent.len() as u64);
 }
 
-/// Log lines, captured for one thread.
-#[derive(Clone, Default)]
-struct Log(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+thread_local! {
+    static LOG: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-impl std::io::Write for Log {
+/// Where log lines go: the emitting thread's own buffer, so each test reads its own.
+struct ThreadLog;
+
+impl std::io::Write for ThreadLog {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log lock").extend_from_slice(buf);
+        LOG.with(|log| log.borrow_mut().extend_from_slice(buf));
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -280,23 +288,33 @@ impl std::io::Write for Log {
     }
 }
 
-impl Log {
-    fn lines_with(&self, needle: &str) -> usize {
-        let text = String::from_utf8_lossy(&self.0.lock().expect("log lock")).into_owned();
-        text.lines().filter(|l| l.contains(needle)).count()
-    }
+/// One global subscriber for the whole test binary, installed before any capture code
+/// runs: tracing caches per call site whether anyone listens, so a subscriber set for
+/// one thread only would miss events whose call site another test thread hit first.
+fn capture_logs() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(|| ThreadLog)
+            .with_ansi(false)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("the only subscriber");
+    });
+}
+
+/// Lines this thread logged that hold `needle`.
+fn logged(needle: &str) -> usize {
+    LOG.with(|log| {
+        let log = log.borrow();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter(|l| l.contains(needle))
+            .count()
+    })
 }
 
 #[test]
 fn a_missing_interface_is_not_fatal_and_the_others_flow() {
-    let log = Log::default();
-    let writer = log.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
-
     let Some(mut capture) = open(&options(&["ct-missing0", "lo"])) else {
         return;
     };
@@ -333,9 +351,9 @@ fn a_missing_interface_is_not_fatal_and_the_others_flow() {
     assert_eq!(missing.state, InterfaceState::Missing);
     assert_eq!(missing.counters.packets, 0);
     // Said once, however many times it was looked for.
-    assert_eq!(log.lines_with("interface ct-missing0 not found"), 1);
-    assert_eq!(log.lines_with("WARN"), 1);
-    assert_eq!(log.lines_with("capturing on lo"), 1);
+    assert_eq!(logged("interface ct-missing0 not found"), 1);
+    assert_eq!(logged("WARN"), 1);
+    assert_eq!(logged("capturing on lo"), 1);
 }
 
 #[test]
@@ -677,7 +695,8 @@ fn tun_device() {
 
 /// Frames per second the ring delivers on loopback under a flood from one sender, the
 /// kernel's drops at that rate, and the capture thread's CPU time. Not a pass/fail test:
-/// `cargo test --release --test live_capture -- --ignored --nocapture flood`.
+/// `cargo test --release --test live_capture -- --ignored --nocapture flood`; with
+/// CALLTAP_FLOOD_DECODE=1 the capture thread also runs each frame through net::Decoder.
 #[test]
 #[ignore]
 fn flood() {
@@ -692,9 +711,12 @@ fn flood() {
     // A bound receiver, so no ICMP port-unreachable is made per datagram.
     let _sink = UdpSocket::bind((to, 40_000)).expect("bind sink");
     let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let decode = std::env::var_os("CALLTAP_FLOOD_DECODE").is_some();
     let capturing = {
         let done = done.clone();
         std::thread::spawn(move || {
+            let mut decoder = Decoder::new(&DecoderOptions::default());
+            let mut datagrams = 0u64;
             let cpu_start = thread_cpu();
             let mut ours = 0usize;
             let mut first: Option<Instant> = None;
@@ -706,6 +728,9 @@ fn flood() {
                         // 42 bytes of Ethernet/IP/UDP headers, then the payload.
                         if f.data.len() > 33 && f.data[30..34] == [127, 64, 0, 2] {
                             ours += 1;
+                        }
+                        if decode {
+                            decoder.decode(f, &mut |_| datagrams += 1);
                         }
                     })
                     .expect("poll");
@@ -722,11 +747,12 @@ fn flood() {
             }
             let cpu = thread_cpu() - cpu_start;
             let span = last - first.unwrap_or(last);
+            assert!(!decode || datagrams >= ours as u64);
             (ours, span, cpu, capture.stats())
         })
     };
     std::thread::sleep(Duration::from_millis(100));
-    let socket = UdpSocket::bind((from, 0)).expect("bind sender");
+    let socket = UdpSocket::bind((from, SENDER_PORT)).expect("bind sender");
     let payload = [0x80u8; 172]; // an RTP header and 160 bytes of G.711
     let sending = Instant::now();
     for _ in 0..COUNT {

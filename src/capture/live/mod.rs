@@ -15,6 +15,9 @@
 //!   skips the outgoing copy on loopback devices only (counted as
 //!   `loopback_duplicates`), so each packet is delivered once; PACKET_IGNORE_OUTGOING
 //!   would also drop what a PBX host sends on its real interfaces.
+//! - A VLAN tag the NIC strips on receive (rx-vlan offload) arrives beside the frame, in
+//!   tp_vlan_tci, and is not put back: calltap uses no VLAN ids, and the IP packet is
+//!   the same. Tags the NIC leaves (QinQ inner tags, mirror ports) are walked as usual.
 //! - A missing or down interface is not an error: it is logged once, looked at again
 //!   every `retry_interval`, and captured once it is there. A socket bound to a down
 //!   interface is kept (the kernel resumes delivery when it comes up); one whose

@@ -63,9 +63,8 @@ impl Control {
             _ => Err(e),
         };
         let mut req = ifreq(name)?;
-        match self.ioctl(libc::SIOCGIFINDEX, &mut req) {
-            Ok(()) => {}
-            Err(e) => return missing(e),
+        if let Err(e) = self.ioctl(libc::SIOCGIFINDEX, &mut req) {
+            return missing(e);
         }
         // SAFETY: SIOCGIFINDEX filled the union's ifindex member.
         let index = unsafe { req.ifr_ifru.ifru_ifindex };
