@@ -45,6 +45,9 @@ struct Agents {
     /// Seed of Call-IDs, tags and SSRCs (default: different every run).
     #[arg(long)]
     seed: Option<u64>,
+    /// The caller cancels a call still ringing after this long (ring-forever).
+    #[arg(long, value_parser = duration)]
+    max_ring: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -101,6 +104,9 @@ fn plan(a: &Agents, scenarios: Vec<Scenario>) -> Plan {
     }
     if let Some(s) = a.seed {
         p.seed = s;
+    }
+    if let Some(m) = a.max_ring {
+        p.timeouts.max_ring = m;
     }
     p
 }
