@@ -95,9 +95,7 @@ impl CallResult {
     pub fn as_expected(&self) -> bool {
         let Some(s) = self.planned else { return false };
         let hangup = match s {
-            Scenario::CallerHangsUp { .. } | Scenario::RingForever | Scenario::Cancel { .. } => {
-                s.talk().map(|_| RecordParty::Caller)
-            }
+            Scenario::CallerHangsUp { .. } => Some(RecordParty::Caller),
             Scenario::CalleeHangsUp { .. } => Some(RecordParty::Callee),
             _ => None,
         };
@@ -148,7 +146,6 @@ struct Call {
     placed: Instant,
     answered: Option<Instant>,
     rtp: Option<UdpSocket>,
-    rtp_port: u16,
     stream: Option<StreamId>,
     ssrc: u32,
     generation: u32,
@@ -195,7 +192,7 @@ impl Uac {
                 && self.calls.len() < self.cfg.concurrency
                 && now >= t0 + self.start_offset(self.placed)
             {
-                self.place(media);
+                self.place();
             }
             self.fire_timers(media);
             let mut wake = now + Duration::from_millis(50);
@@ -247,7 +244,7 @@ impl Uac {
         }
     }
 
-    fn place(&mut self, media: &MediaHandle) {
+    fn place(&mut self) {
         let i = self.placed;
         self.placed += 1;
         let scenario = self.cfg.scenarios[i % self.cfg.scenarios.len()];
@@ -297,7 +294,6 @@ impl Uac {
             placed: now,
             answered: None,
             rtp: Some(rtp),
-            rtp_port,
             stream: None,
             ssrc: (seed >> 16) as u32,
             generation: 0,
@@ -325,7 +321,6 @@ impl Uac {
             _ => self.cfg.timeouts.invite,
         };
         self.arm(key, now + first);
-        let _ = media;
     }
 
     fn fire_timers(&mut self, media: &MediaHandle) {
@@ -361,8 +356,7 @@ impl Uac {
                 let ring_limit =
                     call.state == State::Ringing && now >= call.placed + self.cfg.timeouts.max_ring;
                 if due_cancel || ring_limit {
-                    let cancel = call.dialog.cancel(stamp(), &call.invite);
-                    let _ = cancel;
+                    call.dialog.cancel(stamp(), &call.invite);
                     call.state = State::Cancelling;
                     self.report.counters.cancels += 1;
                     self.flush(key);
@@ -429,7 +423,6 @@ impl Uac {
             media.stop(id);
         }
         self.by_call_id.remove(&call.result.call_id);
-        let _ = call.rtp_port;
         self.report.calls.push(call.result);
     }
 

@@ -119,7 +119,6 @@ pub struct Uas {
     payload: Arc<PayloadGen>,
     calls: HashMap<String, Call>,
     timers: BinaryHeap<Reverse<(Instant, String, u32)>>,
-    next_seed: u64,
     report: UasReport,
 }
 
@@ -133,7 +132,6 @@ impl Uas {
             payload: Arc::new(PayloadGen::new(Codec::Pcmu, CALLEE_SIGNAL)),
             calls: HashMap::new(),
             timers: BinaryHeap::new(),
-            next_seed: cfg.seed,
             report: UasReport::default(),
             cfg,
         })
@@ -320,8 +318,7 @@ impl Uas {
         call.state = State::Answered;
         let scenario = call.scenario;
         let caller_rtp = call.caller_rtp;
-        let seed = Rng::new(call.dialog.to_tag.len() as u64 ^ self.next_seed).next_u64();
-        self.next_seed = self.next_seed.wrapping_add(1);
+        let seed = Rng::derive(self.cfg.seed, self.report.counters.answered).next_u64();
         self.report.counters.answered += 1;
         self.reply(id, Reply::new(200).answer());
         if let (Some(call), Some(peer)) = (self.calls.get_mut(id), caller_rtp) {
@@ -428,7 +425,7 @@ impl Uas {
             .port(self.cfg.local.port())
             .codecs(&[Codec::Pcmu])
             .user_agent(USER_AGENT);
-        let seed = Rng::derive(self.next_seed, self.report.counters.invites).next_u64();
+        let seed = Rng::derive(!self.cfg.seed, self.report.counters.invites).next_u64();
         let mut dialog = Dialog::new(seed, caller, me).call_id(&id);
         dialog.from_tag = sip::lossy(from_tag).into_owned();
         let call = Call {
