@@ -339,3 +339,60 @@ fn what_the_agents_send_replays_into_the_records_the_scenarios_promise() {
         );
     }
 }
+
+#[test]
+fn the_callee_sends_rtp_to_the_offer_and_gives_up_on_a_caller_that_vanishes() {
+    let media = Media::spawn().expect("media");
+    let callee = SocketAddr::new(ip("127.0.46.3"), 5060);
+    let uas = Uas::bind(UasConfig {
+        local: callee,
+        ring: Duration::from_millis(100),
+        caller_bye: Duration::from_millis(300),
+        ..UasConfig::default()
+    })
+    .expect("bind");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (h, s) = (media.handle(), stop.clone());
+    let thread = std::thread::spawn(move || uas.run(&h, &s));
+    // A phone that offers RTP on port 40000, then never ACKs and never hangs up.
+    let phone = UdpSocket::bind((ip("127.0.46.2"), 5060)).expect("bind");
+    let rtp = UdpSocket::bind((ip("127.0.46.2"), 40_000)).expect("bind");
+    phone
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .expect("timeout");
+    rtp.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    let mut d = Dialog::new(
+        4,
+        Ua::new("1001", ip("127.0.46.2")).rtp_port(40_000),
+        Ua::new("answer-400ms", callee.ip()),
+    );
+    d.invite(calltap::pcapgen::call::DEFAULT_START);
+    phone
+        .send_to(&d.take_messages().remove(0).bytes, callee)
+        .expect("send");
+    let mut buf = [0u8; 4096];
+    let mut codes = Vec::new();
+    while codes.last() != Some(&200) {
+        let (n, _) = phone.recv_from(&mut buf).expect("a response");
+        let (resp, _) = calltap::sip::parse(&buf[..n]).expect("SIP");
+        codes.push(resp.status_code().unwrap_or(0));
+    }
+    assert_eq!(codes, [100, 180, 200]);
+    // The callee's 1000 Hz PCMU arrives where the offer asked, from the answer's port.
+    let answered = Instant::now();
+    let mut packets = 0;
+    while let Ok((n, src)) = rtp.recv_from(&mut buf) {
+        assert_eq!((n, buf[1] & 0x7F), (172, 0));
+        assert_eq!(src.ip(), callee.ip());
+        packets += 1;
+    }
+    // 400 ms of talk and 300 ms of grace, then it stops: about 35 packets, not more.
+    let quiet_after = answered.elapsed();
+    assert!((25..=45).contains(&packets), "{packets} packets");
+    assert!(quiet_after < Duration::from_secs(2), "{quiet_after:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let report = thread.join().expect("uas");
+    assert_eq!(report.counters.caller_bye_missing, 1);
+    assert_eq!(media.finish().streams_stopped, 1);
+}
