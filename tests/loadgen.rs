@@ -13,13 +13,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use calltap::call::{Direction, Outcome, Party as RecordParty, WhoHungUp};
+use calltap::call::{CallRecord, Direction, Outcome, Party as RecordParty, WhoHungUp};
 use calltap::config::Config;
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::loadgen::uac::{Uac, UacConfig};
 use calltap::loadgen::uas::{Uas, UasConfig};
-use calltap::loadgen::{self, Media, Plan, Scenario, Timeouts};
+use calltap::loadgen::{self, CallResult, Media, Plan, Scenario, Timeouts};
 use calltap::pcapgen::scenario::{Dialog, Ua};
 use calltap::replay::replay_files;
 use calltap::store::Store;
@@ -272,15 +272,23 @@ fn what_the_agents_send_replays_into_the_records_the_scenarios_promise() {
     let engine = Engine::with_recordings(&Config::default(), store.recordings_dir().to_path_buf());
     let mut ingest = Ingest::new(engine, &store);
     replay_files(&[&pcap], &mut ingest, false);
-    let records: HashMap<String, _> = store
+    let records: HashMap<String, CallRecord> = store
         .all_calls()
         .filter_map(Result::ok)
         .map(|r| (r.sip.call_id.clone(), r))
         .collect();
     assert_eq!(records.len(), SET.len(), "{:?}", records.keys());
-    for call in &report.uac.calls {
+    assert_records(&report.uac.calls, &records, store.recordings_dir());
+}
+
+/// The records calltap made of the agents' calls say what the scenarios promised: the
+/// outcome, who hung up, the talk time, and a recording with a tone on each channel.
+fn assert_records(calls: &[CallResult], records: &HashMap<String, CallRecord>, recordings: &Path) {
+    for call in calls {
         let scenario = call.planned.expect("planned");
-        let r = &records[&call.call_id];
+        let r = records
+            .get(&call.call_id)
+            .unwrap_or_else(|| panic!("no record of {}", call.scenario));
         assert_eq!(r.outcome, scenario.expected_outcome(), "{}", call.scenario);
         assert_eq!(r.sip.final_status, call.final_status, "{}", call.scenario);
         let Some(talk) = scenario.talk() else {
@@ -315,8 +323,7 @@ fn what_the_agents_send_replays_into_the_records_the_scenarios_promise() {
         assert!(r.media.is_two_way(), "{:?}", r.media);
         // The recording: 440 Hz on one channel, 1000 Hz on the other.
         let rec = r.media.recording.as_ref().expect("a recording");
-        let mut wav =
-            hound::WavReader::open(store.recordings_dir().join(&rec.file)).expect("a WAV");
+        let mut wav = hound::WavReader::open(recordings.join(&rec.file)).expect("a WAV");
         assert_eq!(wav.spec().channels, 2);
         let samples: Vec<i16> = wav.samples::<i16>().filter_map(Result::ok).collect();
         let (left, right): (Vec<i16>, Vec<i16>) =
@@ -395,4 +402,106 @@ fn the_callee_sends_rtp_to_the_offer_and_gives_up_on_a_caller_that_vanishes() {
     let report = thread.join().expect("uas");
     assert_eq!(report.counters.caller_bye_missing, 1);
     assert_eq!(media.finish().streams_stopped, 1);
+}
+
+/// `GET /health` with the key: the status code, or `None` while nothing answers.
+fn health(addr: SocketAddr, key: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    let req = format!(
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nX-Secret-Key: {key}\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).ok()?;
+    std::str::from_utf8(&head[9..12]).ok()?.parse().ok()
+}
+
+#[test]
+fn calltap_run_on_lo_records_the_agents_calls_live() {
+    let bin = env!("CARGO_BIN_EXE_calltap");
+    let has_run = Command::new(bin)
+        .args(["run", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_run {
+        eprintln!("notice: live test skipped: this calltap has no `run` command");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("calltap.toml");
+    std::fs::write(&config, "[capture]\ninterfaces = [\"lo\"]\n").expect("config");
+    let data = dir.path().join("data");
+    let listen = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port");
+    let key = "loadgen-live-test-key";
+    let mut calltap = Command::new(bin)
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .arg("--data")
+        .arg(&data)
+        .arg("--listen")
+        .arg(listen.to_string())
+        .env("CALLTAP_SECRET_KEY", key)
+        .env_remove("CALLTAP_CONFIG")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("calltap starts");
+    let ready_by = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(Some(status)) = calltap.try_wait() {
+            let mut err = String::new();
+            if let Some(mut e) = calltap.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            let lower = err.to_lowercase();
+            if lower.contains("permission") || lower.contains("cap_net_raw") {
+                eprintln!("notice: live test skipped: no capture privilege: {err}");
+                return;
+            }
+            panic!("calltap run exited with {status}: {err}");
+        }
+        if health(listen, key) == Some(200) {
+            break;
+        }
+        assert!(Instant::now() < ready_by, "calltap run never became ready");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let report = loadgen::run(&plan("127.0.47.2", "127.0.47.3")).expect("run");
+    assert!(report.uac.calls.iter().all(|c| c.as_expected()));
+    // SIGTERM ends the run and stores every record at once.
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: signalling our own child by its pid.
+    unsafe {
+        libc::kill(calltap.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = calltap.wait().expect("calltap stops");
+    assert!(status.success(), "calltap run exited with {status}");
+    let out = Command::new(bin)
+        .args(["calls", "--all", "--json", "--data"])
+        .arg(&data)
+        .env_remove("CALLTAP_CONFIG")
+        .output()
+        .expect("calltap calls");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    // Other tests' agents share lo: keep the records of this test's calls.
+    let records: HashMap<String, CallRecord> = listed["calls"]
+        .as_array()
+        .expect("a list of calls")
+        .iter()
+        .filter_map(|c| serde_json::from_value::<CallRecord>(c["calltap"].clone()).ok())
+        .map(|r| (r.sip.call_id.clone(), r))
+        .filter(|(id, _)| report.uac.calls.iter().any(|c| &c.call_id == id))
+        .collect();
+    assert_eq!(records.len(), SET.len(), "{:?}", records.keys());
+    assert_records(&report.uac.calls, &records, &data.join("recordings"));
 }
