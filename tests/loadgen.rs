@@ -505,3 +505,25 @@ fn calltap_run_on_lo_records_the_agents_calls_live() {
     assert_eq!(records.len(), SET.len(), "{:?}", records.keys());
     assert_records(&report.uac.calls, &records, &data.join("recordings"));
 }
+
+#[test]
+fn both_agents_can_share_one_ipv6_address() {
+    let mut p = Plan::new(
+        ip("::1"),
+        ip("::1"),
+        scenarios(&["answer-300ms", "callee-hangs-up-300ms", "busy"]),
+    );
+    p.ring = Duration::from_millis(100);
+    let report = loadgen::run(&p).expect("run");
+    assert!(
+        report.uac.calls.iter().all(|c| c.as_expected()),
+        "{:?}",
+        report.uac.calls
+    );
+    let rtp = report.uac.calls[0]
+        .callee_rtp
+        .as_deref()
+        .unwrap_or_default();
+    assert!(rtp.starts_with("[::1]:"), "{rtp}");
+    assert_eq!(report.media.streams_heard_peer, 4);
+}

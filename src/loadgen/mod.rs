@@ -328,8 +328,15 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
         seed: plan.seed ^ 0x5EED_CA11_EE00_0000,
         ..UasConfig::default()
     })?;
+    // One address for both agents works too: the caller then takes the port two above
+    // (calltap knows SIP by either end's port) and the RTP ranges never overlap.
+    let caller_port = if plan.caller == plan.callee {
+        plan.sip_port.wrapping_add(2)
+    } else {
+        plan.sip_port
+    };
     let uac = uac::Uac::bind(UacConfig {
-        local: SocketAddr::new(plan.caller, plan.sip_port),
+        local: SocketAddr::new(plan.caller, caller_port),
         remote: callee_sip,
         rtp_ports: CALLER_RTP_PORTS,
         scenarios: plan.scenarios.clone(),
