@@ -10,6 +10,11 @@
 //! own SDP port, as a phone's) sending 50 packets/s, so within a quantum a socket has at
 //! most one packet due. Connected sockets let each send skip the route lookup instead.
 //!
+//! Measured (release build, 2-core VM shared with other builds, `load --duration 20
+//! --ramp 5`): 500 calls = 50k packets/s steady, 3.1 s CPU in 25 s; 1,000 calls =
+//! 100k/s, 5.4 s; 2,000 calls = 200k/s, 9.2 s (about 2 µs per packet, nearly all of it
+//! the kernel's loopback send and delivery), every packet sent, none skipped.
+//!
 //! Packet `k` of a stream is due at `start + k * 20 ms`, computed from the stream's
 //! start and never from the previous send, so lateness never accumulates into drift.
 
