@@ -527,3 +527,33 @@ fn both_agents_can_share_one_ipv6_address() {
     assert!(rtp.starts_with("[::1]:"), "{rtp}");
     assert_eq!(report.media.streams_heard_peer, 4);
 }
+
+#[test]
+fn the_caller_alone_calls_a_callee_agent_already_running() {
+    let callee = SocketAddr::new(ip("127.0.48.3"), 5060);
+    let media = Media::spawn().expect("media");
+    let uas = Uas::bind(UasConfig {
+        local: callee,
+        ring: Duration::from_millis(100),
+        ..UasConfig::default()
+    })
+    .expect("bind");
+    let stop = Arc::new(AtomicBool::new(false));
+    let (h, s) = (media.handle(), stop.clone());
+    let thread = std::thread::spawn(move || uas.run(&h, &s));
+    let mut p = Plan::new(
+        ip("127.0.48.2"),
+        callee.ip(),
+        scenarios(&["answer-300ms", "busy"]),
+    );
+    p.with_callee = false;
+    let started = Instant::now();
+    let report = loadgen::run(&p).expect("run");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(report.uac.calls.iter().all(|c| c.as_expected()));
+    assert_eq!(report.uas.counters.invites, 0, "no callee agent of its own");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let uas = thread.join().expect("uas");
+    assert_eq!((uas.counters.answered, uas.counters.busy), (1, 1));
+    assert_eq!(media.finish().streams_started, 1);
+}

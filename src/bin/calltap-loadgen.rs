@@ -26,6 +26,21 @@ enum Cmd {
     Calls(CallsArgs),
     /// Hold CALLS concurrent G.711 calls for DURATION: the live-capture load.
     Load(LoadArgs),
+    /// Run the callee agent alone for a while, for a softphone or a PBX to call: the
+    /// user part of the Request-URI names the scenario (answer-5s, busy, ...).
+    Uas(UasArgs),
+}
+
+#[derive(Args)]
+struct UasArgs {
+    #[arg(long, default_value = "127.0.0.3:5060")]
+    listen: std::net::SocketAddr,
+    /// INVITE to answer (e.g. 500ms, 2s).
+    #[arg(long, value_parser = duration, default_value = "1s")]
+    ring: Duration,
+    /// How long to serve.
+    #[arg(long = "for", value_parser = duration, default_value = "60")]
+    serve_for: Duration,
 }
 
 #[derive(Args)]
@@ -69,6 +84,10 @@ struct CallsArgs {
     /// Add each call's result to the summary.
     #[arg(long)]
     per_call: bool,
+    /// Do not run the callee agent: call what already answers at --callee (e.g.
+    /// `calltap-loadgen uas`).
+    #[arg(long)]
+    external_callee: bool,
 }
 
 #[derive(Args)]
@@ -129,6 +148,7 @@ fn run() -> Result<ExitCode> {
             p.count = a.count;
             p.concurrency = a.concurrency.max(1);
             p.ramp = a.ramp;
+            p.with_callee = !a.external_callee;
             let report = loadgen::run(&p).context("running the agents")?;
             let mut summary = report.summary();
             if a.per_call {
@@ -160,6 +180,31 @@ fn run() -> Result<ExitCode> {
             }
             let report = loadgen::run(&p).context("running the agents")?;
             println!("{}", serde_json::to_string_pretty(&report.summary())?);
+        }
+        Cmd::Uas(a) => {
+            loadgen::raise_fd_limit().context("raising the open-file limit")?;
+            let media = loadgen::Media::spawn()?;
+            let uas = loadgen::uas::Uas::bind(loadgen::UasConfig {
+                local: a.listen,
+                ring: a.ring,
+                ..loadgen::UasConfig::default()
+            })
+            .with_context(|| format!("binding {}", a.listen))?;
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let (h, s) = (media.handle(), stop.clone());
+            let agent = std::thread::spawn(move || uas.run(&h, &s));
+            std::thread::sleep(a.serve_for);
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let report = agent
+                .join()
+                .map_err(|_| anyhow::anyhow!("the callee agent panicked"))?;
+            let media = media.finish();
+            let out = serde_json::json!({ "uas": report.counters, "rtp": {
+                "packets_sent": media.packets_sent,
+                "streams": media.streams_started,
+                "streams_heard_peer": media.streams_heard_peer,
+            }});
+            println!("{}", serde_json::to_string_pretty(&out)?);
         }
     }
     Ok(ExitCode::SUCCESS)

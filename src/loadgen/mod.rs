@@ -184,6 +184,9 @@ pub struct Plan {
     /// Seeds Call-IDs, tags and SSRCs; the default differs per run, so the same store
     /// never sees an id twice.
     pub seed: u64,
+    /// Run the callee agent too (false: something else answers at `callee`, such as
+    /// `calltap-loadgen uas` or a PBX that knows the scenario names).
+    pub with_callee: bool,
 }
 
 impl Plan {
@@ -204,6 +207,7 @@ impl Plan {
             ring: Duration::from_millis(500),
             timeouts: Timeouts::default(),
             seed,
+            with_callee: true,
         }
     }
 }
@@ -321,13 +325,17 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
     let media = Media::spawn()?;
     let stop = Arc::new(AtomicBool::new(false));
     let callee_sip = SocketAddr::new(plan.callee, plan.sip_port);
-    let uas = uas::Uas::bind(UasConfig {
-        local: callee_sip,
-        rtp_ports: CALLEE_RTP_PORTS,
-        ring: plan.ring,
-        seed: plan.seed ^ 0x5EED_CA11_EE00_0000,
-        ..UasConfig::default()
-    })?;
+    let uas = if plan.with_callee {
+        Some(uas::Uas::bind(UasConfig {
+            local: callee_sip,
+            rtp_ports: CALLEE_RTP_PORTS,
+            ring: plan.ring,
+            seed: plan.seed ^ 0x5EED_CA11_EE00_0000,
+            ..UasConfig::default()
+        })?)
+    } else {
+        None
+    };
     // One address for both agents works too: the caller then takes the port two above
     // (calltap knows SIP by either end's port) and the RTP ranges never overlap.
     let caller_port = if plan.caller == plan.callee {
@@ -346,11 +354,18 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
         timeouts: plan.timeouts,
         seed: plan.seed,
     })?;
-    let uas_media = media.handle();
-    let uas_stop = stop.clone();
-    let uas_thread = std::thread::Builder::new()
-        .name("uas".into())
-        .spawn(move || uas.run(&uas_media, &uas_stop))?;
+    // The sender stops once every handle is dropped: the callee's exists only with it.
+    let uas_thread = match uas {
+        Some(uas) => {
+            let (h, s) = (media.handle(), stop.clone());
+            Some(
+                std::thread::Builder::new()
+                    .name("uas".into())
+                    .spawn(move || uas.run(&h, &s))?,
+            )
+        }
+        None => None,
+    };
     let uac_media = media.handle();
     let uac_thread = std::thread::Builder::new()
         .name("uac".into())
@@ -359,9 +374,12 @@ pub fn run(plan: &Plan) -> io::Result<Report> {
         .join()
         .map_err(|_| io::Error::other("the caller agent panicked"))?;
     stop.store(true, Ordering::Relaxed);
-    let uas_report = uas_thread
-        .join()
-        .map_err(|_| io::Error::other("the callee agent panicked"))?;
+    let uas_report = match uas_thread {
+        Some(t) => t
+            .join()
+            .map_err(|_| io::Error::other("the callee agent panicked"))?,
+        None => UasReport::default(),
+    };
     let media_report = media.finish();
     let cpu1 = cpu_us(false);
     Ok(Report {
