@@ -149,6 +149,12 @@ pub enum DialogEvent {
     },
     /// The call was answered; the facts so far (recording starts here).
     Answered(Box<FinishedDialog>),
+    /// The dialog ended (BYE, timeout): reported at once, while the full record waits
+    /// out [`LINGER`], so the recording stops growing at the hang-up.
+    HungUp {
+        id: String,
+        at: Timestamp,
+    },
     Ended(Box<FinishedDialog>),
     Registered(Registration),
 }
@@ -816,7 +822,11 @@ impl DialogTable {
     /// End of input: every open dialog ends at its last activity.
     /// `media_seen` gives a call's last RTP time: a call still up when the capture ends
     /// lasted as long as its media, not only to its last SIP message.
-    pub fn finish(&mut self, media_seen: impl Fn(&str) -> Option<Timestamp>) {
+    pub fn finish(
+        &mut self,
+        open_reason: EndReason,
+        media_seen: impl Fn(&str) -> Option<Timestamp>,
+    ) {
         let open: Vec<(Box<[u8]>, Timestamp)> = self
             .dialogs
             .iter()
@@ -837,7 +847,7 @@ impl DialogTable {
                 {
                     EndReason::NotAnswered
                 }
-                _ => EndReason::EndOfCapture,
+                _ => open_reason,
             };
             self.end(&key, at, reason);
         }
@@ -879,6 +889,10 @@ impl DialogTable {
         let facts = &mut d.facts;
         facts.end_time = at.max(facts.invite_time);
         facts.end_reason = reason;
+        self.events.push_back(DialogEvent::HungUp {
+            id: facts.record_id.clone(),
+            at: facts.end_time,
+        });
         if facts.to_tag.is_empty() {
             if let Some(tag) = d.early_tags.last() {
                 facts.to_tag = tag.to_string();
