@@ -12,6 +12,7 @@ pub mod config;
 pub mod dialog;
 pub mod engine;
 pub mod ingest;
+pub mod loadgen;
 pub mod media;
 pub mod net;
 pub mod pcapgen;

@@ -1046,6 +1046,12 @@ impl Dialog {
     pub fn into_messages(self) -> Vec<WireMsg> {
         self.msgs
     }
+
+    /// Hands over the messages made since the last call: a live user agent
+    /// (`calltap-loadgen`) sends each one as soon as it is built.
+    pub fn take_messages(&mut self) -> Vec<WireMsg> {
+        std::mem::take(&mut self.msgs)
+    }
 }
 
 /// The generator's party is the record's: who sent the INVITE, who received it.
