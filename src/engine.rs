@@ -12,11 +12,11 @@ use std::path::PathBuf;
 
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator};
-use crate::call::{CallRecord, Direction, MediaFacts, Party, RecordingFile};
+use crate::call::{CallRecord, Direction, EndReason, MediaFacts, Party, RecordingFile};
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
-use crate::media::{MediaOptions, MediaStats, MediaSummary, MediaTable};
+use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
@@ -159,6 +159,13 @@ impl Engine {
         self.clock.offset = 0;
     }
 
+    /// Operators, numbering and export rules from a reloaded configuration (SIGHUP), for
+    /// calls classified from now on. Capture, network and limits keep their start-up
+    /// values: changing them needs a restart.
+    pub fn reload(&mut self, config: &Config) {
+        self.classifier.reload(config);
+    }
+
     /// Feeds one captured frame.
     pub fn frame(&mut self, frame: &Frame<'_>) {
         let frame = &Frame {
@@ -193,9 +200,20 @@ impl Engine {
     /// End of input: partial packets are dropped, open dialogs end at their last
     /// activity (whoHungUp "system").
     pub fn finish(&mut self) {
+        self.end_all(EndReason::EndOfCapture);
+    }
+
+    /// calltap stops during live capture: as [`Engine::finish`], but the open calls end
+    /// for the reason an administrator should read ("shutdown", not "end of capture").
+    pub fn shutdown(&mut self) {
+        self.end_all(EndReason::Shutdown);
+    }
+
+    fn end_all(&mut self, open_reason: EndReason) {
         self.decode_with(|decoder, up| decoder.finish(up));
         let media = &self.media;
-        self.dialogs.finish(|id| media.last_media_time(id));
+        self.dialogs
+            .finish(open_reason, |id| media.last_media_time(id));
         self.drain_dialogs();
         for record in self.correlator.flush(&self.classifier) {
             self.events.push_back(EngineEvent::Call(Box::new(record)));
@@ -286,6 +304,12 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Shares `gate` with the media layer: while it is closed no audio is written (see
+    /// `MediaTable`); call records are not affected.
+    pub fn set_audio_gate(&mut self, gate: AudioGate) {
+        self.media.set_audio_gate(gate);
     }
 }
 

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::call::{CallRecord, EndReason, Outcome, RecordingFile, WhoHungUp};
-use crate::capture::Frame;
+use crate::capture::{Frame, Timestamp};
 use crate::engine::{Engine, EngineEvent};
 use crate::net::stats::Counters;
 use crate::replay::FrameSink;
@@ -60,6 +60,27 @@ impl<'s> Ingest<'s> {
 
     pub fn summary(&self) -> &IngestSummary {
         &self.summary
+    }
+
+    /// Advances capture time on a quiet line (live capture's timer), then stores what
+    /// ended: a live feed cannot wait for a batch to fill before a call is served.
+    pub fn tick(&mut self, now: Timestamp) {
+        self.engine.tick(now);
+        self.drain();
+        self.write();
+    }
+
+    /// Live capture stops: open calls end as "shutdown" with the audio so far, and
+    /// everything is written.
+    pub fn shutdown(&mut self) {
+        self.engine.shutdown();
+        self.drain();
+        self.write();
+    }
+
+    /// Writes the records held in the batch.
+    pub fn flush(&mut self) {
+        self.write();
     }
 
     fn drain(&mut self) {

@@ -16,5 +16,6 @@ pub mod media;
 pub mod net;
 pub mod pcapgen;
 pub mod replay;
+pub mod run;
 pub mod sip;
 pub mod store;

@@ -78,6 +78,11 @@ impl LinkKeys {
 
     /// Whether `sig` (hex) signs `id` and `exp` under any key; constant-time per key.
     pub(crate) fn verify(&self, id: &str, exp: u64, sig: &str) -> bool {
+        // Links are written in lower-case hex; accepting upper case too would make two
+        // spellings of one signature valid, and an altered link must be refused.
+        if sig.bytes().any(|b| b.is_ascii_uppercase()) {
+            return false;
+        }
         let Ok(sig) = hex::decode(sig) else {
             return false;
         };
@@ -286,6 +291,16 @@ mod tests {
         assert!(!rotated.verify("c-2", 100, &sig));
         assert!(!rotated.verify("c-1", 100, "zz"));
         assert_ne!(rotated.sign("c-1", 100), sig);
+    }
+
+    /// The importer's tamper check changes a signature's last character to "A": when it
+    /// was "a", hex decoding alone would accept the upper-case spelling as the same bytes.
+    #[test]
+    fn only_the_lower_case_spelling_verifies() {
+        let keys = LinkKeys::new(&[SecretKey::new("link-key").unwrap()], &[0; 32]);
+        let sig = keys.sign("c-1", 100);
+        assert!(keys.verify("c-1", 100, &sig));
+        assert!(!keys.verify("c-1", 100, &sig.to_ascii_uppercase()));
     }
 
     #[test]

@@ -61,6 +61,15 @@ impl Classifier {
         }
     }
 
+    /// Puts a new configuration in force (SIGHUP): operators and numbering change for
+    /// the next call classified; the display names phones registered with are kept,
+    /// since phones re-register only every hour or so.
+    pub fn reload(&mut self, config: &Config) {
+        let registered_names = std::mem::take(&mut self.registered_names);
+        *self = Classifier::new(config);
+        self.registered_names = registered_names;
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -191,7 +191,8 @@ pub struct MediaFacts {
     pub codecs: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<RecordingFile>,
-    /// Why there is no recording: encrypted, unsupported codec, no RTP, disabled.
+    /// Why there is no recording: encrypted, unsupported codec, no RTP, disabled, the
+    /// free-space floor, deleted by retention; or, beside a recording, why it stops early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub no_recording_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -816,7 +816,11 @@ impl DialogTable {
     /// End of input: every open dialog ends at its last activity.
     /// `media_seen` gives a call's last RTP time: a call still up when the capture ends
     /// lasted as long as its media, not only to its last SIP message.
-    pub fn finish(&mut self, media_seen: impl Fn(&str) -> Option<Timestamp>) {
+    pub fn finish(
+        &mut self,
+        open_reason: EndReason,
+        media_seen: impl Fn(&str) -> Option<Timestamp>,
+    ) {
         let open: Vec<(Box<[u8]>, Timestamp)> = self
             .dialogs
             .iter()
@@ -837,7 +841,7 @@ impl DialogTable {
                 {
                     EndReason::NotAnswered
                 }
-                _ => EndReason::EndOfCapture,
+                _ => open_reason,
             };
             self.end(&key, at, reason);
         }

@@ -26,6 +26,7 @@
 
 mod codec;
 mod g722;
+mod gate;
 pub mod quality;
 pub mod rtp;
 mod stream;
@@ -45,13 +46,14 @@ use crate::net::{Datagram, Transport};
 use crate::sip::sdp::SessionDescription;
 
 pub use codec::{decode_g711, Kind, ALAW, ULAW};
+pub use gate::{AudioGate, GATE_CLOSED_REASON};
 pub use quality::DirectionQuality;
-pub use wav::{repair_partial, Recording};
+pub use wav::{is_disk_full, repair_partial, Recording};
 
 use codec::PtMap;
 use rtp::{demux, Demux, RtpError, RtpPacket};
 use stream::{Out, Scratch, Stream};
-use wav::Recorder;
+use wav::{Recorder, Stopped};
 
 /// A latched source that has been silent this long may be replaced by another address
 /// sending to the same port (a media server failover, a re-routed call).
@@ -76,6 +78,8 @@ pub struct MediaOptions {
     pub hold_timeout: Duration,
     /// Calls tracked at once; more are counted and ignored (a recorded one holds ~28 KiB).
     pub max_calls: usize,
+    /// Closed while the disk is below the free-space floor: no audio is written.
+    pub audio_gate: AudioGate,
 }
 
 impl Default for MediaOptions {
@@ -87,6 +91,7 @@ impl Default for MediaOptions {
             media_timeout: Duration::from_secs(60),
             hold_timeout: Duration::from_secs(3600),
             max_calls: 20_000,
+            audio_gate: AudioGate::default(),
         }
     }
 }
@@ -130,7 +135,15 @@ pub struct MediaStats {
     pub unsupported_codec_packets: u64,
     pub calls_over_limit: u64,
     pub recordings_written: u64,
+    /// Recordings lost to a write error (their records say why).
     pub recordings_failed: u64,
+    /// Of those, the disk (or a quota) was full.
+    pub recordings_disk_full: u64,
+    /// Recordings stopped early by the audio gate (disk below the free-space floor):
+    /// kept, with the audio up to the stop.
+    pub recordings_cut_short: u64,
+    /// Calls answered while the audio gate was closed: no recording.
+    pub no_recording_disk_floor: u64,
     pub no_recording_encrypted: u64,
     pub no_recording_unsupported_codec: u64,
     pub no_recording_no_rtp: u64,
@@ -143,7 +156,8 @@ pub struct MediaStats {
 pub struct MediaSummary {
     pub recording: Option<Recording>,
     /// Why there is no WAV: "encrypted (RTP/SAVP)", "unsupported codec G729", "no RTP",
-    /// "recording disabled", "not answered", "write error: ...".
+    /// "recording disabled", "not answered", "write error: ...", the free-space floor;
+    /// or, beside a recording, why it stops before the call's end.
     pub no_recording_reason: Option<String>,
     /// What the caller sent.
     pub caller: DirectionQuality,
@@ -222,6 +236,8 @@ struct CallMedia {
     learned: Vec<SocketAddr>,
     answered: Option<(Timestamp, Party)>,
     recorder: Option<Recorder>,
+    /// A recording the audio gate stopped before the end of the call.
+    stopped: Option<Stopped>,
     no_recording: Option<String>,
     last_media: Option<Timestamp>,
     dtmf: String,
@@ -333,6 +349,11 @@ impl MediaTable {
         &self.opts
     }
 
+    /// Replaces the audio gate (the media options' one by default).
+    pub fn set_audio_gate(&mut self, gate: AudioGate) {
+        self.opts.audio_gate = gate;
+    }
+
     /// Calls tracked now.
     pub fn active_calls(&self) -> usize {
         self.by_id.len()
@@ -353,6 +374,7 @@ impl MediaTable {
             learned: Vec::new(),
             answered: None,
             recorder: None,
+            stopped: None,
             no_recording: None,
             last_media: None,
             dtmf: String::new(),
@@ -463,6 +485,10 @@ impl MediaTable {
             c.no_recording = Some(e);
             return;
         }
+        if !opts.audio_gate.is_open() {
+            c.no_recording = Some(GATE_CLOSED_REASON.to_string());
+            return;
+        }
         // Wide-band when a party prefers G.722 and the other accepts it (or said nothing).
         let wide = |a: &Side, b: &Side| a.preferred == Some(Kind::G722) && (!b.described || b.g722);
         let rate = if wide(&c.sides[0], &c.sides[1]) || wide(&c.sides[1], &c.sides[0]) {
@@ -475,6 +501,7 @@ impl MediaTable {
             Ok(r) => c.recorder = Some(r),
             Err(e) => {
                 self.stats.recordings_failed += 1;
+                self.stats.recordings_disk_full += u64::from(is_disk_full(&e));
                 c.no_recording = Some(format!("write error: {e}"));
             }
         }
@@ -624,6 +651,10 @@ impl MediaTable {
         let slot = self.by_id.remove(call)?;
         let mut c = self.calls[slot as usize].take()?;
         self.free.push(slot);
+        if c.recorder.is_some() && !self.opts.audio_gate.is_open() {
+            // Closed since the last sweep: nothing more is written for this call either.
+            stop_recorder(&mut c, &mut self.stats);
+        }
         let mut addrs: Vec<SocketAddr> = c
             .sides
             .iter()
@@ -707,6 +738,8 @@ impl MediaTable {
                 self.stats.no_recording_encrypted += 1;
             } else if r == "recording disabled" {
                 self.stats.no_recording_disabled += 1;
+            } else if r == GATE_CLOSED_REASON {
+                self.stats.no_recording_disk_floor += 1;
             }
             Some(r)
         } else if c.zrtp {
@@ -724,26 +757,52 @@ impl MediaTable {
         } else {
             None
         };
-        match (reason, c.recorder.take()) {
-            (Some(r), rec) => {
+        let written = match (reason, c.recorder.take(), c.stopped.take()) {
+            (Some(r), rec, stopped) => {
                 if let Some(rec) = rec {
                     rec.discard();
                 }
+                if let Some(stopped) = stopped {
+                    stopped.discard();
+                }
                 summary.no_recording_reason = Some(r);
+                None
             }
-            (None, Some(rec)) => match rec.finish(time, summary.codecs.clone()) {
-                Ok(r) => {
-                    self.stats.recordings_written += 1;
-                    summary.recording = Some(r);
-                }
-                Err(e) => {
-                    self.stats.recordings_failed += 1;
-                    summary.no_recording_reason = Some(format!("write error: {e}"));
-                }
-            },
-            (None, None) => {
+            (None, Some(rec), _) => Some((rec.finish(time, summary.codecs.clone()), None)),
+            (None, None, Some(stopped)) if stopped.duration_ms() == 0 => {
+                // Stopped before any audio reached the disk: no file at all.
+                stopped.discard();
+                self.stats.no_recording_disk_floor += 1;
+                summary.no_recording_reason = Some(GATE_CLOSED_REASON.to_string());
+                None
+            }
+            (None, None, Some(stopped)) => {
+                let note = format!(
+                    "audio after {} s not recorded: {GATE_CLOSED_REASON}",
+                    stopped.duration_ms() / 1000
+                );
+                Some((stopped.finish(time, summary.codecs.clone()), Some(note)))
+            }
+            (None, None, None) => {
+                // A recorder that failed (at the start, or when the gate stopped it)
+                // left its reason in `no_recording`, so this is not expected.
                 summary.no_recording_reason = Some("no recording".to_string());
+                None
             }
+        };
+        match written {
+            Some((Ok(r), note)) => {
+                self.stats.recordings_written += 1;
+                self.stats.recordings_cut_short += u64::from(note.is_some());
+                summary.recording = Some(r);
+                summary.no_recording_reason = note;
+            }
+            Some((Err(e), _)) => {
+                self.stats.recordings_failed += 1;
+                self.stats.recordings_disk_full += u64::from(is_disk_full(&e));
+                summary.no_recording_reason = Some(format!("write error: {e}"));
+            }
+            None => {}
         }
         Some(summary)
     }
@@ -753,10 +812,14 @@ impl MediaTable {
     /// silent longer than the media timeout (the hold timeout while on hold) returned.
     pub fn sweep(&mut self, now: Timestamp) -> Vec<String> {
         let mut dead = Vec::new();
+        let gate_open = self.opts.audio_gate.is_open();
         for c in self.calls.iter_mut().flatten() {
             let Some((answer, _)) = c.answered else {
                 continue;
             };
+            if !gate_open && c.recorder.is_some() {
+                stop_recorder(c, &mut self.stats);
+            }
             if let Some(r) = c.recorder.as_mut() {
                 r.advance(now);
             }
@@ -776,7 +839,31 @@ impl MediaTable {
     pub fn stats(&self) -> MediaStats {
         self.stats.clone()
     }
+}
 
+/// The audio gate closed during a call: its recording stops where it is. The WAV is made
+/// final at once (header fixed over the audio on disk, file closed) rather than kept open
+/// and fed nothing: the disk gets no further byte from this call, a crash or power loss
+/// from here on leaves a playable file, and the handle and buffers are freed. It is not
+/// resumed if the gate reopens during the call: the gap would have to be written as
+/// silence to keep the file's time axis, a burst of writes when the disk is tightest.
+/// The file keeps its `.part` name until the call ends, so a crash in between is repaired
+/// and finalised on restart like any interrupted call.
+fn stop_recorder(c: &mut CallMedia, stats: &mut MediaStats) {
+    let Some(rec) = c.recorder.take() else {
+        return;
+    };
+    match rec.stop() {
+        Ok(stopped) => c.stopped = Some(stopped),
+        Err(e) => {
+            stats.recordings_failed += 1;
+            stats.recordings_disk_full += u64::from(is_disk_full(&e));
+            c.no_recording = Some(format!("write error: {e}"));
+        }
+    }
+}
+
+impl MediaTable {
     /// Capture time of the call's last RTP packet.
     pub fn last_media_time(&self, call: &str) -> Option<Timestamp> {
         let &slot = self.by_id.get(call)?;

@@ -62,7 +62,20 @@ pub struct Recorder {
     writer: Option<hound::WavWriter<File>>,
     part: PathBuf,
     path: PathBuf,
-    error: Option<String>,
+    /// The first write error; nothing is written after it.
+    error: Option<io::Error>,
+}
+
+/// A recording no longer written to: its header is final and it holds the frames that
+/// reached the disk, still under its `.part` name until [`Stopped::finish`] names it.
+#[derive(Debug)]
+pub struct Stopped {
+    rate: u32,
+    start: Timestamp,
+    /// Frames in the file.
+    frames: i64,
+    part: PathBuf,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -97,7 +110,14 @@ impl Recorder {
         let path = dir.join(format!("{name}.wav"));
         let part = dir.join(format!("{name}.wav.part"));
         let file = File::create(&part)?;
-        let writer = hound::WavWriter::new(file, spec(rate)).map_err(hound_io)?;
+        let writer = match hound::WavWriter::new(file, spec(rate)) {
+            Ok(w) => w,
+            Err(e) => {
+                // No header (a full disk): leave no empty part file behind.
+                let _ = fs::remove_file(&part);
+                return Err(hound_io(e));
+            }
+        };
         Ok(Recorder {
             rate,
             start,
@@ -184,7 +204,7 @@ impl Recorder {
                     sw.write_sample(f[1]);
                 }
                 if let Err(e) = sw.flush() {
-                    self.error = Some(format!("write error: {e}"));
+                    self.error = Some(hound_io(e));
                     self.writer = None;
                 }
             }
@@ -194,28 +214,64 @@ impl Recorder {
     }
 
     /// Ends the recording at `end`: writes the rest, fixes the header, renames the part
-    /// file to its final name.
+    /// file to its final name. On any error the part file is removed: no partial or
+    /// corrupt WAV is ever renamed into place.
     pub fn finish(mut self, end: Timestamp, codecs: Vec<String>) -> io::Result<Recording> {
         let end_frame = self.frame_at(end).max(0);
         self.flush_to(end_frame);
-        if let Some(e) = self.error.take() {
+        self.stop()?.finish(end, codecs)
+    }
+
+    /// Stops writing: the header is made final over the frames already on disk and the
+    /// file is closed; what the ring still holds is dropped. Nothing is written after
+    /// this but the header (in place, so it needs no new disk block). On an error (an
+    /// earlier write failed, or the header could not be fixed) the part file is removed.
+    pub fn stop(mut self) -> io::Result<Stopped> {
+        let result = match (self.error.take(), self.writer.take()) {
+            (Some(e), _) => Err(e),
+            (None, None) => Err(io::Error::other("no writer")),
+            // hound seeks back to fix the header sizes and flushes; the handle closes here.
+            (None, Some(w)) => w.finalize().map_err(hound_io),
+        };
+        if let Err(e) = result {
             let _ = fs::remove_file(&self.part);
-            return Err(io::Error::other(e));
+            return Err(e);
         }
-        let w = self
-            .writer
-            .take()
-            .ok_or_else(|| io::Error::other("no writer"))?;
-        // hound seeks back to fix the header sizes and flushes; the handle closes here.
-        w.finalize().map_err(hound_io)?;
-        let frames = self.flushed.min(end_frame);
-        if self.flushed > end_frame {
-            // Media past the end was already on disk (the end came late): cut it.
-            let mut f = OpenOptions::new().write(true).open(&self.part)?;
-            set_data_len(&mut f, PCM_DATA_START, frames as u64 * 4)?;
-        }
-        fs::rename(&self.part, &self.path)?;
-        let bytes = fs::metadata(&self.path)?.len();
+        Ok(Stopped {
+            rate: self.rate,
+            start: self.start,
+            frames: self.flushed.min(MAX_WAV_FRAMES),
+            part: std::mem::take(&mut self.part),
+            path: std::mem::take(&mut self.path),
+        })
+    }
+
+    /// Drops the recording: the part file is removed.
+    pub fn discard(mut self) {
+        self.writer = None;
+        let _ = fs::remove_file(&self.part);
+    }
+}
+
+impl Stopped {
+    /// The call ended at `end`: the file is cut to end there if it holds more, and
+    /// renamed to its final name. On an error the part file is removed.
+    pub fn finish(self, end: Timestamp, codecs: Vec<String>) -> io::Result<Recording> {
+        let ns = end.as_nanos() as i128 - self.start.as_nanos() as i128;
+        let end_frame = ((ns * i128::from(self.rate) / 1_000_000_000) as i64).max(0);
+        let frames = self.frames.min(end_frame);
+        let done = || -> io::Result<u64> {
+            if self.frames > end_frame {
+                // Media past the end was already on disk (the end came late): cut it.
+                let mut f = OpenOptions::new().write(true).open(&self.part)?;
+                set_data_len(&mut f, PCM_DATA_START, frames as u64 * 4)?;
+            }
+            fs::rename(&self.part, &self.path)?;
+            Ok(fs::metadata(&self.path)?.len())
+        };
+        let bytes = done().inspect_err(|_| {
+            let _ = fs::remove_file(&self.part);
+        })?;
         Ok(Recording {
             path: self.path.clone(),
             bytes,
@@ -226,11 +282,21 @@ impl Recorder {
         })
     }
 
+    /// Length of the audio on disk, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.frames as u64 * 1000 / u64::from(self.rate)
+    }
+
     /// Drops the recording: the part file is removed.
-    pub fn discard(mut self) {
-        self.writer = None;
+    pub fn discard(self) {
         let _ = fs::remove_file(&self.part);
     }
+}
+
+/// Whether an error is the disk (or the quota) being full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Where hound's 16-bit stereo (PCMWAVEFORMAT) header ends and the samples start.
@@ -310,4 +376,78 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
         codecs: Vec::new(),
         duration_ms: frames * 1000 / u64::from(rate),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_nanos(1_000 * SEC + ms * 1_000_000)
+    }
+
+    /// A recorder with one second of a tone on both channels, written out.
+    fn recorder(dir: &Path) -> Recorder {
+        let mut r = Recorder::create(dir, "c-1", 8000, at(0), 160).expect("create");
+        let tone: Vec<i16> = (0..160).map(|i| (i * 100) as i16).collect();
+        for packet in 0..50 {
+            for ch in 0..2 {
+                r.put(ch, packet * 160, &tone);
+            }
+            r.advance(at(packet as u64 * 20));
+        }
+        r.advance(at(3_000));
+        r
+    }
+
+    #[test]
+    fn a_stopped_recording_is_a_valid_wav_of_what_reached_the_disk() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let r = recorder(dir.path());
+        let on_disk = r.flushed();
+        assert!(on_disk > 0);
+        let stopped = r.stop().expect("stop");
+        // Final under the part name: readable as it is (a crash here loses nothing).
+        let part = dir.path().join("c-1.wav.part");
+        let wav = hound::WavReader::open(&part).expect("a valid WAV already");
+        assert_eq!(i64::from(wav.duration()), on_disk);
+        drop(wav);
+        // The call ends much later: the file keeps what it has, under its final name.
+        let rec = stopped
+            .finish(at(60_000), vec!["PCMU".into()])
+            .expect("finish");
+        assert!(!part.exists());
+        let wav = hound::WavReader::open(&rec.path).expect("valid");
+        assert_eq!(i64::from(wav.duration()), on_disk);
+        assert_eq!(rec.duration_ms, on_disk as u64 * 1000 / 8000);
+        assert_eq!(rec.bytes, 44 + on_disk as u64 * 4);
+    }
+
+    #[test]
+    fn a_stopped_recording_is_cut_to_an_earlier_end() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let stopped = recorder(dir.path()).stop().expect("stop");
+        let rec = stopped.finish(at(250), Vec::new()).expect("finish");
+        let wav = hound::WavReader::open(&rec.path).expect("valid");
+        assert_eq!(wav.duration(), 2000);
+        assert_eq!(rec.duration_ms, 250);
+    }
+
+    #[test]
+    fn a_full_disk_at_the_start_leaves_no_part_file_and_says_so() {
+        let full = Path::new("/dev/full");
+        if !full.exists() {
+            eprintln!("notice: no /dev/full: full-disk start test skipped");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let part = dir.path().join("c-1.wav.part");
+        std::os::unix::fs::symlink(full, &part).expect("symlink");
+        let e = Recorder::create(dir.path(), "c-1", 8000, at(0), 160).expect_err("ENOSPC");
+        assert!(is_disk_full(&e), "{e}");
+        assert!(!part.exists() && part.symlink_metadata().is_err());
+        assert!(!dir.path().join("c-1.wav").exists());
+    }
 }

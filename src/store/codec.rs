@@ -38,6 +38,47 @@ pub(crate) fn call_key(start_time: u64, id: &str) -> Vec<u8> {
     key
 }
 
+/// The start time and id of a `calls` (or `recordings`) key.
+pub(crate) fn split_key(tree: &'static str, key: &[u8]) -> Result<(u64, String), StoreError> {
+    match key.split_first_chunk::<8>() {
+        Some((start, id)) if !id.is_empty() => Ok((
+            u64::from_be_bytes(*start),
+            String::from_utf8_lossy(id).into_owned(),
+        )),
+        _ => Err(StoreError::Corrupt {
+            tree,
+            key: String::from_utf8_lossy(key).into_owned(),
+            reason: format!("a key of {} bytes (start time and id expected)", key.len()),
+        }),
+    }
+}
+
+/// A `recordings` value: the recording's bytes (u64 BE), then its file name.
+pub(crate) fn recording_value(bytes: u64, file: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + file.len());
+    v.extend_from_slice(&bytes.to_be_bytes());
+    v.extend_from_slice(file.as_bytes());
+    v
+}
+
+pub(crate) fn parse_recording_value(id: &str, value: &[u8]) -> Result<(u64, String), StoreError> {
+    match value.split_first_chunk::<8>() {
+        Some((bytes, file)) => match std::str::from_utf8(file) {
+            Ok(file) => Ok((u64::from_be_bytes(*bytes), file.to_owned())),
+            Err(_) => Err(StoreError::Corrupt {
+                tree: "recordings",
+                key: id.to_owned(),
+                reason: "the file name is not UTF-8".into(),
+            }),
+        },
+        None => Err(StoreError::Corrupt {
+            tree: "recordings",
+            key: id.to_owned(),
+            reason: format!("a value of {} bytes", value.len()),
+        }),
+    }
+}
+
 pub(crate) fn encode_record(record: &CallRecord) -> Result<Vec<u8>, StoreError> {
     check_record(record)?;
     let mut out = Vec::with_capacity(1024);

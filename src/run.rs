@@ -1,0 +1,525 @@
+//! `calltap run`: the appliance. A capture thread drives the engine from a live source and
+//! stores what it reports; the API serves the same store from a tokio runtime; signals
+//! stop it (SIGTERM, SIGINT) or reload the configuration (SIGHUP), and systemd is told
+//! when it is ready, alive and stopping (Type=notify).
+//!
+//! The wall clock enters only here, as the quiet-line tick: the engine's timeouts are
+//! capture time, and with no packet arriving capture time must still move on.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use sd_notify::NotifyState;
+use serde_json::{json, Value};
+
+use crate::capture::{Frame, Timestamp};
+use crate::config::Config;
+use crate::engine::Engine;
+use crate::ingest::{Ingest, IngestSummary};
+use crate::replay::FrameSink;
+use crate::store::Store;
+
+/// A live feed of frames: the AF_PACKET capture in production, anything that yields
+/// timestamped frames in tests.
+pub trait FrameSource: Send {
+    /// Waits up to `timeout` for frames and hands each to `on_frame`; returns how many.
+    /// An error is fatal to the run (it ends, and systemd restarts it).
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(&Frame<'_>),
+    ) -> Result<usize, String>;
+    /// Counters for `/metrics` and `/status` (objects of numbers; arrays are not exported).
+    fn stats(&self) -> Value;
+    /// What is captured, for the log and `/status` ("lo, eth1").
+    fn describe(&self) -> String;
+}
+
+/// How long one poll of the source may block: the capture thread sees a stop or a
+/// reload within this, and the watchdog heartbeat moves at least this often.
+const POLL_TIMEOUT: Duration = Duration::from_millis(100);
+
+/// How often, in wall time, the capture thread stores finished records, advances a quiet
+/// line's clock and publishes its counters. A finished call reaches the API within this
+/// (after the dialog layer's own 32 s linger for late NOTIFYs).
+const TICK_EVERY: Duration = Duration::from_secs(1);
+
+/// A quiet-line tick runs this far behind the wall clock: frames still waiting in the
+/// kernel ring carry earlier stamps, and capture time must not run ahead of them.
+const QUIET_LAG: Duration = Duration::from_secs(1);
+
+/// What the service side asks of the capture thread.
+enum Control {
+    Reload(Box<Config>),
+    Stop,
+}
+
+/// What the capture thread shows the service side.
+struct Shared {
+    /// Milliseconds since `started` at the capture thread's last turn (the watchdog's
+    /// proof that the engine is not stuck).
+    heartbeat_ms: AtomicU64,
+    started: Instant,
+    /// The latest counters, published once a tick.
+    snapshot: Mutex<Arc<Value>>,
+}
+
+impl Shared {
+    fn new() -> Shared {
+        Shared {
+            heartbeat_ms: AtomicU64::new(0),
+            started: Instant::now(),
+            snapshot: Mutex::new(Arc::new(json!({}))),
+        }
+    }
+
+    fn beat(&self) {
+        let ms = self.started.elapsed().as_millis() as u64;
+        self.heartbeat_ms.store(ms, Ordering::Relaxed);
+    }
+
+    fn since_beat(&self) -> Duration {
+        let now = self.started.elapsed().as_millis() as u64;
+        Duration::from_millis(now.saturating_sub(self.heartbeat_ms.load(Ordering::Relaxed)))
+    }
+
+    fn publish(&self, value: Value) {
+        *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+    }
+
+    fn snapshot(&self) -> Arc<Value> {
+        self.snapshot
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// What `calltap run` needs besides its source and store.
+pub struct RunOptions {
+    /// The configuration in force at start.
+    pub config: Config,
+    /// Where SIGHUP reads the configuration again; `None` means defaults, so a reload
+    /// changes nothing.
+    pub config_path: Option<PathBuf>,
+}
+
+/// What a run did, printed when it ends.
+#[derive(Debug)]
+pub struct RunSummary {
+    pub ingest: IngestSummary,
+    pub frames: u64,
+}
+
+/// Runs until SIGTERM or SIGINT: capture into the store, the API over it. Returns once
+/// the capture thread has finalised every call in progress (whoHungUp "system", with the
+/// audio so far) and the store is flushed.
+pub fn run(
+    options: RunOptions,
+    source: Box<dyn FrameSource>,
+    store: Arc<Store>,
+) -> Result<RunSummary, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(serve_and_capture(options, source, store))
+}
+
+async fn serve_and_capture(
+    options: RunOptions,
+    source: Box<dyn FrameSource>,
+    store: Arc<Store>,
+) -> Result<RunSummary, String> {
+    let config = options.config.clone();
+    let listen: SocketAddr = config.api.listen;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let state =
+        crate::api::AppState::new(config.clone(), store.clone()).map_err(|e| e.to_string())?;
+
+    let what = source.describe();
+    let shared = Arc::new(Shared::new());
+    let (control, commands) = mpsc::channel();
+    let capture = {
+        let shared = shared.clone();
+        let store = store.clone();
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        thread::Builder::new()
+            .name("capture".into())
+            .spawn(move || capture_loop(source, engine, &store, &commands, &shared))
+            .map_err(|e| format!("cannot start the capture thread: {e}"))?
+    };
+
+    {
+        let metrics = shared.clone();
+        state.set_metrics_source(Arc::new(move |out: &mut String| {
+            crate::api::prometheus_from_json("calltap", &metrics.snapshot(), out)
+        }));
+        let shared = shared.clone();
+        let what = what.clone();
+        state.set_status_source(Arc::new(move || {
+            let snapshot = shared.snapshot();
+            json!({
+                "source": format!("live capture on {what}"),
+                "interfaces": snapshot.get("capture").cloned().unwrap_or(Value::Null),
+                "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
+                "dialogs": snapshot.pointer("/engine/dialogs"),
+            })
+        }));
+    }
+
+    let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::api::serve_on(listener, state.clone(), async {
+        let _ = api_stopped.await;
+    }));
+
+    let status = format!("capturing on {what}; API on http://{listen}");
+    println!("calltap: {status}");
+    notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
+    let watchdog = sd_notify::watchdog_enabled().map(|period| {
+        let shared = shared.clone();
+        tokio::spawn(watchdog(period, shared))
+    });
+
+    let outcome = signals(&options, &state, &control).await;
+
+    notify(&[NotifyState::Stopping]);
+    if let Some(task) = watchdog {
+        task.abort();
+    }
+    // The capture thread may be mid-poll: it sees the stop within POLL_TIMEOUT, then
+    // ends every open call and flushes the store.
+    let _ = control.send(Control::Stop);
+    let summary = tokio::task::spawn_blocking(move || capture.join())
+        .await
+        .map_err(|e| format!("capture thread: {e}"))?
+        .map_err(|_| "the capture thread panicked".to_string())?;
+    let _ = api_stop.send(());
+    match server.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(e) => return Err(format!("API task: {e}")),
+    }
+    store.flush().map_err(|e| e.to_string())?;
+    outcome?;
+    Ok(summary)
+}
+
+/// Waits for SIGTERM/SIGINT (returns) and handles SIGHUP (reload) meanwhile.
+async fn signals(
+    options: &RunOptions,
+    state: &crate::api::AppState,
+    control: &Sender<Control>,
+) -> Result<(), String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let mut hup = signal(SignalKind::hangup()).map_err(|e| e.to_string())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => reload(options, state, control),
+        }
+    }
+}
+
+/// SIGHUP: operators, properties, keys and numbering from the file again. A file that
+/// does not load leaves the running configuration as it is.
+fn reload(options: &RunOptions, state: &crate::api::AppState, control: &Sender<Control>) {
+    let Some(path) = &options.config_path else {
+        tracing::info!("SIGHUP: no configuration file to reload (running on defaults)");
+        return;
+    };
+    notify(&[NotifyState::Reloading]);
+    match Config::load(Some(path)) {
+        Ok(mut config) => {
+            // Where data lives and where the API listens are fixed for the process.
+            config.store.path = options.config.store.path.clone();
+            config.api.listen = options.config.api.listen;
+            tracing::info!(
+                "SIGHUP: {} reloaded ({} operators, {} properties)",
+                path.display(),
+                config.operators.len(),
+                config.properties.len()
+            );
+            state.reload(config.clone());
+            let _ = control.send(Control::Reload(Box::new(config)));
+        }
+        Err(e) => tracing::error!("SIGHUP: configuration not reloaded, the old one stays: {e}"),
+    }
+    notify(&[NotifyState::Ready]);
+}
+
+/// Pets systemd's watchdog while the capture thread turns; a stuck engine stops the
+/// pets and systemd restarts the service.
+async fn watchdog(period: Duration, shared: Arc<Shared>) {
+    let mut every = tokio::time::interval(period / 2);
+    loop {
+        every.tick().await;
+        if shared.since_beat() < period / 2 {
+            notify(&[NotifyState::Watchdog]);
+        } else {
+            tracing::error!(
+                "capture thread silent for {:?}: watchdog not petted",
+                shared.since_beat()
+            );
+        }
+    }
+}
+
+fn notify(state: &[NotifyState<'_>]) {
+    if let Err(e) = sd_notify::notify(state) {
+        tracing::warn!("cannot notify systemd: {e}");
+    }
+}
+
+fn wall_clock() -> Timestamp {
+    Timestamp::from_duration(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default(),
+    )
+}
+
+/// The capture thread: frames into the engine, records into the store, until stopped.
+fn capture_loop(
+    mut source: Box<dyn FrameSource>,
+    engine: Engine,
+    store: &Store,
+    commands: &Receiver<Control>,
+    shared: &Shared,
+) -> RunSummary {
+    let mut ingest = Ingest::new(engine, store);
+    let mut frames = 0u64;
+    let mut frames_at_tick = 0u64;
+    let mut next_tick = Instant::now() + TICK_EVERY;
+    loop {
+        shared.beat();
+        match commands.recv_timeout(Duration::ZERO) {
+            Ok(Control::Stop) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Control::Reload(config)) => ingest.engine.reload(&config),
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        match source.poll(POLL_TIMEOUT, &mut |frame| {
+            FrameSink::frame(&mut ingest, frame)
+        }) {
+            Ok(n) => frames += n as u64,
+            Err(e) => {
+                tracing::error!("capture failed: {e}");
+                break;
+            }
+        }
+        if Instant::now() >= next_tick {
+            if frames == frames_at_tick {
+                let now = wall_clock();
+                let behind = Timestamp::from_nanos(
+                    now.as_nanos().saturating_sub(QUIET_LAG.as_nanos() as u64),
+                );
+                ingest.tick(behind);
+            } else {
+                ingest.flush();
+            }
+            frames_at_tick = frames;
+            next_tick = Instant::now() + TICK_EVERY;
+            shared.publish(snapshot(&ingest, source.as_ref(), frames));
+        }
+    }
+    // Open calls end here with the audio so far (whoHungUp "system"); lingering records
+    // are released; everything is written.
+    ingest.shutdown();
+    shared.publish(snapshot(&ingest, source.as_ref(), frames));
+    RunSummary {
+        ingest: ingest.summary().clone(),
+        frames,
+    }
+}
+
+fn snapshot(ingest: &Ingest<'_>, source: &dyn FrameSource, frames: u64) -> Value {
+    json!({
+        "capture": source.stats(),
+        "frames": frames,
+        "packets": ingest.engine.packet_counters(),
+        "engine": ingest.engine.stats(),
+        "ingest": ingest.summary(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::call::{EndReason, WhoHungUp};
+    use crate::capture::file::CaptureReader;
+    use crate::capture::LinkType;
+    use crate::replay::replay_bytes;
+
+    const OFFICE_DAY: &[u8] = include_bytes!("../pcaps/office-day.pcap");
+
+    /// The frames of a capture, handed out as if they arrived now: stamps moved so the
+    /// capture's last frame is `last_at`, then a quiet line.
+    struct Restamped {
+        frames: Vec<(Timestamp, LinkType, Vec<u8>)>,
+        next: usize,
+    }
+
+    impl Restamped {
+        fn new(bytes: &[u8], keep: impl Fn(usize, usize) -> bool, last_at: Timestamp) -> Self {
+            let mut reader = CaptureReader::new("test", bytes).expect("capture");
+            let mut frames = Vec::new();
+            while let Some(Ok(f)) = reader.next_frame() {
+                frames.push((f.time, f.link, f.data.to_vec()));
+            }
+            let total = frames.len();
+            let frames: Vec<_> = frames
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| keep(*i, total))
+                .map(|(_, f)| f)
+                .collect();
+            let shift =
+                last_at.as_nanos() as i128 - frames.last().map_or(0, |f| f.0.as_nanos()) as i128;
+            let frames = frames
+                .into_iter()
+                .map(|(t, link, data)| {
+                    let t = (t.as_nanos() as i128 + shift).max(0) as u64;
+                    (Timestamp::from_nanos(t), link, data)
+                })
+                .collect();
+            Restamped { frames, next: 0 }
+        }
+    }
+
+    impl FrameSource for Restamped {
+        fn poll(
+            &mut self,
+            timeout: Duration,
+            on_frame: &mut dyn FnMut(&Frame<'_>),
+        ) -> Result<usize, String> {
+            if self.next == self.frames.len() {
+                thread::sleep(timeout);
+                return Ok(0);
+            }
+            let end = (self.next + 5000).min(self.frames.len());
+            for (time, link, data) in &self.frames[self.next..end] {
+                on_frame(&Frame {
+                    time: *time,
+                    link: *link,
+                    data,
+                    orig_len: data.len() as u32,
+                });
+            }
+            let n = end - self.next;
+            self.next = end;
+            Ok(n)
+        }
+        fn stats(&self) -> Value {
+            json!({"delivered": self.next})
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+    }
+
+    fn ago(secs: u64) -> Timestamp {
+        Timestamp::from_nanos(wall_clock().as_nanos() - secs * 1_000_000_000)
+    }
+
+    fn stored_ids(store: &Store) -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .calls_between(0, u64::MAX)
+            .filter_map(Result::ok)
+            .map(|c| c.id)
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    fn start(
+        source: Restamped,
+        store: Arc<Store>,
+    ) -> (Sender<Control>, thread::JoinHandle<RunSummary>) {
+        let config = Config::default();
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let (control, commands) = mpsc::channel();
+        let handle = thread::spawn(move || {
+            capture_loop(Box::new(source), engine, &store, &commands, &Shared::new())
+        });
+        (control, handle)
+    }
+
+    /// A finished call reaches the store while capture goes on, through the quiet-line
+    /// tick alone: no stop, no end of input. The records are those a replay gives.
+    #[test]
+    fn quiet_line_ticks_store_finished_calls_while_running() {
+        let replayed = tempfile::tempdir().expect("tempdir");
+        let replayed = Store::open(replayed.path()).expect("store");
+        let mut ingest = Ingest::new(Engine::new(&Config::default()), &replayed);
+        replay_bytes("office-day.pcap", OFFICE_DAY, &mut ingest);
+        let replayed_calls = ingest.summary().new_calls();
+        drop(ingest);
+        let expected = stored_ids(&replayed);
+        assert!(expected.len() >= 3, "the demo capture has calls");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        // Ended long enough ago that every linger and leg hold has run out.
+        let source = Restamped::new(OFFICE_DAY, |_, _| true, ago(120));
+        let (control, handle) = start(source, store.clone());
+        let mut live = Vec::new();
+        for _ in 0..100 {
+            live = stored_ids(&store);
+            if live.len() >= expected.len() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(live, expected, "stored while running, before any stop");
+        control.send(Control::Stop).expect("send");
+        let summary = handle.join().expect("capture thread");
+        assert_eq!(stored_ids(&store), expected);
+        assert_eq!(summary.ingest.new_calls(), replayed_calls);
+        assert!(summary.frames > 0);
+    }
+
+    /// Stopping mid-capture ends the open calls as "shutdown", whoHungUp "system",
+    /// with a complete WAV of the audio so far.
+    #[test]
+    fn stop_ends_calls_in_progress_with_their_audio() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Arc::new(Store::open(dir.path()).expect("store"));
+        // The first half of the capture, its last frame just now: calls are mid-talk.
+        let source = Restamped::new(OFFICE_DAY, |i, n| i < n / 2, ago(0));
+        let (control, handle) = start(source, store.clone());
+        thread::sleep(Duration::from_millis(500));
+        control.send(Control::Stop).expect("send");
+        handle.join().expect("capture thread");
+        let stopped: Vec<_> = store
+            .calls_between(0, u64::MAX)
+            .filter_map(Result::ok)
+            .filter(|c| c.end_reason == EndReason::Shutdown)
+            .collect();
+        assert!(!stopped.is_empty(), "calls were in progress at the stop");
+        assert!(store.in_progress().expect("in progress").is_empty());
+        for call in &stopped {
+            assert_eq!(call.who_hung_up, WhoHungUp::System, "{}", call.id);
+            if let Some(rec) = &call.media.recording {
+                let path = store.recordings_dir().join(&rec.file);
+                let wav = hound::WavReader::open(&path).expect("a complete WAV");
+                assert_eq!(wav.spec().channels, 2);
+                assert!(wav.duration() > 0, "{}", path.display());
+            }
+        }
+        assert!(
+            stopped.iter().any(|c| c.media.recording.is_some()),
+            "at least one stopped call had audio"
+        );
+    }
+}
