@@ -382,12 +382,13 @@ fn play(s: &Scenario, caller: &Phone, callee: &Phone) -> Result<Seen, String> {
 }
 
 /// The phones of scenario n (from 1): (client, operator).
-fn phones(plan: &Plan, n: usize) -> (PhoneConfig, PhoneConfig) {
+fn phones(plan: &Plan, baresip: &baresip::Install, n: usize) -> (PhoneConfig, PhoneConfig) {
     let s = &SCENARIOS[n - 1];
     let ringing = matches!(s.script, Script::Cancelled | Script::Busy);
     let phone = |i: usize, name: String, user: String, display: Option<String>, tone: f64| {
         let callee = (i % 2 == 1) != s.outgoing;
         PhoneConfig {
+            modules: baresip.modules.clone(),
             name,
             user,
             display,
@@ -618,9 +619,12 @@ impl Tcpdump {
 
 #[test]
 fn baresip_calls_through_calltap_run() {
-    let Some(version) = baresip::version() else {
-        println!("notice: baresip not installed (Debian: baresip-core); baresip test skipped");
-        return;
+    let baresip = match baresip::find() {
+        Ok(b) => b,
+        Err(why) => {
+            println!("notice: {why} (Debian: baresip-core); baresip test skipped");
+            return;
+        }
     };
     if !af_packet_allowed() {
         println!(
@@ -638,8 +642,8 @@ fn baresip_calls_through_calltap_run() {
     let data = dir.path().join("data");
     let http = Http::new();
     println!(
-        "{version}; phones on 127.{}.{}.x, SIP port {}",
-        plan.net.0, plan.net.1, plan.sip_port
+        "{}; phones on 127.{}.{}.x, SIP port {}",
+        baresip.version, plan.net.0, plan.net.1, plan.sip_port
     );
 
     let tcpdump = Tcpdump::start(&plan, dir.path().join("lo.pcap"));
@@ -671,7 +675,7 @@ fn baresip_calls_through_calltap_run() {
     let pairs: Vec<(Phone, Phone)> = thread::scope(|scope| {
         let handles: Vec<_> = (1..=SCENARIOS.len())
             .map(|n| {
-                let (c, o) = phones(&plan, n);
+                let (c, o) = phones(&plan, &baresip, n);
                 let root = dir.path();
                 scope.spawn(move || {
                     let c = Phone::start(root, c).unwrap_or_else(|e| panic!("{e}"));
@@ -691,6 +695,7 @@ fn baresip_calls_through_calltap_run() {
     let (tx, rx) = mpsc::channel();
     let mut seen: Vec<Seen> = vec![Seen::default(); SCENARIOS.len()];
     let mut linger = Duration::ZERO;
+    let mut served_live = None;
     thread::scope(|scope| {
         for (i, (client, operator)) in pairs.iter().enumerate() {
             let s = &SCENARIOS[i];
@@ -731,13 +736,15 @@ fn baresip_calls_through_calltap_run() {
                 thread::sleep(Duration::from_millis(250));
             };
             linger = bye.elapsed();
-            assert_eq!(found["whoHungUp"], "client", "{found}");
+            served_live = Some(found);
         }
     });
-    println!(
-        "call 1 served by run {:.1} s after its BYE",
-        linger.as_secs_f64()
-    );
+    if live {
+        println!(
+            "call 1 served by run {:.1} s after its BYE",
+            linger.as_secs_f64()
+        );
+    }
 
     let stopped_at = Instant::now();
     if let Some(Guard(run)) = run.as_mut() {
@@ -853,6 +860,9 @@ fn baresip_calls_through_calltap_run() {
             "{}: duration {duration}, talk {talk:.2} s",
             s.name
         );
+        if let Some(live) = served_live.as_ref().filter(|_| n == 1) {
+            assert_eq!(live, got, "call 1 while run ran, and after");
+        }
         check_recording(&http, &serve_base, id, n, talk);
         answered.push(n);
     }

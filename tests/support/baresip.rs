@@ -25,15 +25,44 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// about 300 bytes.
 const MAX_NETSTRING: usize = 64 * 1024;
 
-/// The installed baresip's version line ("baresip v1.0.0 ..."), or None when there is
-/// none to run.
-pub fn version() -> Option<String> {
-    let out = Command::new("baresip").arg("-h").output().ok()?;
+/// The modules a phone loads; a distribution that splits them out of baresip-core
+/// leaves the test skipped rather than failed.
+const MODULES: [&str; 5] = ["g711", "aufile", "account", "menu", "ctrl_tcp"];
+
+/// Where distributions put baresip's modules.
+const MODULE_DIRS: [&str; 3] = [
+    "/usr/lib/baresip/modules",
+    "/usr/lib/x86_64-linux-gnu/baresip/modules",
+    "/usr/local/lib/baresip/modules",
+];
+
+/// An installed baresip with the modules the phones need.
+#[derive(Clone, Debug)]
+pub struct Install {
+    /// "baresip v1.0.0"
+    pub version: String,
+    pub modules: PathBuf,
+}
+
+/// The installed baresip, or why there is none to run.
+pub fn find() -> Result<Install, String> {
+    let out = Command::new("baresip")
+        .arg("-h")
+        .output()
+        .map_err(|e| format!("baresip not runnable ({e})"))?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    text.lines()
+    let version = text
+        .lines()
         .find(|l| l.starts_with("baresip v"))
         .map(|l| l.split(" Copyright").next().unwrap_or(l).to_string())
+        .ok_or("baresip -h printed no version")?;
+    let modules = MODULE_DIRS
+        .iter()
+        .map(PathBuf::from)
+        .find(|d| MODULES.iter().all(|m| d.join(format!("{m}.so")).exists()))
+        .ok_or_else(|| format!("no baresip module folder with {MODULES:?}"))?;
+    Ok(Install { version, modules })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +75,7 @@ pub enum AnswerMode {
 
 #[derive(Clone, Debug)]
 pub struct PhoneConfig {
+    pub modules: PathBuf,
     pub name: String,
     /// The SIP user: an extension ("201") or a number ("+15550001001").
     pub user: String,
@@ -132,7 +162,7 @@ fn config_text(c: &PhoneConfig, wav: &Path) -> String {
     let _ = writeln!(s, "ausrc_channels\t\t1");
     let _ = writeln!(s, "rtp_ports\t\t{}-{}", c.rtp_ports.0, c.rtp_ports.1);
     let _ = writeln!(s, "rtcp_mux\t\tno");
-    let _ = writeln!(s, "module_path\t\t/usr/lib/baresip/modules");
+    let _ = writeln!(s, "module_path\t\t{}", c.modules.display());
     let _ = writeln!(s, "module\t\t\tg711.so");
     let _ = writeln!(s, "module\t\t\taufile.so");
     let _ = writeln!(s, "module_tmp\t\taccount.so");
