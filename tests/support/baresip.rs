@@ -89,7 +89,8 @@ pub struct PhoneConfig {
     pub rtp_ports: (u16, u16),
     /// The tone this phone sends, in Hz.
     pub tone_hz: f64,
-    /// Seconds of tone in its WAV file; the file must outlast the longest call.
+    /// Seconds of tone in its WAV file. baresip 1.0.0 hangs up when the file ends
+    /// (AUDIO_ERROR "end of file", then BYE), so it must outlast the call.
     pub tone_secs: u32,
     pub answer: AnswerMode,
 }
