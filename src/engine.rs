@@ -282,6 +282,7 @@ impl Engine {
                     self.events
                         .push_back(EngineEvent::Answered(Box::new(record)));
                 }
+                DialogEvent::HungUp { id, at } => self.media.hung_up(&id, at),
                 DialogEvent::Ended(d) => {
                     let summary = self.media.ended(&d.record_id, d.end_time);
                     let (mut record, discovered) = self.classifier.classify(&d);

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use calltap::call::CallRecord;
+use calltap::capture::live::{LiveCapture, LiveOptions};
 use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
@@ -69,6 +70,28 @@ enum Command {
         store: StoreArg,
         #[command(flatten)]
         listen: ListenArg,
+    },
+    /// Capture live on the configured interfaces and serve the API: the appliance.
+    ///
+    /// Records every call seen on `[capture] interfaces` (AF_PACKET; needs CAP_NET_RAW)
+    /// into the store and serves them, until SIGTERM or SIGINT. On stop, calls in
+    /// progress end with whoHungUp "system" and the audio so far; after a crash they
+    /// are finalised the same way at the next start. SIGHUP reloads operators,
+    /// properties and keys from the configuration file. Under systemd (Type=notify) it
+    /// reports readiness and pets the watchdog.
+    ///
+    /// Without --config, /etc/calltap/calltap.toml is read when it exists.
+    Run {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        #[command(flatten)]
+        listen: ListenArg,
+        /// Interface to capture on (repeatable; "any" for all); overrides
+        /// `[capture] interfaces`.
+        #[arg(long = "interface", short = 'i', value_name = "NAME")]
+        interfaces: Vec<String>,
     },
     /// Serve the Custom Telephony API over the store until interrupted.
     Serve {
@@ -164,6 +187,12 @@ fn main() -> ExitCode {
             all,
             json,
         } => calls(&config, &store, since, until, all, json),
+        Command::Run {
+            config,
+            store,
+            listen,
+            interfaces,
+        } => run(&config, &store, &listen, interfaces),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
         Command::Serve {
             config,
@@ -535,6 +564,63 @@ fn serve(
             .await
             .map_err(|e| e.to_string())
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Where the packaged service keeps its configuration; `run` reads it when no file is
+/// named, so a hand-started `calltap run` on an installed host behaves as the service.
+const SYSTEM_CONFIG: &str = "/etc/calltap/calltap.toml";
+
+/// `run`: live capture into the store, and the API, in one process.
+fn run(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    listen: &ListenArg,
+    interfaces: Vec<String>,
+) -> Result<ExitCode, String> {
+    let config_path = config_arg.config.clone().or_else(|| {
+        let system = PathBuf::from(SYSTEM_CONFIG);
+        system.exists().then_some(system)
+    });
+    let mut config = load_config(config_path.as_deref())?;
+    if let Some(addr) = listen.listen {
+        config.api.listen = addr;
+    }
+    if let Some(dir) = &store_arg.data {
+        config.store.path = dir.clone();
+    }
+    if !interfaces.is_empty() {
+        config.capture.interfaces = interfaces;
+    }
+    if config.capture.interfaces.is_empty() {
+        return Err(
+            "no interface to capture on: set [capture] interfaces in the configuration \
+             or pass --interface (e.g. --interface eth1, or --interface any)"
+                .into(),
+        );
+    }
+    // Capture first: a missing capability is the likeliest first-run mistake, and
+    // it should be reported before anything is written.
+    let capture =
+        LiveCapture::open(&LiveOptions::from_config(&config)).map_err(|e| e.to_string())?;
+    let store = Arc::new(open_store(&config, store_arg)?);
+    if config.api.secret_keys.is_empty() {
+        tracing::warn!(
+            "no API key configured ([api] secret_keys, secret_keys_file or \
+             CALLTAP_SECRET_KEY): every API request will be refused with 401"
+        );
+    }
+    let options = calltap::run::RunOptions {
+        config,
+        config_path,
+    };
+    let summary = calltap::run::run(options, Box::new(capture), store)?;
+    println!(
+        "calltap: stopped after {} frames; {} calls stored ({} for the importer)",
+        summary.frames,
+        summary.ingest.new_calls(),
+        summary.ingest.exported
+    );
     Ok(ExitCode::SUCCESS)
 }
 

@@ -21,7 +21,9 @@ use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
+use crate::media::AudioGate;
 use crate::replay::FrameSink;
+use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
 /// A live feed of frames: the AF_PACKET capture in production, anything that yields
@@ -38,6 +40,30 @@ pub trait FrameSource: Send {
     fn stats(&self) -> Value;
     /// What is captured, for the log and `/status` ("lo, eth1").
     fn describe(&self) -> String;
+}
+
+impl FrameSource for crate::capture::live::LiveCapture {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(&Frame<'_>),
+    ) -> Result<usize, String> {
+        crate::capture::live::LiveCapture::poll(self, timeout, on_frame).map_err(|e| e.to_string())
+    }
+
+    fn stats(&self) -> Value {
+        serde_json::to_value(crate::capture::live::LiveCapture::stats(self)).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        let stats = crate::capture::live::LiveCapture::stats(self);
+        stats
+            .interfaces
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// How long one poll of the source may block: the capture thread sees a stop or a
@@ -145,13 +171,24 @@ async fn serve_and_capture(
     let state =
         crate::api::AppState::new(config.clone(), store.clone()).map_err(|e| e.to_string())?;
 
+    let retention = Arc::new(Retention::new(&config.store));
+    let disk = Arc::new(DiskWatch::new(
+        &config.store,
+        store.recordings_dir(),
+        AudioGate::new(),
+        &retention,
+    ));
+    // Before the first frame: a disk already below the floor records no audio at all.
+    disk.check();
+
     let what = source.describe();
     let shared = Arc::new(Shared::new());
     let (control, commands) = mpsc::channel();
     let capture = {
         let shared = shared.clone();
         let store = store.clone();
-        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        engine.set_audio_gate(disk.gate().clone());
         thread::Builder::new()
             .name("capture".into())
             .spawn(move || capture_loop(source, engine, &store, &commands, &shared))
@@ -160,8 +197,11 @@ async fn serve_and_capture(
 
     {
         let metrics = shared.clone();
+        let disk = disk.clone();
         state.set_metrics_source(Arc::new(move |out: &mut String| {
-            crate::api::prometheus_from_json("calltap", &metrics.snapshot(), out)
+            crate::api::prometheus_from_json("calltap", &metrics.snapshot(), out);
+            let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
+            crate::api::prometheus_from_json("calltap_disk", &disk, out);
         }));
         let shared = shared.clone();
         let what = what.clone();
@@ -181,6 +221,8 @@ async fn serve_and_capture(
         let _ = api_stopped.await;
     }));
 
+    let housekeeping = tokio::spawn(housekeeping(store.clone(), retention, disk));
+
     let status = format!("capturing on {what}; API on http://{listen}");
     println!("calltap: {status}");
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
@@ -195,6 +237,7 @@ async fn serve_and_capture(
     if let Some(task) = watchdog {
         task.abort();
     }
+    housekeeping.abort();
     // The capture thread may be mid-poll: it sees the stop within POLL_TIMEOUT, then
     // ends every open call and flushes the store.
     let _ = control.send(Control::Stop);
@@ -273,6 +316,44 @@ async fn watchdog(period: Duration, shared: Arc<Shared>) {
                 shared.since_beat()
             );
         }
+    }
+}
+
+/// How often free space is checked against `[store] min_free`: at 100 calls a second's
+/// worth of audio (~1.6 MB/s) the default 1 GiB floor is minutes away, so seconds do.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(5);
+
+/// How often retention runs; its rules are in days, and an idle sweep costs microseconds.
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+/// The free-space floor and retention, off the capture thread (both touch the disk).
+async fn housekeeping(store: Arc<Store>, retention: Arc<Retention>, disk: Arc<DiskWatch>) {
+    let mut every = tokio::time::interval(DISK_CHECK_EVERY);
+    let mut next_sweep = Instant::now();
+    loop {
+        every.tick().await;
+        let sweep = Instant::now() >= next_sweep;
+        if sweep {
+            next_sweep = Instant::now() + RETENTION_EVERY;
+        }
+        let (store, retention, disk) = (store.clone(), retention.clone(), disk.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            disk.check();
+            if sweep {
+                let now = wall_clock().unix_secs();
+                match retention.sweep(&store, now) {
+                    Ok(r) if r.records_deleted + r.recordings_deleted > 0 => tracing::info!(
+                        "retention: {} records and {} recordings deleted, {} bytes freed",
+                        r.records_deleted,
+                        r.recordings_deleted,
+                        r.bytes_freed
+                    ),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!("retention: {e}"),
+                }
+            }
+        })
+        .await;
     }
 }
 

@@ -252,7 +252,7 @@ fn a_store_from_a_newer_calltap_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     drop(open(dir.path()));
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_sled(&dir.path().join("db")).unwrap();
         let meta = db.open_tree("meta").unwrap();
         meta.insert("schema_version", &(SCHEMA_VERSION + 1).to_be_bytes())
             .unwrap();
@@ -358,7 +358,7 @@ fn a_corrupt_record_is_reported_and_skipped() {
     {
         // `calls`: start time (u64 BE) ++ id -> [format, flags, outcome] ++ the record.
         let key = |start: u64, id: &str| [&start.to_be_bytes()[..], id.as_bytes()].concat();
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = raw_sled(&dir.path().join("db")).unwrap();
         let calls = db.open_tree("calls").unwrap();
         calls
             .insert(key(200, "c2"), &b"\x01\x01\x00{\"id\": \"c2\", trunc"[..])
@@ -410,4 +410,18 @@ fn a_record_that_would_not_read_back_is_refused() {
         Err(StoreError::InvalidRecord { .. })
     ));
     assert_eq!(store.count_calls().unwrap(), 0);
+}
+
+/// sled itself, under a store just dropped: its flusher thread lets go of sled's lock
+/// when it next wakes (Store::open waits the same way).
+fn raw_sled(path: &std::path::Path) -> sled::Result<sled::Db> {
+    for _ in 0..150 {
+        match sled::open(path) {
+            Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            result => return result,
+        }
+    }
+    sled::open(path)
 }

@@ -1,8 +1,9 @@
-//! Sources of timestamped frames: capture files today, a live interface later.
+//! Sources of timestamped frames: capture files, and live Linux interfaces.
 
 use std::time::Duration;
 
 pub mod file;
+pub mod live;
 
 /// Capture time: nanoseconds since the Unix epoch, as stamped by the capturing host.
 ///

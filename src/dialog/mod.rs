@@ -149,6 +149,12 @@ pub enum DialogEvent {
     },
     /// The call was answered; the facts so far (recording starts here).
     Answered(Box<FinishedDialog>),
+    /// The dialog ended (BYE, timeout): reported at once, while the full record waits
+    /// out [`LINGER`], so the recording stops growing at the hang-up.
+    HungUp {
+        id: String,
+        at: Timestamp,
+    },
     Ended(Box<FinishedDialog>),
     Registered(Registration),
 }
@@ -883,6 +889,10 @@ impl DialogTable {
         let facts = &mut d.facts;
         facts.end_time = at.max(facts.invite_time);
         facts.end_reason = reason;
+        self.events.push_back(DialogEvent::HungUp {
+            id: facts.record_id.clone(),
+            at: facts.end_time,
+        });
         if facts.to_tag.is_empty() {
             if let Some(tag) = d.early_tags.last() {
                 facts.to_tag = tag.to_string();

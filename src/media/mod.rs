@@ -236,6 +236,9 @@ struct CallMedia {
     learned: Vec<SocketAddr>,
     answered: Option<(Timestamp, Party)>,
     recorder: Option<Recorder>,
+    /// When the dialog ended: the recording is written no further than this while the
+    /// record lingers (32 s of silence per call otherwise, 4x a short call's audio).
+    hung_up: Option<Timestamp>,
     /// A recording the audio gate stopped before the end of the call.
     stopped: Option<Stopped>,
     no_recording: Option<String>,
@@ -374,6 +377,7 @@ impl MediaTable {
             learned: Vec::new(),
             answered: None,
             recorder: None,
+            hung_up: None,
             stopped: None,
             no_recording: None,
             last_media: None,
@@ -633,7 +637,7 @@ impl MediaTable {
         };
         if let Some(r) = c.recorder.as_mut() {
             // First move the window to now, so a packet after a quiet spell has room.
-            r.advance(d.time);
+            r.advance(c.hung_up.map_or(d.time, |end| d.time.min(end)));
         }
         let mut out = Out {
             rec: c.recorder.as_mut(),
@@ -643,6 +647,15 @@ impl MediaTable {
             dtmf: &mut c.dtmf,
         };
         c.streams[sender].packet(&p, kind, clock, d.time, &mut out);
+    }
+
+    /// The dialog ended at `time` (its record comes later): the recording stops moving.
+    pub fn hung_up(&mut self, call: &str, time: Timestamp) {
+        if let Some(&slot) = self.by_id.get(call) {
+            if let Some(c) = self.calls[slot as usize].as_mut() {
+                c.hung_up = Some(time);
+            }
+        }
     }
 
     /// The call ended at `time`: the WAV is completed to exactly answer..end, renamed to
@@ -821,7 +834,7 @@ impl MediaTable {
                 stop_recorder(c, &mut self.stats);
             }
             if let Some(r) = c.recorder.as_mut() {
-                r.advance(now);
+                r.advance(c.hung_up.map_or(now, |end| now.min(end)));
             }
             let last = c.last_media.map_or(answer, |t| t.max(answer));
             let limit = if c.sides.iter().any(|s| s.hold) {

@@ -150,22 +150,18 @@ impl Store {
         let lock = lock(dir)?;
 
         let db_path = dir.join("db");
-        let db = sled::Config::new()
-            .path(&db_path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| match source {
-                // sled's own lock (another program on `db/` without our lock file).
-                sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
-                    StoreError::Locked {
-                        path: dir.to_owned(),
-                    }
+        let db = open_sled(&db_path).map_err(|source| match source {
+            // sled's own lock (another program on `db/` without our lock file).
+            sled::Error::Io(e) if e.to_string().contains("could not acquire lock") => {
+                StoreError::Locked {
+                    path: dir.to_owned(),
                 }
-                source => StoreError::Open {
-                    path: db_path.clone(),
-                    source,
-                },
-            })?;
+            }
+            source => StoreError::Open {
+                path: db_path.clone(),
+                source,
+            },
+        })?;
         let tree = |name: &'static str| db.open_tree(name).map_err(StoreError::db(name));
         let store = Store {
             calls: tree("calls")?,
@@ -862,6 +858,32 @@ impl Iterator for Calls {
                     return Some(Err(e));
                 }
             }
+        }
+    }
+}
+
+/// How long sled's own lock may stay held once our lock file is ours: a store dropped
+/// in this process releases the lock only when sled's flusher thread next wakes (every
+/// 500 ms by default), seen as a failed reopen right after a drop under load.
+const SLED_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Opens sled, waiting out a closing predecessor: with `calltap.lock` held, whoever
+/// still holds sled's lock is a store of this process on its way out.
+fn open_sled(db_path: &Path) -> sled::Result<sled::Db> {
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new()
+            .path(db_path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && started.elapsed() < SLED_LOCK_GRACE =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
         }
     }
 }
