@@ -59,8 +59,8 @@ struct Scenario {
     outgoing: bool,
 }
 
-/// Scenario n (from 1) uses client +1555000100n, operator extension 20n, and the
-/// addresses 127.a.b.(2n) and 127.a.b.(2n+1).
+/// Scenario n (from 1) uses the client number and operator extension `Plan` gives it,
+/// and the addresses 127.a.b.(2n) and 127.a.b.(2n+1).
 const SCENARIOS: [Scenario; 8] = [
     Scenario {
         name: "client hangs up (awaited while run runs)",
@@ -104,12 +104,6 @@ const SCENARIOS: [Scenario; 8] = [
     },
 ];
 
-fn client_number(n: usize) -> String {
-    format!("+1555000100{n}")
-}
-fn extension(n: usize) -> String {
-    format!("20{n}")
-}
 /// Tones 100 Hz apart, no two alike, so a swapped channel or a swapped recording shows.
 fn client_tone(n: usize) -> f64 {
     250.0 + 100.0 * n as f64
@@ -118,11 +112,15 @@ fn operator_tone(n: usize) -> f64 {
     1150.0 + 100.0 * n as f64
 }
 
-/// Addresses and ports of this run, apart from any other test on the machine.
+/// Addresses, ports and numbers of this run, apart from any other test on the machine:
+/// `run` captures all of lo, where other tests (or another run of this one) may be
+/// calling at the same time, and calltap finds SIP on any port.
 struct Plan {
     net: (u8, u8),
     sip_port: u16,
     base: u16,
+    /// Three digits in this run's client numbers and extensions.
+    tag: u32,
 }
 
 impl Plan {
@@ -138,7 +136,19 @@ impl Plan {
             net: (100 + ((seed >> 8) % 100) as u8, ((seed >> 16) % 256) as u8),
             sip_port: base,
             base,
+            tag: 100 + (seed >> 20) % 900,
         }
+    }
+    fn client_number(&self, n: usize) -> String {
+        format!("+1555{}{n:04}", self.tag)
+    }
+    fn extension(&self, n: usize) -> String {
+        format!("{}{n}", self.tag)
+    }
+    fn operator_ids(&self) -> Vec<String> {
+        (1..=SCENARIOS.len())
+            .map(|n| format!("op-{}", self.extension(n)))
+            .collect()
     }
     fn ip(&self, last: usize) -> Ipv4Addr {
         Ipv4Addr::new(127, self.net.0, self.net.1, last as u8)
@@ -247,7 +257,7 @@ fn config_toml(plan: &Plan) -> String {
     for n in 1..=SCENARIOS.len() {
         s += &format!(
             "\n[[operators]]\nid = \"op-{ext}\"\nname = \"Operator {ext}\"\nextension = \"{ext}\"\n",
-            ext = extension(n)
+            ext = plan.extension(n)
         );
     }
     s
@@ -325,12 +335,13 @@ impl Http {
         }
     }
 
-    fn calls(&self, base: &str, from: u64, to: u64) -> Vec<Value> {
+    /// POST /calls for a window and these operators.
+    fn calls(&self, base: &str, from: u64, to: u64, operators: &[String]) -> Vec<Value> {
         let (status, body) = self.send(
             reqwest::Method::POST,
             &format!("{base}/calls"),
             true,
-            Some(&json!({"startTime": from, "stopTime": to})),
+            Some(&json!({"startTime": from, "stopTime": to, "operators": operators})),
         );
         assert_eq!(status, 200, "POST /calls: {}", text(&body));
         let v: Value = serde_json::from_slice(&body).expect("JSON");
@@ -414,14 +425,14 @@ fn phones(plan: &Plan, baresip: &baresip::Install, n: usize) -> (PhoneConfig, Ph
         phone(
             2 * n,
             format!("client{n}"),
-            client_number(n),
+            plan.client_number(n),
             Some(format!("Client {n}")),
             client_tone(n),
         ),
         phone(
             2 * n + 1,
             format!("operator{n}"),
-            extension(n),
+            plan.extension(n),
             None,
             operator_tone(n),
         ),
@@ -511,17 +522,24 @@ fn check_recording(http: &Http, base: &str, id: &str, n: usize, talk: f64) {
 }
 
 /// The contract's object a scenario must produce, but for the times measured.
-fn expected_record(n: usize, s: &Scenario, id: &str, start: u64, duration: u64) -> Value {
+fn expected_record(
+    plan: &Plan,
+    n: usize,
+    s: &Scenario,
+    id: &str,
+    start: u64,
+    duration: u64,
+) -> Value {
     let mut v = json!({
         "id": id,
-        "clientNumber": client_number(n),
+        "clientNumber": plan.client_number(n),
         "direction": if s.outgoing { "outgoing" } else { "incoming" },
         "duration": duration,
         "startTime": start,
         "endTime": start + duration,
-        "operatorId": format!("op-{}", extension(n)),
-        "operatorName": format!("Operator {}", extension(n)),
-        "operatorNumber": extension(n),
+        "operatorId": format!("op-{}", plan.extension(n)),
+        "operatorName": format!("Operator {}", plan.extension(n)),
+        "operatorNumber": plan.extension(n),
         "whoHungUp": match (s.script, s.outgoing) {
             (Script::InProgress, _) => "system",
             (Script::CallerHangsUp(_), false) | (Script::CalleeHangsUp(_), true) => "client",
@@ -535,8 +553,8 @@ fn expected_record(n: usize, s: &Scenario, id: &str, start: u64, duration: u64) 
     v
 }
 
-/// `calltap calls --all --json`, keyed by client number.
-fn stored_calls(config: &Path, data: &Path) -> BTreeMap<String, Value> {
+/// `calltap calls --all --json`: this run's calls, keyed by client number (each once).
+fn stored_calls(plan: &Plan, config: &Path, data: &Path) -> BTreeMap<String, Value> {
     let out = calltap()
         .args(["calls", "--all", "--json", "--config"])
         .arg(config)
@@ -545,17 +563,21 @@ fn stored_calls(config: &Path, data: &Path) -> BTreeMap<String, Value> {
         .output()
         .expect("calltap calls");
     let json: Value = serde_json::from_str(&ok(out, "calls --all --json")).expect("JSON");
-    json["calls"]
-        .as_array()
-        .expect("calls")
-        .iter()
-        .map(|c| {
-            (
-                c["clientNumber"].as_str().unwrap_or_default().to_string(),
-                c.clone(),
-            )
-        })
-        .collect()
+    let ours: Vec<String> = (1..=SCENARIOS.len())
+        .map(|n| plan.client_number(n))
+        .collect();
+    let mut calls = BTreeMap::new();
+    for c in json["calls"].as_array().expect("calls") {
+        let number = c["clientNumber"].as_str().unwrap_or_default();
+        if ours.iter().any(|o| o == number) {
+            let before = calls.insert(number.to_string(), c.clone());
+            assert!(
+                before.is_none(),
+                "two records for {number}: {before:?} and {c}"
+            );
+        }
+    }
+    calls
 }
 
 /// tcpdump writing everything on this run's loopback net to a file.
@@ -636,10 +658,10 @@ fn baresip_calls_through_calltap_run() {
     let from = unix_now() - 1;
     let plan = Plan::new();
     let dir = tempfile::tempdir().expect("temp dir");
-    let dir = Box::leak(Box::new(dir));
     let config = dir.path().join("calltap.toml");
     std::fs::write(&config, config_toml(&plan)).expect("config written");
     let data = dir.path().join("data");
+    let operators = plan.operator_ids();
     let http = Http::new();
     println!(
         "{}; phones on 127.{}.{}.x, SIP port {}",
@@ -651,25 +673,20 @@ fn baresip_calls_through_calltap_run() {
         println!("notice: tcpdump unavailable; the replay comparison is skipped");
     }
     let run_base = format!("http://127.0.0.1:{}", plan.run_api());
-    // Until `calltap run` exists, the capture is tcpdump's, replayed afterwards.
-    let live = calltap()
-        .args(["run", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    let mut run = live.then(|| {
-        let mut run = calltap()
+    let run_log = dir.path().join("run.log");
+    let mut run = Guard(
+        calltap()
             .args(["run", "--config"])
             .arg(&config)
             .arg("--data")
             .arg(&data)
             .args(["--listen", &format!("127.0.0.1:{}", plan.run_api())])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&run_log).expect("run.log"))
             .spawn()
-            .expect("calltap run starts");
-        http.wait_healthy(&run_base, &mut run);
-        Guard(run)
-    });
+            .expect("calltap run starts"),
+    );
+    http.wait_healthy(&run_base, &mut run.0);
 
     // Every phone of every scenario, started in parallel (each takes ~50 ms to start).
     let pairs: Vec<(Phone, Phone)> = thread::scope(|scope| {
@@ -720,18 +737,22 @@ fn baresip_calls_through_calltap_run() {
         drop(tx);
         for (i, result) in rx.iter() {
             seen[i] = result.unwrap_or_else(|e| panic!("{e}"));
-            if i != 0 || !live {
+            if i != 0 {
                 continue;
             }
             let (bye, _) = seen[0].ended.expect("scenario 1 hung up");
             let found = loop {
-                let calls = http.calls(&run_base, from, unix_now() + 60);
-                if let Some(c) = calls.iter().find(|c| c["clientNumber"] == client_number(1)) {
+                let calls = http.calls(&run_base, from, unix_now() + 60, &operators);
+                if let Some(c) = calls
+                    .iter()
+                    .find(|c| c["clientNumber"] == plan.client_number(1))
+                {
                     break c.clone();
                 }
                 assert!(
                     bye.elapsed() < LINGER_WAIT,
-                    "no record for call 1 {LINGER_WAIT:?} after its BYE"
+                    "no record for call 1 {LINGER_WAIT:?} after its BYE; run's log:\n{}",
+                    std::fs::read_to_string(&run_log).unwrap_or_default()
                 );
                 thread::sleep(Duration::from_millis(250));
             };
@@ -739,37 +760,24 @@ fn baresip_calls_through_calltap_run() {
             served_live = Some(found);
         }
     });
-    if live {
-        println!(
-            "call 1 served by run {:.1} s after its BYE",
-            linger.as_secs_f64()
-        );
-    }
+    println!(
+        "call 1 served by run {:.1} s after its BYE",
+        linger.as_secs_f64()
+    );
 
     let stopped_at = Instant::now();
-    if let Some(Guard(run)) = run.as_mut() {
-        sigterm(run);
-        let took = wait_exit(run, SHUTDOWN_LIMIT).unwrap_or_else(|e| panic!("calltap run: {e}"));
-        println!(
-            "calltap run stopped {:.2} s after SIGTERM",
-            took.as_secs_f64()
-        );
-    }
+    sigterm(&run.0);
+    let took = wait_exit(&mut run.0, SHUTDOWN_LIMIT).unwrap_or_else(|e| {
+        panic!(
+            "calltap run: {e}; its log:\n{}",
+            std::fs::read_to_string(&run_log).unwrap_or_default()
+        )
+    });
+    println!(
+        "calltap run stopped {:.2} s after SIGTERM",
+        took.as_secs_f64()
+    );
     let pcap = tcpdump.map(Tcpdump::stop);
-    if !live {
-        let pcap = pcap.as_ref().expect("no run: tcpdump needed");
-        ok(
-            calltap()
-                .args(["replay", "-q", "--config"])
-                .arg(&config)
-                .arg("--data")
-                .arg(&data)
-                .arg(pcap)
-                .output()
-                .expect("calltap replay"),
-            "replay",
-        );
-    }
     drop(pairs);
 
     // Talk time as the phones saw it; the call left running ends at SIGTERM.
@@ -780,11 +788,11 @@ fn baresip_calls_through_calltap_run() {
     };
 
     // Outcomes of every attempt, answered or not.
-    let stored = stored_calls(&config, &data);
+    let stored = stored_calls(&plan, &config, &data);
     for (i, s) in SCENARIOS.iter().enumerate() {
         let n = i + 1;
         let call = stored
-            .get(&client_number(n))
+            .get(&plan.client_number(n))
             .unwrap_or_else(|| panic!("{}: not stored: {stored:?}", s.name));
         let (outcome, exported) = match s.script {
             Script::Cancelled => ("cancelled", false),
@@ -821,13 +829,16 @@ fn baresip_calls_through_calltap_run() {
     let mut serve = Guard(serve);
     http.wait_healthy(&serve_base, &mut serve.0);
     let to = unix_now() + 60;
-    let served = http.calls(&serve_base, from, to);
+    // This run's operators: other tests may be calling on lo meanwhile.
+    let served = http.calls(&serve_base, from, to, &operators);
     let mut answered = Vec::new();
     for (i, s) in SCENARIOS.iter().enumerate() {
         let n = i + 1;
         let Some(talk) = talk(i) else {
             assert!(
-                !served.iter().any(|c| c["clientNumber"] == client_number(n)),
+                !served
+                    .iter()
+                    .any(|c| c["clientNumber"] == plan.client_number(n)),
                 "{}: not a conversation, yet served: {served:?}",
                 s.name
             );
@@ -835,15 +846,15 @@ fn baresip_calls_through_calltap_run() {
         };
         let got = served
             .iter()
-            .find(|c| c["clientNumber"] == client_number(n))
+            .find(|c| c["clientNumber"] == plan.client_number(n))
             .unwrap_or_else(|| panic!("{}: not served: {served:?}", s.name));
         let id = got["id"].as_str().expect("id");
-        assert_eq!(id, stored[&client_number(n)]["id"], "{}", s.name);
+        assert_eq!(id, stored[&plan.client_number(n)]["id"], "{}", s.name);
         let start = got["startTime"].as_u64().expect("startTime");
         let duration = got["duration"].as_u64().expect("duration");
         assert_eq!(
             got,
-            &expected_record(n, s, id, start, duration),
+            &expected_record(&plan, n, s, id, start, duration),
             "{}",
             s.name
         );
@@ -860,8 +871,12 @@ fn baresip_calls_through_calltap_run() {
             "{}: duration {duration}, talk {talk:.2} s",
             s.name
         );
-        if let Some(live) = served_live.as_ref().filter(|_| n == 1) {
-            assert_eq!(live, got, "call 1 while run ran, and after");
+        if n == 1 {
+            assert_eq!(
+                served_live.as_ref(),
+                Some(got),
+                "call 1 while run ran, and after"
+            );
         }
         check_recording(&http, &serve_base, id, n, talk);
         answered.push(n);
@@ -890,7 +905,7 @@ fn baresip_calls_through_calltap_run() {
 
     // The same traffic from a file: the same records (the call cut by SIGTERM aside,
     // which a file ends elsewhere).
-    if let Some(pcap) = pcap.filter(|_| live) {
+    if let Some(pcap) = pcap {
         let replayed = dir.path().join("replayed");
         ok(
             calltap()
@@ -903,12 +918,12 @@ fn baresip_calls_through_calltap_run() {
                 .expect("calltap replay"),
             "replay",
         );
-        let again = stored_calls(&config, &replayed);
+        let again = stored_calls(&plan, &config, &replayed);
         for (i, s) in SCENARIOS.iter().enumerate() {
             if s.script == Script::InProgress {
                 continue;
             }
-            let key = client_number(i + 1);
+            let key = plan.client_number(i + 1);
             let strip = |c: &Value| {
                 let mut c = c.clone();
                 if let Some(o) = c.as_object_mut() {
