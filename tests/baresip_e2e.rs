@@ -8,6 +8,8 @@
 //! seconds: one record is awaited while `run` is still running (the linger), the rest are
 //! flushed by SIGTERM and read back through `calltap serve` on the same store. tcpdump, when
 //! present, records the same traffic, and replaying it must give the same records.
+//! Each run takes its own addresses, ports, numbers and extensions, and asks the API for
+//! its own operators: other tests may be calling on lo at the same time.
 //!
 //! Needs baresip (Debian: baresip-core) and AF_PACKET (root or CAP_NET_RAW); skipped with
 //! a notice otherwise.
@@ -914,13 +916,15 @@ fn baresip_calls_through_calltap_run() {
     assert_eq!(served.len(), answered.len(), "{served:?}");
 
     let checker = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/importer-check");
-    if checker.exists() {
-        let out = Command::new("python3")
-            .arg(&checker)
-            .args(["--url", &serve_base, "--key", KEY])
-            .args(["--from", &from.to_string(), "--to", &to.to_string()])
-            .output()
-            .expect("python3 runs");
+    // Against serve, not run: on a live run other tests' calls could enter the window
+    // between two of its requests and fail its "same window, same calls" check.
+    let mut walk = Command::new("python3");
+    walk.arg(&checker)
+        .args(["--url", &serve_base, "--key", KEY])
+        .args(["--from", &from.to_string(), "--to", &to.to_string()]);
+    if !checker.exists() {
+        println!("notice: ../shared/tools/importer-check absent; importer walk skipped");
+    } else if let Ok(out) = walk.output() {
         assert!(
             out.status.success(),
             "importer-check:\n{}{}",
@@ -928,7 +932,7 @@ fn baresip_calls_through_calltap_run() {
             text(&out.stderr)
         );
     } else {
-        println!("notice: ../shared/tools/importer-check absent; importer walk skipped");
+        println!("notice: python3 unavailable; importer walk skipped");
     }
     sigterm(&serve.0);
     wait_exit(&mut serve.0, SHUTDOWN_LIMIT).unwrap_or_else(|e| panic!("calltap serve: {e}"));
