@@ -3,9 +3,9 @@
 //! through its ctrl_tcp module (netstring-framed JSON commands, call events back).
 //!
 //! Written against baresip 1.0.0 (Debian bookworm's baresip-core). Its stdio module
-//! needs a terminal on stdin, so commands go over ctrl_tcp, which also reports the call
-//! events the scenarios wait on (CALL_INCOMING, CALL_RINGING, CALL_ESTABLISHED,
-//! CALL_CLOSED).
+//! does not load on a stdin of /dev/null (epoll refuses the descriptor) and reports calls
+//! as free text, so commands go over ctrl_tcp, which also sends the call events the
+//! scenarios wait on as JSON (CALL_INCOMING, CALL_RINGING, CALL_ESTABLISHED, CALL_CLOSED).
 
 use std::fmt::Write as _;
 use std::io::{BufReader, Read, Write};
