@@ -61,6 +61,29 @@ def frames(path):
             pos += blen
 
 
+def ring_block(ethernet_frames, cooked):
+    """A retired TPACKET_V3 block as the kernel lays it out (x86-64): the block header,
+    then per packet a tpacket3_hdr, a sockaddr_ll and the frame at tp_mac, chained by
+    tp_next_offset. Cooked blocks carry the frame without its Ethernet header."""
+    mac, packets = 96, []
+    for f in ethernet_frames:
+        data = f[14:] if cooked else f
+        head = bytearray(mac)
+        struct.pack_into("<IIIII", head, 0, 0, 1772600000, 5000, len(data), len(data))
+        struct.pack_into("<H", head, 24, mac)
+        # sockaddr_ll: AF_PACKET, ETH_P_IP, ifindex 1, ARPHRD_ETHER, PACKET_HOST, halen 6.
+        struct.pack_into("<HHiHBB", head, 48, 17, 0x0008, 1, 1, 0, 6)
+        p = bytes(head) + data
+        packets.append(p + b"\0" * (-len(p) % 16))
+    body = b"".join(
+        struct.pack("<I", len(p) if i + 1 < len(packets) else 0) + p[4:] for i, p in enumerate(packets)
+    )
+    first = 48
+    head = bytearray(first)
+    struct.pack_into("<IIIII", head, 0, 3, 0, 1, len(packets), first)
+    return bytes(head) + body
+
+
 def frame_record(link, data, step=1):
     nibble = LINKS.index(link) if link in LINKS else 8
     data = data[:65535]
@@ -122,6 +145,11 @@ def main():
                     group, seeds = [], seeds + 1
         if group:
             corpus.add("frame_decoder", b"".join(group))
+        ethernet = [d for link, d in frames(path) if link == 1][:6]
+        if ethernet:
+            # The first byte picks the socket kind: 0 raw, 1 cooked.
+            corpus.add("live_block", b"\x00" + ring_block(ethernet, cooked=False))
+            corpus.add("live_block", b"\x01" + ring_block(ethernet, cooked=True))
         sip_messages += found[:200]
     torture = args.shared / "sip-torture"
     if torture.is_dir():

@@ -639,6 +639,37 @@ impl LiveCapture {
     }
 }
 
+/// A retired ring block of arbitrary bytes through the same walk, loopback rule and
+/// pre-filter as a live one: for the fuzzer (fuzz/fuzz_targets/live_block.rs), since the
+/// walk trusts nothing the kernel wrote. Returns false when the block was refused as
+/// damaged (the frames before the damage were handed on).
+#[doc(hidden)]
+pub fn walk_block_untrusted(
+    block: &mut [u8],
+    cooked: bool,
+    filter: &PreFilter,
+    on_frame: &mut dyn FnMut(&Frame<'_>),
+) -> bool {
+    let link = if cooked {
+        LinkType::LinuxSll
+    } else {
+        LinkType::Ethernet
+    };
+    block::walk(block, cooked, &mut |p| {
+        let loopback_copy =
+            p.direction == libc::PACKET_OUTGOING && p.hardware_type == libc::ARPHRD_LOOPBACK;
+        if !loopback_copy && filter.wants(link, p.data) {
+            on_frame(&Frame {
+                time: p.time,
+                link,
+                data: p.data,
+                orig_len: p.orig_len,
+            });
+        }
+    })
+    .is_ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
