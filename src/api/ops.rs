@@ -249,12 +249,14 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
 /// `GET /status` (behind the key): store, calls, configuration at a glance, and the
 /// capture slot.
 pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let (counts, db_bytes, recordings_bytes) = state
+    // The recordings' running totals, not a walk of the folder: 14 µs against 206 ms on
+    // 100 k recordings (benches/retention.rs).
+    let (counts, db_bytes, recordings) = state
         .blocking(|store| {
             Ok((
                 store.counts()?,
                 store.size_on_disk()?,
-                store.recordings_size()?,
+                store.recordings_totals()?,
             ))
         })
         .await?;
@@ -275,7 +277,8 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Value>,
         "store": {
             "path": store.path().display().to_string(),
             "databaseBytes": db_bytes,
-            "recordingsBytes": recordings_bytes,
+            "recordings": recordings.count,
+            "recordingsBytes": recordings.bytes,
             "corruptValues": store.corrupt_seen(),
         },
         "calls": {
