@@ -118,3 +118,43 @@ fn a_crash_during_a_call_is_finalised_on_restart() {
     assert_eq!(ingest.summary().duplicates, 1);
     assert_eq!(store.all_calls().count(), 7);
 }
+
+/// A recording stops growing at the hang-up: the record waits out the dialog layer's
+/// 32 s linger, but the WAV is not padded with silence meanwhile (a 7 s call's part file
+/// once grew to 1.93 MB before being cut to its 224 kB).
+#[test]
+fn a_recording_stops_growing_at_the_hang_up() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let recordings = dir.path().join("recordings");
+    std::fs::create_dir_all(&recordings).expect("folder");
+    let mut engine = Engine::with_recordings(&Config::default(), recordings.clone());
+    // One call of about 5 s, BYE included.
+    let spec = calltap::pcapgen::load::LoadSpec::concurrent(1, 5);
+    let mut last = spec.start;
+    spec.generate(|p| {
+        last = p.time;
+        engine.frame(&calltap::capture::Frame {
+            time: p.time,
+            link: calltap::capture::LinkType::RawIp,
+            data: &p.data,
+            orig_len: p.data.len() as u32,
+        });
+        Ok(())
+    })
+    .expect("generated");
+    // 20 s on: the dialog still lingers, its recording must not have moved.
+    engine.tick(last.saturating_add(std::time::Duration::from_secs(20)));
+    let parts: Vec<u64> = std::fs::read_dir(&recordings)
+        .expect("recordings")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".wav.part"))
+        .map(|e| e.metadata().map_or(0, |m| m.len()))
+        .collect();
+    assert_eq!(parts.len(), 1, "the call's recording is still open");
+    // 5 s x 8000 frames x 4 bytes, plus the header and one write batch.
+    assert!(
+        parts[0] <= 5 * 8000 * 4 + 44 + 16 * 1024,
+        "{} bytes",
+        parts[0]
+    );
+}
