@@ -4,7 +4,6 @@
 //! endpoint with key rotation, recording links (full, Range, forged, expired), every bad
 //! input, and the shared importer-check tool run against the live server.
 
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
@@ -12,8 +11,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calltap::api::{self, AppState};
-use calltap::call::record::{MediaFacts, RecordingFile, SipFacts};
-use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, WhoHungUp};
+use calltap::call::record::RecordingFile;
+use calltap::call::{CallRecord, Direction, OperatorRef, Outcome, WhoHungUp};
 use calltap::config::Config;
 use calltap::store::{DiscoveredOperator, Store};
 use hmac::{Hmac, Mac};
@@ -44,39 +43,16 @@ fn operator(id: &str, name: &str, number: &str) -> OperatorRef {
     }
 }
 
+#[path = "support/records.rs"]
+mod records;
+
 /// An answered, exported call starting at `T0 + offset`, lasting a minute.
 fn call(id: &str, offset: u64, direction: Direction, op: OperatorRef) -> CallRecord {
-    let start = T0 + offset;
     CallRecord {
-        id: id.into(),
-        outcome: Outcome::Answered,
         direction,
-        exported: true,
-        invite_ns: (start - 5) * 1_000_000_000,
-        answer_ns: Some(start * 1_000_000_000),
-        end_ns: (start + 60) * 1_000_000_000,
-        start_time: start,
-        end_time: start + 60,
-        duration: 60,
-        ring_seconds: 5.0,
         operator: op,
-        client_number: Some("+15557654321".into()),
         client_name: Some("Client One".into()),
-        who_hung_up: WhoHungUp::Client,
-        hung_up_by: None,
-        end_reason: EndReason::Bye,
-        transfer: None,
-        holds: 0,
-        sip: SipFacts {
-            call_id: format!("{id}@pbx"),
-            from_tag: "ft".into(),
-            to_tag: "tt".into(),
-            transport: "udp".into(),
-            ..SipFacts::default()
-        },
-        media: MediaFacts::default(),
-        properties: BTreeMap::new(),
-        conversation: Default::default(),
+        ..records::answered_call(id, T0 + offset)
     }
 }
 

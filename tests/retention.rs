@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use calltap::api::{self, AppState};
-use calltap::call::record::{MediaFacts, RecordingFile, SipFacts};
-use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, WhoHungUp};
+use calltap::call::record::RecordingFile;
+use calltap::call::{CallRecord, EndReason, Outcome, WhoHungUp};
 use calltap::capture::file::CaptureReader;
 use calltap::config::{ByteSize, Config, StoreConfig};
 use calltap::engine::Engine;
@@ -51,46 +51,12 @@ fn write_wav(path: &Path, frames: u32) -> u64 {
     std::fs::metadata(path).expect("the WAV").len()
 }
 
+#[path = "support/records.rs"]
+mod records;
+
 /// An answered, exported call starting `days_ago` before `NOW`.
 fn call(id: &str, days_ago: f64) -> CallRecord {
-    let start = NOW - (days_ago * DAY as f64) as u64;
-    CallRecord {
-        id: id.into(),
-        outcome: Outcome::Answered,
-        direction: Direction::Incoming,
-        exported: true,
-        invite_ns: (start - 5) * 1_000_000_000,
-        answer_ns: Some(start * 1_000_000_000),
-        end_ns: (start + 60) * 1_000_000_000,
-        start_time: start,
-        end_time: start + 60,
-        duration: 60,
-        ring_seconds: 5.0,
-        operator: OperatorRef {
-            id: "op-101".into(),
-            name: "Alice Smith".into(),
-            number: "101".into(),
-            department: None,
-            configured: true,
-        },
-        client_number: Some("+15557654321".into()),
-        client_name: None,
-        who_hung_up: WhoHungUp::Client,
-        hung_up_by: None,
-        end_reason: EndReason::Bye,
-        transfer: None,
-        holds: 0,
-        sip: SipFacts {
-            call_id: format!("{id}@pbx"),
-            from_tag: "ft".into(),
-            to_tag: "tt".into(),
-            transport: "udp".into(),
-            ..SipFacts::default()
-        },
-        media: MediaFacts::default(),
-        properties: BTreeMap::new(),
-        conversation: Default::default(),
-    }
+    records::answered_call(id, NOW - (days_ago * DAY as f64) as u64)
 }
 
 /// `call` with a real WAV of `frames` frames in the store's folder.

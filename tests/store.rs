@@ -5,48 +5,23 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use calltap::call::record::{PropertyValue, SipFacts};
+use calltap::call::record::PropertyValue;
 use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, WhoHungUp};
 use calltap::store::{DiscoveredOperator, Inserted, Store, StoreError, SCHEMA_VERSION};
+
+#[path = "support/records.rs"]
+mod records;
 
 /// An answered, exported incoming call starting at `start` (Unix seconds).
 fn call(id: &str, start: u64) -> CallRecord {
     CallRecord {
-        id: id.into(),
-        outcome: Outcome::Answered,
-        direction: Direction::Incoming,
-        exported: true,
-        invite_ns: (start - 5) * 1_000_000_000,
-        answer_ns: Some(start * 1_000_000_000),
-        end_ns: (start + 60) * 1_000_000_000,
-        start_time: start,
-        end_time: start + 60,
-        duration: 60,
-        ring_seconds: 5.0,
         operator: OperatorRef {
-            id: "op-101".into(),
-            name: "Alice Smith".into(),
-            number: "101".into(),
             department: Some("Sales".into()),
-            configured: true,
+            ..records::alice()
         },
         client_number: Some("+15551234567".into()),
-        client_name: None,
-        who_hung_up: WhoHungUp::Client,
-        hung_up_by: None,
-        end_reason: EndReason::Bye,
-        transfer: None,
-        holds: 0,
-        sip: SipFacts {
-            call_id: format!("{id}@pbx"),
-            from_tag: "ft".into(),
-            to_tag: "tt".into(),
-            transport: "udp".into(),
-            ..SipFacts::default()
-        },
-        media: Default::default(),
         properties: BTreeMap::from([("Quality score".to_owned(), PropertyValue::Number(72.0))]),
-        conversation: Default::default(),
+        ..records::answered_call(id, start)
     }
 }
 
