@@ -445,6 +445,7 @@ fn phones(plan: &Plan, baresip: &baresip::Install, n: usize) -> (PhoneConfig, Ph
             } else {
                 AnswerMode::Auto
             },
+            outbound: None,
         }
     };
     (

@@ -93,6 +93,9 @@ pub struct PhoneConfig {
     /// (AUDIO_ERROR "end of file", then BYE), so it must outlast the call.
     pub tone_secs: u32,
     pub answer: AnswerMode,
+    /// An outbound proxy ("sip:127.0.0.1:5060;lr"): every request of the account,
+    /// INVITE included, goes there with it as a pre-loaded Route.
+    pub outbound: Option<String>,
 }
 
 impl PhoneConfig {
@@ -183,8 +186,13 @@ fn account_text(c: &PhoneConfig) -> String {
         AnswerMode::Auto => "auto",
         AnswerMode::Manual => "manual",
     };
+    let outbound = c
+        .outbound
+        .as_ref()
+        .map(|o| format!(";outbound=\"{o}\""))
+        .unwrap_or_default();
     format!(
-        "{display}<sip:{}@{}>;regint=0;answermode={mode};audio_codecs=PCMU,PCMA\n",
+        "{display}<sip:{}@{}>;regint=0;answermode={mode};audio_codecs=PCMU,PCMA{outbound}\n",
         c.user, c.ip
     )
 }
