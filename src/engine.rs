@@ -61,6 +61,10 @@ pub enum EngineEvent {
     /// A call was answered: its record so far (ending at the answer), kept while the
     /// call is in progress so a crash can finalise it.
     Answered(Box<CallRecord>),
+    /// An answered call hung up: its record as of the hang-up (who, when, why), kept in
+    /// place of the answered one while the dialog lingers, so a crash then still
+    /// finalises it with the right party.
+    HungUp(Box<CallRecord>),
     /// A dialog ended: its record, to be stored.
     Call(Box<CallRecord>),
     /// An internal party not in the configuration (from a call or a REGISTER), and
@@ -282,7 +286,11 @@ impl Engine {
                     self.events
                         .push_back(EngineEvent::Answered(Box::new(record)));
                 }
-                DialogEvent::HungUp { id, at } => self.media.hung_up(&id, at),
+                DialogEvent::HungUp(d) => {
+                    self.media.hung_up(&d.record_id, d.end_time);
+                    let (record, _) = self.classifier.classify(&d);
+                    self.events.push_back(EngineEvent::HungUp(Box::new(record)));
+                }
                 DialogEvent::Ended(d) => {
                     let summary = self.media.ended(&d.record_id, d.end_time);
                     let (mut record, discovered) = self.classifier.classify(&d);

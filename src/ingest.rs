@@ -86,7 +86,7 @@ impl<'s> Ingest<'s> {
     fn drain(&mut self) {
         while let Some(event) = self.engine.poll() {
             match event {
-                EngineEvent::Answered(record) => {
+                EngineEvent::Answered(record) | EngineEvent::HungUp(record) => {
                     // Kept until the call's record is stored (which removes it), so a
                     // crash in between is finalised on restart.
                     let state = serde_json::to_vec(&*record).unwrap_or_default();
@@ -177,8 +177,9 @@ impl FrameSink for Ingest<'_> {
 }
 
 /// Finalises the calls a crash (or SIGKILL) left in progress: the recording on disk is
-/// repaired to the audio that reached it, and the call ends there with whoHungUp
-/// "system" (DESIGN.md, "Nothing is lost"). Returns how many calls were finalised.
+/// repaired to the audio that reached it, and a call still talking ends there with
+/// whoHungUp "system" (DESIGN.md, "Nothing is lost"); a call that had hung up keeps its
+/// hang-up. Returns how many calls were finalised.
 pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
     let mut recovered = 0;
     for (id, state) in store.in_progress()? {
@@ -211,13 +212,18 @@ pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
         } else if record.media.no_recording_reason.is_none() {
             record.media.no_recording_reason = Some("interrupted before any audio".into());
         }
-        let answer = record.answer_ns.unwrap_or(record.invite_ns);
-        record.end_ns = answer + talk_ms * 1_000_000;
-        record.duration = (talk_ms + 500) / 1000;
-        record.end_time = record.start_time + record.duration;
-        record.who_hung_up = WhoHungUp::System;
-        record.hung_up_by = None;
-        record.end_reason = EndReason::Shutdown;
+        // A state saved at the hang-up (its record lingered for late NOTIFYs when the
+        // crash came) keeps who hung up, when and why; one saved at the answer ends
+        // where the audio on disk ends, by the system.
+        if record.end_reason == EndReason::EndOfCapture {
+            let answer = record.answer_ns.unwrap_or(record.invite_ns);
+            record.end_ns = answer + talk_ms * 1_000_000;
+            record.duration = (talk_ms + 500) / 1000;
+            record.end_time = record.start_time + record.duration;
+            record.who_hung_up = WhoHungUp::System;
+            record.hung_up_by = None;
+            record.end_reason = EndReason::Shutdown;
+        }
         store.put_call(&record)?;
         store.remove_in_progress(&id)?;
         recovered += 1;

@@ -488,3 +488,55 @@ fn no_interface_is_a_clear_error() {
         "{err}"
     );
 }
+
+/// SIGKILL after the hang-ups, while the records wait out the 32 s linger: the restart
+/// keeps who hung up (the caller of calls 0 and 2, the callee of call 1) and the BYE.
+#[test]
+fn sigkill_after_the_hang_up_keeps_who_hung_up() {
+    let _lo = LO.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(injector) = capture_allowed() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), "");
+    let run = Run::start(dir.path(), &cfg, &[]);
+    play(&injector, &load(3, 4), None);
+    // The hang-ups reach the store (sled writes out within 500 ms).
+    thread::sleep(Duration::from_millis(1500));
+    assert!(!run.stop(libc::SIGKILL).0.success());
+
+    let run = Run::start(dir.path(), &cfg, &[]);
+    assert!(run.stop(libc::SIGTERM).0.success());
+    let calls = stored(&dir.path().join("data"));
+    assert_eq!(calls.len(), 3, "{calls:#?}");
+    let mut by_party: Vec<(String, String)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["operatorId"].as_str().unwrap_or_default().to_string(),
+                c["whoHungUp"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    by_party.sort();
+    // Phones 2000-2002 call out; even calls are hung up by the caller (the operator).
+    assert_eq!(
+        by_party,
+        [
+            ("2000".to_string(), "operator".to_string()),
+            ("2001".to_string(), "client".to_string()),
+            ("2002".to_string(), "operator".to_string()),
+        ]
+    );
+    for call in &calls {
+        assert_eq!(call["calltap"]["end_reason"], "bye", "{call}");
+        let id = call["id"].as_str().unwrap();
+        let (channels, _, secs) = wav(&dir.path().join(format!("data/recordings/{id}.wav")));
+        assert_eq!(channels, 2);
+        let duration = call["duration"].as_f64().unwrap();
+        assert!(
+            (secs - duration).abs() <= 1.0,
+            "{id}: {secs} s of audio, {duration} s call"
+        );
+    }
+}

@@ -149,12 +149,10 @@ pub enum DialogEvent {
     },
     /// The call was answered; the facts so far (recording starts here).
     Answered(Box<FinishedDialog>),
-    /// The dialog ended (BYE, timeout): reported at once, while the full record waits
-    /// out [`LINGER`], so the recording stops growing at the hang-up.
-    HungUp {
-        id: String,
-        at: Timestamp,
-    },
+    /// An answered dialog ended (BYE, timeout): its facts at that moment, reported at
+    /// once while the full record waits out [`LINGER`], so the recording stops growing
+    /// at the hang-up and a crash in the linger still knows who hung up.
+    HungUp(Box<FinishedDialog>),
     Ended(Box<FinishedDialog>),
     Registered(Registration),
 }
@@ -889,10 +887,10 @@ impl DialogTable {
         let facts = &mut d.facts;
         facts.end_time = at.max(facts.invite_time);
         facts.end_reason = reason;
-        self.events.push_back(DialogEvent::HungUp {
-            id: facts.record_id.clone(),
-            at: facts.end_time,
-        });
+        if facts.answer_time.is_some() {
+            self.events
+                .push_back(DialogEvent::HungUp(Box::new(facts.clone())));
+        }
         if facts.to_tag.is_empty() {
             if let Some(tag) = d.early_tags.last() {
                 facts.to_tag = tag.to_string();
