@@ -14,11 +14,13 @@ use std::hint::black_box;
 fn drain(engine: &mut Engine) {
     while let Some(event) = engine.poll() {
         match event {
-            EngineEvent::Call(record) => {
+            EngineEvent::Answered(record)
+            | EngineEvent::HungUp(record)
+            | EngineEvent::Call(record) => {
                 black_box(&record);
             }
-            EngineEvent::Operator(op) => {
-                black_box(&op);
+            EngineEvent::Operator(op, seen) => {
+                black_box((&op, seen));
             }
         }
     }
