@@ -443,7 +443,11 @@ fn capture_loop(
         match source.poll(POLL_TIMEOUT, &mut |frame| {
             FrameSink::frame(&mut ingest, frame)
         }) {
-            Ok(n) => frames += n as u64,
+            Ok(n) => {
+                frames += n as u64;
+                // Durable before the next poll: a SIGKILL loses at most one poll's calls.
+                ingest.sync();
+            }
             Err(e) => {
                 tracing::error!("capture failed: {e}");
                 break;

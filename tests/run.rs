@@ -501,8 +501,10 @@ fn sigkill_after_the_hang_up_keeps_who_hung_up() {
     let cfg = config(dir.path(), "");
     let run = Run::start(dir.path(), &cfg, &[]);
     play(&injector, &load(3, 4), None);
-    // The hang-ups reach the store (sled writes out within 500 ms).
-    thread::sleep(Duration::from_millis(1500));
+    // The BYEs reach the engine within a ring block timeout and a poll (100 ms each);
+    // the hang-ups are synced to disk after that poll, well before sled's own 500 ms
+    // write-out.
+    thread::sleep(Duration::from_millis(400));
     assert!(!run.stop(libc::SIGKILL).0.success());
 
     let run = Run::start(dir.path(), &cfg, &[]);
