@@ -52,7 +52,7 @@ pub const ANY: &str = "any";
 /// 256 blocks of a 64 MiB ring at 100 ms each ride out a 25 s stall of the consumer.
 const BLOCK_SIZE: usize = 256 << 10;
 
-/// Default ring per interface: 64 MiB. A G.711 RTP packet takes about 320 bytes of ring
+/// Default ring per interface (`[capture] ring_size`): 64 MiB. A G.711 RTP packet takes about 320 bytes of ring
 /// (214 on the wire plus the frame header and alignment), so 64 MiB holds about 200,000
 /// packets: 2 s of 100,000 packets/s, which is 1,000 concurrent calls both ways at
 /// 50 packets/s, while the engine is busy (a store flush, a burst of call ends).
@@ -96,7 +96,7 @@ impl LiveOptions {
             promiscuous: capture.promiscuous,
             sip_ports: capture.sip_ports.clone(),
             rtp_ports: capture.rtp_ports,
-            ring_bytes: DEFAULT_RING_BYTES,
+            ring_bytes: capture.ring_size.as_usize(),
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
         }
@@ -699,9 +699,25 @@ mod tests {
         assert!(o.promiscuous);
         assert_eq!(o.sip_ports, [5080]);
         assert_eq!(o.rtp_ports, PortRange::new(10_000, 20_000));
-        assert_eq!(o.ring_bytes, 64 << 20);
+        assert_eq!(
+            o.ring_bytes, DEFAULT_RING_BYTES,
+            "[capture] ring_size's default"
+        );
         let shape = o.check().expect("defaults are valid");
         assert_eq!(shape.block_count * shape.block_size, 64 << 20);
+    }
+
+    #[test]
+    fn the_ring_size_comes_from_the_configuration() {
+        let config = Config::from_toml(
+            "[capture]\ninterfaces = [\"lo\"]\nring_size = \"256MiB\"\n",
+            "test",
+        )
+        .expect("valid");
+        let o = LiveOptions::from_config(&config);
+        assert_eq!(o.ring_bytes, 256 << 20);
+        let shape = o.check().expect("valid");
+        assert_eq!(shape.block_count * shape.block_size, 256 << 20);
     }
 
     #[test]
