@@ -16,6 +16,8 @@
 
 #[path = "support/baresip.rs"]
 mod baresip;
+#[path = "support/e2e.rs"]
+mod e2e;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -27,10 +29,10 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use baresip::{AnswerMode, Event, Phone, PhoneConfig};
+use e2e::{af_packet_allowed, sigterm, tone_power, wait_exit, Guard, RATE};
 use serde_json::{json, Value};
 
 const KEY: &str = "baresip-e2e-key";
-const RATE: u32 = 8000;
 /// The dialog layer keeps an ended call 32 s (64 x T1) for late requests; the record
 /// of a call that ended while `run` runs is served after that, plus a tick or two.
 const LINGER_WAIT: Duration = Duration::from_secs(60);
@@ -189,53 +191,6 @@ fn ok(out: Output, what: &str) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-/// Whether this process may open an AF_PACKET socket (root or CAP_NET_RAW).
-fn af_packet_allowed() -> bool {
-    let proto = i32::from((libc::ETH_P_ALL as u16).to_be());
-    // SAFETY: socket(2) with constant arguments; the descriptor is closed at once.
-    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW, proto) };
-    if fd < 0 {
-        return false;
-    }
-    // SAFETY: fd was returned by socket(2) above and is closed once.
-    unsafe { libc::close(fd) };
-    true
-}
-
-/// A child process that ends with the test, passed or failed.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn sigterm(child: &Child) {
-    let pid = i32::try_from(child.id()).expect("pid fits");
-    // SAFETY: kill(2) on a child this test started and has not yet reaped.
-    unsafe { libc::kill(pid, libc::SIGTERM) };
-}
-
-/// Waits for a child to exit, up to `limit`; the time it took.
-fn wait_exit(child: &mut Child, limit: Duration) -> Result<Duration, String> {
-    let started = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) if status.success() => return Ok(started.elapsed()),
-            Ok(Some(status)) => return Err(format!("exited with {status}")),
-            Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("still running {limit:?} after SIGTERM"));
-            }
-            Ok(None) => thread::sleep(Duration::from_millis(20)),
-            Err(e) => return Err(e.to_string()),
-        }
-    }
 }
 
 fn unix_now() -> u64 {
@@ -464,19 +419,6 @@ fn phones(plan: &Plan, baresip: &baresip::Install, n: usize) -> (PhoneConfig, Ph
             operator_tone(n),
         ),
     )
-}
-
-/// Goertzel power of one frequency in a block of samples.
-fn tone_power(samples: &[f64], hz: f64) -> f64 {
-    let w = std::f64::consts::TAU * hz / f64::from(RATE);
-    let c = 2.0 * w.cos();
-    let (mut s1, mut s2) = (0.0, 0.0);
-    for &x in samples {
-        let s0 = x + c * s1 - s2;
-        s2 = s1;
-        s1 = s0;
-    }
-    s1 * s1 + s2 * s2 - c * s1 * s2
 }
 
 /// Checks one channel carries `want` Hz: loud, and stronger than every other tone the
