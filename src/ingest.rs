@@ -81,11 +81,6 @@ impl<'s> Ingest<'s> {
         self.write();
     }
 
-    /// Writes the records held in the batch.
-    pub fn flush(&mut self) {
-        self.write();
-    }
-
     /// Makes what was stored durable now (live capture, after each poll): sled writes
     /// out on its own every 500 ms, and an insert followed at once by SIGKILL was lost
     /// 5 times out of 5 without a flush, so a call answered in that window could vanish.

@@ -69,9 +69,9 @@ impl FrameSource for crate::capture::live::LiveCapture {
 /// reload within this, and the watchdog heartbeat moves at least this often.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// How often, in wall time, the capture thread stores finished records, advances a quiet
-/// line's clock and publishes its counters. A finished call reaches the API within this
-/// (after the dialog layer's own 32 s linger for late NOTIFYs).
+/// How often, in wall time, the capture thread advances a quiet line's clock and
+/// publishes its counters. Records are stored after every poll; a finished call
+/// reaches the API after the dialog layer's own 32 s linger for late NOTIFYs.
 const TICK_EVERY: Duration = Duration::from_secs(1);
 
 /// A quiet-line tick runs this far behind the wall clock: frames still waiting in the
@@ -460,8 +460,6 @@ fn capture_loop(
                     now.as_nanos().saturating_sub(QUIET_LAG.as_nanos() as u64),
                 );
                 ingest.tick(behind);
-            } else {
-                ingest.flush();
             }
             frames_at_tick = frames;
             next_tick = Instant::now() + TICK_EVERY;

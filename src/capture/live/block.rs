@@ -51,6 +51,14 @@ pub(super) struct RingPacket<'a> {
     pub hardware_type: u16,
 }
 
+impl RingPacket<'_> {
+    /// Loopback's outgoing copy: every packet on `lo` passes the tap twice, and only the
+    /// received copy is kept (as libpcap does).
+    pub fn is_loopback_copy(&self) -> bool {
+        self.direction == libc::PACKET_OUTGOING && self.hardware_type == libc::ARPHRD_LOOPBACK
+    }
+}
+
 /// A block whose layout cannot be right; the packets before the damage were handed on.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) struct BadBlock;

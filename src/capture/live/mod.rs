@@ -348,9 +348,7 @@ impl Interface {
             let walked = ring.next_block(|block| {
                 block::walk(block, cooked, &mut |p| {
                     c.packets += 1;
-                    if p.direction == libc::PACKET_OUTGOING
-                        && p.hardware_type == libc::ARPHRD_LOOPBACK
-                    {
+                    if p.is_loopback_copy() {
                         c.loopback_duplicates += 1;
                         return;
                     }
@@ -656,9 +654,7 @@ pub fn walk_block_untrusted(
         LinkType::Ethernet
     };
     block::walk(block, cooked, &mut |p| {
-        let loopback_copy =
-            p.direction == libc::PACKET_OUTGOING && p.hardware_type == libc::ARPHRD_LOOPBACK;
-        if !loopback_copy && filter.wants(link, p.data) {
+        if !p.is_loopback_copy() && filter.wants(link, p.data) {
             on_frame(&Frame {
                 time: p.time,
                 link,
