@@ -11,6 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use calltap::call::CallRecord;
 use calltap::capture::live::{LiveCapture, LiveOptions};
+use calltap::capture::stream::PcapStream;
 use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
@@ -92,6 +93,11 @@ enum Command {
         /// `[capture] interfaces`.
         #[arg(long = "interface", short = 'i', value_name = "NAME")]
         interfaces: Vec<String>,
+        /// Read a live pcap or pcapng stream instead of capturing on interfaces: "-"
+        /// for standard input (`ssh pbx tcpdump -U -w - | calltap run --pcap-stream -`)
+        /// or a named pipe. Its stamps are taken as live capture time.
+        #[arg(long, value_name = "PATH", conflicts_with = "interfaces")]
+        pcap_stream: Option<PathBuf>,
     },
     /// Serve the Custom Telephony API over the store until interrupted.
     Serve {
@@ -192,7 +198,8 @@ fn main() -> ExitCode {
             store,
             listen,
             interfaces,
-        } => run(&config, &store, &listen, interfaces),
+            pcap_stream,
+        } => run(&config, &store, &listen, interfaces, pcap_stream),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
         Command::Serve {
             config,
@@ -226,8 +233,26 @@ fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
         .unwrap_or_else(|| config.store.path.clone());
     let store = Store::open(&dir).map_err(|e| e.to_string())?;
     match calltap::ingest::recover_interrupted(&store) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!("{n} calls interrupted by a crash were finalised"),
+        Ok(r) => {
+            if r.finalised > 0 {
+                tracing::warn!(
+                    "{} calls interrupted by a crash were finalised",
+                    r.finalised
+                );
+            }
+            if r.already_whole > 0 {
+                tracing::warn!(
+                    "{} calls a crash interrupted were already stored whole and kept as they are",
+                    r.already_whole
+                );
+            }
+            if r.stray_parts > 0 {
+                tracing::warn!(
+                    "{} partial recordings of no call were removed",
+                    r.stray_parts
+                );
+            }
+        }
         Err(e) => return Err(format!("finalising interrupted calls: {e}")),
     }
     Ok(store)
@@ -577,6 +602,7 @@ fn run(
     store_arg: &StoreArg,
     listen: &ListenArg,
     interfaces: Vec<String>,
+    pcap_stream: Option<PathBuf>,
 ) -> Result<ExitCode, String> {
     let config_path = config_arg.config.clone().or_else(|| {
         let system = PathBuf::from(SYSTEM_CONFIG);
@@ -592,17 +618,26 @@ fn run(
     if !interfaces.is_empty() {
         config.capture.interfaces = interfaces;
     }
-    if config.capture.interfaces.is_empty() {
-        return Err(
-            "no interface to capture on: set [capture] interfaces in the configuration \
-             or pass --interface (e.g. --interface eth1, or --interface any)"
-                .into(),
-        );
-    }
-    // Capture first: a missing capability is the likeliest first-run mistake, and
-    // it should be reported before anything is written.
-    let capture =
-        LiveCapture::open(&LiveOptions::from_config(&config)).map_err(|e| e.to_string())?;
+    let capture: Box<dyn calltap::run::FrameSource> = match pcap_stream {
+        Some(path) => {
+            Box::new(PcapStream::open(&path).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => {
+            if config.capture.interfaces.is_empty() {
+                return Err(
+                    "no interface to capture on: set [capture] interfaces in the \
+                     configuration or pass --interface (e.g. --interface eth1, or \
+                     --interface any)"
+                        .into(),
+                );
+            }
+            // Capture first: a missing capability is the likeliest first-run mistake,
+            // and it should be reported before anything is written.
+            Box::new(
+                LiveCapture::open(&LiveOptions::from_config(&config)).map_err(|e| e.to_string())?,
+            )
+        }
+    };
     let store = Arc::new(open_store(&config, store_arg)?);
     if config.api.secret_keys.is_empty() {
         tracing::warn!(
@@ -614,7 +649,7 @@ fn run(
         config,
         config_path,
     };
-    let summary = calltap::run::run(options, Box::new(capture), store)?;
+    let summary = calltap::run::run(options, capture, store)?;
     println!(
         "calltap: stopped after {} frames; {} calls stored ({} for the importer)",
         summary.frames,

@@ -65,6 +65,27 @@ impl FrameSource for crate::capture::live::LiveCapture {
     }
 }
 
+impl FrameSource for crate::capture::stream::PcapStream {
+    fn poll(
+        &mut self,
+        timeout: Duration,
+        on_frame: &mut dyn FnMut(&Frame<'_>),
+    ) -> Result<usize, String> {
+        Ok(crate::capture::stream::PcapStream::poll(
+            self, timeout, on_frame,
+        ))
+    }
+
+    fn stats(&self) -> Value {
+        let stats = crate::capture::stream::PcapStream::stats(self);
+        serde_json::to_value(stats).unwrap_or_default()
+    }
+
+    fn describe(&self) -> String {
+        crate::capture::stream::PcapStream::describe(self)
+    }
+}
+
 /// How long one poll of the source may block: the capture thread sees a stop or a
 /// reload within this, and the watchdog heartbeat moves at least this often.
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);

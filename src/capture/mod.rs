@@ -4,6 +4,7 @@ use std::time::Duration;
 
 pub mod file;
 pub mod live;
+pub mod stream;
 
 /// Capture time: nanoseconds since the Unix epoch, as stamped by the capturing host.
 ///
