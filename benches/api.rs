@@ -122,6 +122,7 @@ fn synthetic(i: u64, start: u64) -> CallRecord {
         },
         properties: BTreeMap::new(),
         conversation: Default::default(),
+        recovered: false,
     }
 }
 

@@ -104,6 +104,7 @@ fn synthetic(i: u64, start: u64, recorded: bool) -> CallRecord {
             ),
         ]),
         conversation: Default::default(),
+        recovered: false,
     }
 }
 

@@ -117,6 +117,7 @@ fn synthetic(i: u64, start: u64) -> CallRecord {
             ),
         ]),
         conversation: Default::default(),
+        recovered: false,
     }
 }
 

@@ -16,7 +16,7 @@ use crate::call::{CallRecord, Direction, EndReason, MediaFacts, Party, Recording
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
-use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable};
+use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Recording};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
@@ -188,9 +188,8 @@ impl Engine {
     pub fn tick(&mut self, now: Timestamp) {
         self.now = self.now.max(now);
         self.decode_with(|decoder, up| decoder.tick(now, up));
-        for id in self.media.sweep(now) {
-            let at = self.media.last_media_time(&id).unwrap_or(now);
-            self.dialogs.end_media_timeout(&id, at);
+        for (id, last_heard) in self.media.sweep(now) {
+            self.dialogs.end_media_timeout(&id, last_heard);
         }
         self.dialogs.sweep(now);
         self.next_sweep = now.saturating_add(SWEEP_INTERVAL);
@@ -315,6 +314,13 @@ impl Engine {
         }
     }
 
+    /// The call `id` (just reported [`EngineEvent::Answered`]) is stored whole already:
+    /// the same traffic is being seen again. Its recording is dropped, so the stored one
+    /// is never overwritten (a crash mid-way would otherwise leave it cut short).
+    pub fn skip_recording(&mut self, id: &str) {
+        self.media.skip_recording(id);
+    }
+
     /// Shares `gate` with the media layer: while it is closed no audio is written (see
     /// `MediaTable`); call records are not affected.
     pub fn set_audio_gate(&mut self, gate: AudioGate) {
@@ -327,16 +333,7 @@ fn media_facts(s: MediaSummary) -> MediaFacts {
     let jitter = s.caller.jitter_ms.max(s.callee.jitter_ms);
     MediaFacts {
         codecs: s.codecs,
-        recording: s.recording.map(|r| RecordingFile {
-            file: r
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            bytes: r.bytes,
-            sample_rate: r.sample_rate,
-            duration_ms: r.duration_ms,
-        }),
+        recording: s.recording.as_ref().map(recording_file),
         no_recording_reason: s.no_recording_reason,
         loss_percent: Some(s.loss_percent).filter(|l| l.is_finite()),
         jitter_ms: Some(jitter).filter(|j| j.is_finite()),
@@ -344,6 +341,20 @@ fn media_facts(s: MediaSummary) -> MediaFacts {
         dtmf_digits: s.dtmf_digits,
         caller_packets: s.caller.received,
         callee_packets: s.callee.received,
+    }
+}
+
+/// What a call record says of a finished recording.
+pub(crate) fn recording_file(r: &Recording) -> RecordingFile {
+    RecordingFile {
+        file: r
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        bytes: r.bytes,
+        sample_rate: r.sample_rate,
+        duration_ms: r.duration_ms,
     }
 }
 

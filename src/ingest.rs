@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::call::{CallRecord, EndReason, Outcome, RecordingFile, WhoHungUp};
+use crate::call::{CallRecord, EndReason, Outcome, WhoHungUp};
 use crate::capture::{Frame, Timestamp};
 use crate::engine::{Engine, EngineEvent};
 use crate::net::stats::Counters;
@@ -26,6 +26,9 @@ pub struct IngestSummary {
     pub exported: u64,
     /// Records already in the store (the same traffic ingested again).
     pub duplicates: u64,
+    /// Partial records (finalised after a crash, or at a stop) replaced by the whole
+    /// call: the same traffic ingested again completed them.
+    pub completed: u64,
     pub operators_seen: u64,
     /// Store errors, by message (the calls concerned are not stored).
     pub errors: Vec<String>,
@@ -98,6 +101,12 @@ impl<'s> Ingest<'s> {
         while let Some(event) = self.engine.poll() {
             match event {
                 EngineEvent::Answered(record) | EngineEvent::HungUp(record) => {
+                    if self.stored_whole(&record.id) {
+                        // Seen again (a repeat replay): nothing to keep, and the stored
+                        // recording must not be rewritten under a crash's threat.
+                        self.engine.skip_recording(&record.id);
+                        continue;
+                    }
                     // Kept until the call's record is stored (which removes it), so a
                     // crash in between is finalised on restart.
                     let state = serde_json::to_vec(&*record).unwrap_or_default();
@@ -150,12 +159,25 @@ impl<'s> Ingest<'s> {
                             }
                         }
                         Inserted::Duplicate => self.summary.duplicates += 1,
+                        Inserted::Completed => self.summary.completed += 1,
                     }
                 }
             }
             Err(e) => self.error(e),
         }
         self.batch.clear();
+    }
+
+    /// Whether the store holds this call whole already. A store error counts as no
+    /// (the call is recorded again; its record then meets the stored one as a duplicate).
+    fn stored_whole(&mut self, id: &str) -> bool {
+        match self.store.is_whole(id) {
+            Ok(whole) => whole,
+            Err(e) => {
+                self.error(e);
+                false
+            }
+        }
     }
 
     fn error(&mut self, e: StoreError) {
@@ -189,37 +211,81 @@ impl FrameSink for Ingest<'_> {
     }
 }
 
-/// Finalises the calls a crash (or SIGKILL) left in progress: the recording on disk is
-/// repaired to the audio that reached it, and a call still talking ends there with
-/// whoHungUp "system" (DESIGN.md, "Nothing is lost"); a call that had hung up keeps its
-/// hang-up. Returns how many calls were finalised.
-pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
-    let mut recovered = 0;
+/// What [`recover_interrupted`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Calls finalised from their in-progress state and the audio on disk.
+    pub finalised: usize,
+    /// In-progress calls already stored whole (a crash during a repeat replay): their
+    /// stored record and recording were kept as they are.
+    pub already_whole: usize,
+    /// Partial recordings left by a crash with no call to belong to, removed.
+    pub stray_parts: usize,
+}
+
+/// Finalises the calls a crash (or SIGKILL) left in progress (DESIGN.md, "Nothing is
+/// lost"). Each keeps the most audio the disk holds for it:
+/// - a call already stored whole keeps its record and recording untouched (the crash
+///   came during a repeat replay), and any partial file of it goes;
+/// - otherwise the recording is the repaired `ID.wav.part` (the audio that reached the
+///   disk), or `ID.wav` when the crash came after the recording was complete; an earlier
+///   partial record of the call with more audio is kept instead;
+/// - a call still talking ends where its audio ends, whoHungUp "system"; a call that had
+///   hung up keeps its hang-up. The record is marked `recovered`, so the same traffic
+///   replayed later replaces it with the whole call.
+///
+/// Partial files no call claims are removed last, so none is ever served or left.
+pub fn recover_interrupted(store: &Store) -> Result<Recovery, StoreError> {
+    let mut done = Recovery::default();
+    let dir = store.recordings_dir().to_path_buf();
+    let io_err = |path: &std::path::Path, what| {
+        let path = path.to_owned();
+        move |source| StoreError::Io { path, what, source }
+    };
     for (id, state) in store.in_progress()? {
         let Ok(mut record) = serde_json::from_slice::<CallRecord>(&state) else {
             tracing::warn!("in-progress state of {id} is unreadable; dropped");
             store.remove_in_progress(&id)?;
             continue;
         };
-        let part = store
-            .recordings_dir()
-            .join(format!("{}.wav.part", record.id));
-        let mut talk_ms = 0;
+        let name = crate::media::file_name(&record.id);
+        let part = dir.join(format!("{name}.wav.part"));
+        let whole = dir.join(format!("{name}.wav"));
+        if store.is_whole(&record.id)? {
+            remove_if_present(&part).map_err(io_err(&part, "remove a partial recording"))?;
+            store.remove_in_progress(&id)?;
+            done.already_whole += 1;
+            continue;
+        }
+        // Audio an earlier partial record of this call already holds.
+        let kept_ms = store
+            .get_call(&record.id)?
+            .and_then(|old| old.media.recording)
+            .map(|r| r.duration_ms);
         if part.exists() {
+            let on_disk = crate::media::partial_duration_ms(&part).ok();
+            if kept_ms.is_some_and(|kept| on_disk.is_none_or(|ms| ms < kept)) {
+                // Replayed again and cut earlier than before: the earlier recovery stays.
+                remove_if_present(&part).map_err(io_err(&part, "remove a partial recording"))?;
+                store.remove_in_progress(&id)?;
+                continue;
+            }
             match crate::media::repair_partial(&part) {
-                Ok(rec) => {
-                    talk_ms = rec.duration_ms;
-                    record.media.recording = Some(RecordingFile {
-                        file: format!("{}.wav", record.id),
-                        bytes: rec.bytes,
-                        sample_rate: rec.sample_rate,
-                        duration_ms: rec.duration_ms,
-                    });
-                }
+                Ok(rec) => record.media.recording = Some(crate::engine::recording_file(&rec)),
                 Err(e) => {
+                    remove_if_present(&part)
+                        .map_err(io_err(&part, "remove a partial recording"))?;
                     record.media.no_recording_reason = Some(format!(
                         "interrupted; the partial recording was unreadable: {e}"
                     ));
+                }
+            }
+        } else if whole.exists() {
+            match crate::media::describe_recording(&whole) {
+                Ok(rec) => record.media.recording = Some(crate::engine::recording_file(&rec)),
+                Err(e) => {
+                    record.media.no_recording_reason =
+                        Some(format!("interrupted; the recording was unreadable: {e}"));
                 }
             }
         } else if record.media.no_recording_reason.is_none() {
@@ -229,6 +295,7 @@ pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
         // crash came) keeps who hung up, when and why; one saved at the answer ends
         // where the audio on disk ends, by the system.
         if record.end_reason == EndReason::EndOfCapture {
+            let talk_ms = record.media.recording.as_ref().map_or(0, |r| r.duration_ms);
             let answer = record.answer_ns.unwrap_or(record.invite_ns);
             record.end_ns = answer + talk_ms * 1_000_000;
             record.duration = (talk_ms + 500) / 1000;
@@ -237,9 +304,28 @@ pub fn recover_interrupted(store: &Store) -> Result<usize, StoreError> {
             record.hung_up_by = None;
             record.end_reason = EndReason::Shutdown;
         }
+        record.recovered = true;
         store.put_call(&record)?;
         store.remove_in_progress(&id)?;
-        recovered += 1;
+        done.finalised += 1;
     }
-    Ok(recovered)
+    // Partial files of no call in progress: a repeat replay's file of a call stored
+    // whole, or a header written just before the crash took the call's state.
+    let entries = std::fs::read_dir(&dir).map_err(io_err(&dir, "list the recordings folder"))?;
+    for entry in entries {
+        let entry = entry.map_err(io_err(&dir, "list the recordings folder"))?;
+        if entry.file_name().to_string_lossy().ends_with(".wav.part") {
+            let path = entry.path();
+            remove_if_present(&path).map_err(io_err(&path, "remove a partial recording"))?;
+            done.stray_parts += 1;
+        }
+    }
+    Ok(done)
+}
+
+fn remove_if_present(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }

@@ -1161,7 +1161,10 @@ fn sweep_reports_calls_whose_media_stopped() {
     rig.feed(Tx::caller().packets(0..50));
     assert_eq!(rig.table.last_media_time(ID), Some(Tx::caller().time(49)));
     assert!(rig.table.sweep(at(4000.0)).is_empty());
-    assert_eq!(rig.table.sweep(at(7000.0)), vec![ID.to_string()]);
+    assert_eq!(
+        rig.table.sweep(at(7000.0)),
+        vec![(ID.to_string(), Tx::caller().time(49))]
+    );
     // On hold, the hold timeout applies instead.
     let hold = sdp(CALLER, "RTP/AVP", "0", "a=inactive\r\n");
     rig.table.describe(ID, at(7100.0), Party::Caller, &hold);

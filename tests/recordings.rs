@@ -87,7 +87,7 @@ fn a_crash_during_a_call_is_finalised_on_restart() {
     }
     // The next start finds the call in progress and its partial recording.
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(recover_interrupted(&store).expect("recovery"), 1);
+    assert_eq!(recover_interrupted(&store).expect("recovery").finalised, 1);
     assert!(store.in_progress().expect("in progress").is_empty());
     let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
     assert_eq!(calls.len(), 1);
@@ -110,13 +110,29 @@ fn a_crash_during_a_call_is_finalised_on_restart() {
     assert_eq!(call.duration, (wav_ms + 500) / 1000);
     assert_eq!(call.end_time, call.start_time + call.duration);
 
-    // Replaying the whole capture afterwards adds the other calls; the interrupted one
-    // keeps its id, so it is not stored twice.
+    assert!(call.recovered);
+
+    // Replaying the whole capture afterwards adds the other calls and completes the
+    // interrupted one: same id, never stored twice, now whole.
     let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
     let mut ingest = Ingest::new(engine, &store);
     replay_files(&[office_day()], &mut ingest, false);
-    assert_eq!(ingest.summary().duplicates, 1);
+    assert_eq!(ingest.summary().duplicates, 0);
+    assert_eq!(ingest.summary().completed, 1);
     assert_eq!(store.all_calls().count(), 7);
+    let whole = store.get_call(&call.id).expect("read").expect("stored");
+    assert!(!whole.recovered);
+    assert_eq!(whole.end_reason, EndReason::Bye);
+    assert_ne!(whole.who_hung_up, WhoHungUp::System);
+    let rec = whole.media.recording.as_ref().expect("a recording");
+    let (_, _, frames) = wav_frames(&store.recordings_dir().join(&rec.file));
+    assert_eq!(
+        u64::from(frames) * 4 + 44,
+        rec.bytes,
+        "the record states its file"
+    );
+    assert!(u64::from(frames) / 8 > 6_000, "the whole 7 s call");
+    assert_eq!(store.counts().expect("counts").total(), 7);
 }
 
 /// A recording stops growing at the hang-up: the record waits out the dialog layer's
@@ -157,4 +173,110 @@ fn a_recording_stops_growing_at_the_hang_up() {
         "{} bytes",
         parts[0]
     );
+}
+
+/// The same capture replayed again finds every call stored whole: no recording is
+/// written again (so a crash in the middle could not cut one short), no in-progress
+/// state is left behind, and the next start has nothing to finalise.
+#[test]
+fn a_repeat_replay_touches_no_recording_and_leaves_nothing_in_progress() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let config = Config::default();
+    let replay = |store: &Store| {
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut ingest = Ingest::new(engine, store);
+        replay_files(&[office_day()], &mut ingest, false);
+        let summary = ingest.summary().clone();
+        (summary, ingest.engine.stats().media)
+    };
+    let (first, _) = replay(&store);
+    assert_eq!(first.new_calls(), 7);
+    let files = |store: &Store| {
+        let mut files: Vec<(String, std::time::SystemTime, Vec<u8>)> =
+            std::fs::read_dir(store.recordings_dir())
+                .expect("recordings")
+                .filter_map(Result::ok)
+                .map(|e| {
+                    let meta = e.metadata().expect("metadata");
+                    let bytes = std::fs::read(e.path()).expect("read");
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    (name, meta.modified().expect("mtime"), bytes)
+                })
+                .collect();
+        files.sort();
+        files
+    };
+    let before = files(&store);
+    assert_eq!(before.len(), 5);
+
+    let (again, media) = replay(&store);
+    assert_eq!(again.new_calls(), 0);
+    assert_eq!(again.duplicates, 7);
+    assert_eq!(media.no_recording_already_stored, 5);
+    assert_eq!(media.recordings_written, 0);
+    assert_eq!(files(&store), before, "not one recording written again");
+    assert!(store.in_progress().expect("in progress").is_empty());
+    drop(store);
+    let store = Store::open(dir.path()).expect("reopen");
+    assert_eq!(
+        recover_interrupted(&store).expect("recovery"),
+        calltap::ingest::Recovery::default()
+    );
+}
+
+/// A call that falls silent in one capture file and is timed out while the next file,
+/// years later, is read: it ends where it was last heard, never at the time the timeout
+/// happened to be checked (once 491,721,722 s long).
+#[test]
+fn a_media_timeout_across_a_clock_jump_ends_where_the_call_was_last_heard() {
+    use calltap::capture::{Frame, LinkType, Timestamp};
+    use calltap::engine::EngineEvent;
+    use calltap::pcapgen::CallScript;
+    use std::time::Duration;
+
+    let feed = |engine: &mut Engine, packets: &[calltap::pcapgen::Packet]| {
+        engine.new_source();
+        for p in packets {
+            engine.frame(&Frame {
+                time: p.time,
+                link: LinkType::RawIp,
+                data: &p.data,
+                orig_len: p.data.len() as u32,
+            });
+        }
+    };
+    // 2011: answered, signalling only (an SBC's SIP-only capture), cut before any BYE.
+    let old_start = Timestamp::from_nanos(1_300_000_000 * 1_000_000_000);
+    let old = CallScript::new(11)
+        .start(old_start)
+        .talk(Duration::from_secs(600));
+    let cut = old_start.saturating_add(Duration::from_secs(10));
+    let old_sip: Vec<_> = old
+        .sip_packets()
+        .into_iter()
+        .filter(|p| p.time < cut)
+        .collect();
+    // 2026: another call.
+    let new = CallScript::new(26);
+
+    let mut engine = Engine::new(&Config::default());
+    feed(&mut engine, &old_sip);
+    feed(&mut engine, &new.to_vec());
+    engine.finish();
+    let mut calls = Vec::new();
+    while let Some(event) = engine.poll() {
+        if let EngineEvent::Call(record) = event {
+            calls.push(*record);
+        }
+    }
+    let stale = calls
+        .iter()
+        .find(|c| c.start_time < 1_400_000_000)
+        .expect("the 2011 call");
+    assert_eq!(stale.end_reason, EndReason::MediaTimeout);
+    let last_sip = old_sip.last().expect("packets").time.as_nanos();
+    assert!(stale.end_ns <= last_sip, "{} > {last_sip}", stale.end_ns);
+    assert!(stale.duration <= 10, "{} s", stale.duration);
+    assert_eq!(stale.end_time, stale.start_time + stale.duration);
 }

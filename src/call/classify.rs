@@ -317,6 +317,7 @@ impl Classifier {
             media: Default::default(),
             properties: Default::default(),
             conversation: Default::default(),
+            recovered: false,
         };
         (record, discovered)
     }

@@ -259,6 +259,7 @@ mod tests {
             },
             properties: BTreeMap::new(),
             conversation: Default::default(),
+            recovered: false,
         }
     }
 

@@ -329,9 +329,20 @@ pub struct CallRecord {
     /// The other legs of this conversation (B2BUA correlation); empty when alone.
     #[serde(default, skip_serializing_if = "Conversation::is_empty")]
     pub conversation: Conversation,
+    /// Finalised after a crash from what reached the disk (`ingest::recover_interrupted`),
+    /// not from the dialog's end: a later replay of the same traffic replaces it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovered: bool,
 }
 
 impl CallRecord {
+    /// The record holds only part of the call: calltap stopped or crashed while it was
+    /// up. The same dialog seen whole (a replay of the same traffic) replaces it; a whole
+    /// record is never replaced.
+    pub fn is_partial(&self) -> bool {
+        self.recovered || self.end_reason == EndReason::Shutdown
+    }
+
     /// The contract's call object (CONTRACT.md, `POST /calls`), as a borrowed view that
     /// serialises straight from the record: about 1 µs a call, where building a
     /// `serde_json::Value` tree first cost 5-7 µs (benches/store.rs).
@@ -454,6 +465,7 @@ mod tests {
                 ("Broken".into(), PropertyValue::Number(f64::NAN)),
             ]),
             conversation: Conversation::default(),
+            recovered: false,
         }
     }
 

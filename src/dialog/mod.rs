@@ -862,14 +862,16 @@ impl DialogTable {
 
     /// Ends an answered call whose media stopped (RTP silent past the media timeout
     /// while its dialog never saw a BYE).
-    pub fn end_media_timeout(&mut self, record_id: &str, at: Timestamp) {
-        let key = self
+    pub fn end_media_timeout(&mut self, record_id: &str, last_heard: Timestamp) {
+        let found = self
             .dialogs
             .iter()
             .find(|(_, d)| d.facts.record_id == record_id && d.phase == Phase::Answered)
-            .map(|(k, _)| k.clone());
-        if let Some(key) = key {
-            self.end(&key, at, EndReason::MediaTimeout);
+            .map(|(k, d)| (k.clone(), d.last_activity));
+        // The call ended when it was last heard, by RTP or by SIP: never at the sweep's
+        // time, which may be far later (a capture-clock jump, a quiet line's tick).
+        if let Some((key, last_sip)) = found {
+            self.end(&key, last_heard.max(last_sip), EndReason::MediaTimeout);
         }
     }
 

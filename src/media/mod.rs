@@ -47,8 +47,13 @@ use crate::sip::sdp::SessionDescription;
 
 pub use codec::{decode_g711, Kind, ALAW, ULAW};
 pub use gate::{AudioGate, GATE_CLOSED_REASON};
+
+/// Why a call seen again records nothing: its whole record is stored already.
+pub const ALREADY_STORED_REASON: &str = "already stored";
 pub use quality::DirectionQuality;
-pub use wav::{is_disk_full, repair_partial, Recording};
+pub use wav::{
+    describe as describe_recording, is_disk_full, partial_duration_ms, repair_partial, Recording,
+};
 
 use codec::PtMap;
 use rtp::{demux, Demux, RtpError, RtpPacket};
@@ -149,6 +154,9 @@ pub struct MediaStats {
     pub no_recording_no_rtp: u64,
     pub no_recording_disabled: u64,
     pub no_recording_not_answered: u64,
+    /// Calls seen again whose whole record (and recording) was already stored: nothing
+    /// written, so the stored recording is never touched.
+    pub no_recording_already_stored: u64,
 }
 
 /// What the media of one call came to.
@@ -317,8 +325,9 @@ pub struct MediaTable {
     scratch: Scratch,
 }
 
-/// A file name from a record id: letters, digits, `-`, `_` and `.` kept, the rest `_`.
-fn file_name(id: &str) -> String {
+/// A recording's file name (without `.wav`) from a record id: letters, digits, `-`, `_`
+/// and `.` kept, the rest `_`.
+pub fn file_name(id: &str) -> String {
     let mut s: String = id
         .chars()
         .map(|c| {
@@ -649,6 +658,29 @@ impl MediaTable {
         c.streams[sender].packet(&p, kind, clock, d.time, &mut out);
     }
 
+    /// The call is already stored whole (the same traffic seen again): its recording is
+    /// dropped before it writes anything but a header, and nothing more is written for
+    /// it, so the stored recording of the same name is never replaced.
+    pub fn skip_recording(&mut self, call: &str) {
+        let Some(c) = self
+            .by_id
+            .get(call)
+            .and_then(|&slot| self.calls[slot as usize].as_mut())
+        else {
+            return;
+        };
+        if let Some(rec) = c.recorder.take() {
+            rec.discard();
+        }
+        if let Some(stopped) = c.stopped.take() {
+            stopped.discard();
+        }
+        if c.no_recording.is_none() {
+            self.stats.no_recording_already_stored += 1;
+        }
+        c.no_recording = Some(ALREADY_STORED_REASON.to_string());
+    }
+
     /// The dialog ended at `time` (its record comes later): the recording stops moving.
     pub fn hung_up(&mut self, call: &str, time: Timestamp) {
         if let Some(&slot) = self.by_id.get(call) {
@@ -821,9 +853,11 @@ impl MediaTable {
     }
 
     /// Capture time advanced to `now` (call it about once a second): recordings of quiet
-    /// calls are written up to `now`, and the ids of answered calls whose media has been
-    /// silent longer than the media timeout (the hold timeout while on hold) returned.
-    pub fn sweep(&mut self, now: Timestamp) -> Vec<String> {
+    /// calls are written up to `now`, and the answered calls whose media has been silent
+    /// longer than the media timeout (the hold timeout while on hold) returned, each with
+    /// the time its media was last heard (the answer, if never): where such a call ended,
+    /// however far `now` has jumped since.
+    pub fn sweep(&mut self, now: Timestamp) -> Vec<(String, Timestamp)> {
         let mut dead = Vec::new();
         let gate_open = self.opts.audio_gate.is_open();
         for c in self.calls.iter_mut().flatten() {
@@ -843,7 +877,7 @@ impl MediaTable {
                 self.opts.media_timeout
             };
             if now.since(last) > limit {
-                dead.push(c.id.clone());
+                dead.push((c.id.clone(), last));
             }
         }
         dead

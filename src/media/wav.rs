@@ -320,13 +320,36 @@ fn hound_io(e: hound::Error) -> io::Error {
     }
 }
 
-/// Repairs a recording a crash left as `NAME.wav.part`: sets the WAV header to the whole
-/// frames actually on disk (dropping a torn last frame) and renames it to `NAME.wav`.
-pub fn repair_partial(path: &Path) -> io::Result<Recording> {
+/// Where a WAV file's samples are and how they are laid out.
+struct Layout {
+    /// Offset of the first sample.
+    data_start: u64,
+    rate: u32,
+    channels: u16,
+    /// Bytes per frame.
+    block: u64,
+    /// Bytes of whole frames from `data_start` to the end of the file (a torn last
+    /// frame left out), within what a WAV header can state.
+    data: u64,
+}
+
+impl Layout {
+    fn frames(&self) -> u64 {
+        self.data / self.block
+    }
+
+    fn duration_ms(&self) -> u64 {
+        self.frames() * 1000 / u64::from(self.rate)
+    }
+}
+
+/// Reads a WAV's layout from its header, with its data taken from the file's length
+/// rather than the header's sizes (which a crash leaves stale).
+fn layout(f: &mut File) -> io::Result<Layout> {
     let bad = |m: &str| io::Error::new(io::ErrorKind::InvalidData, m.to_string());
-    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
     let len = f.metadata()?.len();
     let mut head = [0u8; 12];
+    f.seek(SeekFrom::Start(0))?;
     f.read_exact(&mut head).map_err(|_| bad("no RIFF header"))?;
     if &head[0..4] != b"RIFF" || &head[8..12] != b"WAVE" {
         return Err(bad("not a WAV file"));
@@ -359,7 +382,42 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
     }
     let block = u64::from(block);
     let data = (len.saturating_sub(data_start) / block * block).min(u64::from(u32::MAX) - 64);
-    set_data_len(&mut f, data_start, data)?;
+    Ok(Layout {
+        data_start,
+        rate,
+        channels,
+        block,
+        data,
+    })
+}
+
+/// Milliseconds of whole frames in a recording a crash left as `NAME.wav.part`, without
+/// touching it: what [`repair_partial`] would keep.
+pub fn partial_duration_ms(path: &Path) -> io::Result<u64> {
+    Ok(layout(&mut File::open(path)?)?.duration_ms())
+}
+
+/// A finished recording read back from its file (a call whose WAV was complete and
+/// renamed when a crash took its record).
+pub fn describe(path: &Path) -> io::Result<Recording> {
+    let mut f = File::open(path)?;
+    let l = layout(&mut f)?;
+    Ok(Recording {
+        path: path.to_owned(),
+        bytes: f.metadata()?.len(),
+        sample_rate: l.rate,
+        channels: l.channels,
+        codecs: Vec::new(),
+        duration_ms: l.duration_ms(),
+    })
+}
+
+/// Repairs a recording a crash left as `NAME.wav.part`: sets the WAV header to the whole
+/// frames actually on disk (dropping a torn last frame) and renames it to `NAME.wav`.
+pub fn repair_partial(path: &Path) -> io::Result<Recording> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let l = layout(&mut f)?;
+    set_data_len(&mut f, l.data_start, l.data)?;
     f.sync_all()?;
     drop(f);
     let done = match path.to_str().and_then(|s| s.strip_suffix(".part")) {
@@ -367,14 +425,13 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
         None => path.with_extension("wav"),
     };
     fs::rename(path, &done)?;
-    let frames = data / block;
     Ok(Recording {
-        bytes: data_start + data,
+        bytes: l.data_start + l.data,
         path: done,
-        sample_rate: rate,
-        channels,
+        sample_rate: l.rate,
+        channels: l.channels,
         codecs: Vec::new(),
-        duration_ms: frames * 1000 / u64::from(rate),
+        duration_ms: l.duration_ms(),
     })
 }
 

@@ -7,7 +7,10 @@
 //! - format: how the rest is encoded. Records are decoded by their own format byte, so a
 //!   later encoding can coexist with this one and a migration can be lazy; the store-wide
 //!   schema version in `meta` says what the trees mean;
-//! - flags: bit 0 set when `POST /calls` returns the call;
+//! - flags: bit 0 set when `POST /calls` returns the call; bit 1 set when the record
+//!   holds only part of the call ([`CallRecord::is_partial`]: finalised after a crash or
+//!   at a stop), so the whole call may replace it. Records written before bit 1 existed
+//!   read as whole;
 //! - outcome: the position of the record's outcome in `Outcome::ALL`.
 //!
 //! The header is read without decoding the record, so a window of exported calls skips
@@ -30,6 +33,8 @@ const HEADER: usize = 3;
 
 /// Flags bit: the call is one `POST /calls` returns.
 const EXPORTED: u8 = 1;
+/// Flags bit: the record holds only part of the call.
+const PARTIAL: u8 = 2;
 
 pub(crate) fn call_key(start_time: u64, id: &str) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + id.len());
@@ -82,7 +87,10 @@ pub(crate) fn parse_recording_value(id: &str, value: &[u8]) -> Result<(u64, Stri
 pub(crate) fn encode_record(record: &CallRecord) -> Result<Vec<u8>, StoreError> {
     check_record(record)?;
     let mut out = Vec::with_capacity(1024);
-    let flags = if record.exported { EXPORTED } else { 0 };
+    let mut flags = if record.exported { EXPORTED } else { 0 };
+    if record.is_partial() {
+        flags |= PARTIAL;
+    }
     out.extend_from_slice(&[FORMAT_JSON, flags, outcome_code(record.outcome)]);
     serde_json::to_writer(&mut out, record).map_err(|e| StoreError::InvalidRecord {
         id: record.id.clone(),
@@ -123,6 +131,7 @@ pub(crate) struct Entry<'a> {
     key: &'a [u8],
     pub start_time: u64,
     pub exported: bool,
+    pub partial: bool,
     pub outcome: u8,
     body: &'a [u8],
 }
@@ -148,6 +157,7 @@ impl<'a> Entry<'a> {
             key,
             start_time: u64::from_be_bytes(*start),
             exported: flags & EXPORTED != 0,
+            partial: flags & PARTIAL != 0,
             outcome: *outcome,
             body,
         })

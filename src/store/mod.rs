@@ -72,6 +72,9 @@ pub enum Inserted {
     New,
     /// A call with this id was already stored; nothing changed.
     Duplicate,
+    /// A partial record of this call (finalised after a crash, or at a stop) was
+    /// replaced by this one, which holds more of it; flushed to disk.
+    Completed,
 }
 
 /// Stored calls by outcome, from counters kept with every write (no scan).
@@ -281,8 +284,9 @@ impl Store {
         Ok(())
     }
 
-    /// Stores a finished call, unless a call with its id is already stored. Also drops
-    /// the call's in-progress state. Flushed to disk before it returns `New`.
+    /// Stores a finished call, unless a call with its id is already stored whole. Also
+    /// drops the call's in-progress state. Flushed to disk before it returns `New` or
+    /// `Completed`.
     pub fn put_call(&self, record: &CallRecord) -> Result<Inserted, StoreError> {
         let inserted = self.put_calls(std::slice::from_ref(record))?;
         Ok(inserted[0])
@@ -291,6 +295,12 @@ impl Store {
     /// [`put_call`](Store::put_call) for many calls, in one transaction and one flush:
     /// replay's path. Answers one `Inserted` per record, in order; a repeated id within
     /// the batch is a `Duplicate` like any other.
+    ///
+    /// A stored record of the same id is replaced only when it is partial
+    /// ([`CallRecord::is_partial`]): a replay of the same traffic completes what a crash
+    /// cut short, and nothing ever changes a whole record. A partial record is replaced
+    /// by whatever comes, since whoever wrote the new one also wrote the file it names
+    /// (crash recovery keeps the longer of two partial recordings before it gets here).
     pub fn put_calls(&self, records: &[CallRecord]) -> Result<Vec<Inserted>, StoreError> {
         if records.is_empty() {
             return Ok(Vec::new());
@@ -311,12 +321,40 @@ impl Store {
             .transaction(|(calls, by_id, meta, in_progress, recordings)| {
                 let mut inserted = Vec::with_capacity(records.len());
                 let mut added = CallCounts::default();
+                let mut removed = CallCounts::default();
                 let mut recorded = RecordingTotals::default();
+                let mut unrecorded = RecordingTotals::default();
                 for (record, value) in records.iter().zip(&values) {
                     let id = record.id.as_bytes();
-                    if by_id.get(id)?.is_some() {
-                        inserted.push(Inserted::Duplicate);
-                        continue;
+                    // Whatever happens to the record, the call is no longer in progress.
+                    in_progress.remove(id)?;
+                    let mut outcome = Inserted::New;
+                    if let Some(start) = by_id.get(id)? {
+                        let start = codec::u64_value("by_id", &record.id, &start)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        let old_key = codec::call_key(start, &record.id);
+                        let Some(old) = calls.get(old_key.as_slice())? else {
+                            inserted.push(Inserted::Duplicate);
+                            continue;
+                        };
+                        let old = codec::Entry::parse(&old_key, &old)
+                            .map_err(ConflictableTransactionError::Abort)?;
+                        if !old.partial {
+                            inserted.push(Inserted::Duplicate);
+                            continue;
+                        }
+                        if let Some(n) = removed.by_outcome.get_mut(old.outcome as usize) {
+                            *n += 1;
+                        }
+                        removed.exported += u64::from(old.exported);
+                        calls.remove(old_key.as_slice())?;
+                        if let Some(v) = recordings.remove(old_key.as_slice())? {
+                            let (bytes, _) = codec::parse_recording_value(&record.id, &v)
+                                .map_err(ConflictableTransactionError::Abort)?;
+                            unrecorded.count += 1;
+                            unrecorded.bytes += bytes;
+                        }
+                        outcome = Inserted::Completed;
                     }
                     by_id.insert(id, &record.start_time.to_be_bytes())?;
                     let key = codec::call_key(record.start_time, &record.id);
@@ -327,26 +365,50 @@ impl Store {
                         recorded.bytes += rec.bytes;
                     }
                     calls.insert(key, value.as_slice())?;
-                    in_progress.remove(id)?;
                     added.by_outcome[codec::outcome_code(record.outcome) as usize] += 1;
                     added.exported += u64::from(record.exported);
-                    inserted.push(Inserted::New);
+                    inserted.push(outcome);
                 }
-                let changes = counter_names().zip(added.by_outcome).chain([
+                let plus = counter_names().zip(added.by_outcome).chain([
                     (EXPORTED_COUNTER.to_owned(), added.exported),
                     (RECORDINGS_COUNTER.to_owned(), recorded.count),
                     (RECORDING_BYTES_COUNTER.to_owned(), recorded.bytes),
                 ]);
-                for (name, n) in changes.filter(|&(_, n)| n > 0) {
-                    add_counter(meta, &name, n, 0)?;
+                let minus = removed.by_outcome.into_iter().chain([
+                    removed.exported,
+                    unrecorded.count,
+                    unrecorded.bytes,
+                ]);
+                for ((name, plus), minus) in plus.zip(minus) {
+                    if plus != minus {
+                        add_counter(meta, &name, plus, minus)?;
+                    }
                 }
                 Ok(inserted)
             })
             .map_err(transaction_error)?;
-        if inserted.contains(&Inserted::New) {
+        if inserted.iter().any(|i| *i != Inserted::Duplicate) {
             self.flush()?;
         }
         Ok(inserted)
+    }
+
+    /// Whether a stored call with this id is whole (not [`partial`](CallRecord::is_partial)):
+    /// a replay seeing the call again has nothing to add to it. Reads the record's
+    /// header, never the record.
+    pub fn is_whole(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(start) = self
+            .by_id
+            .get(id.as_bytes())
+            .map_err(StoreError::db("by_id"))?
+        else {
+            return Ok(false);
+        };
+        let key = codec::call_key(codec::u64_value("by_id", id, &start)?, id);
+        match self.calls.get(&key).map_err(StoreError::db("calls"))? {
+            Some(value) => Ok(!codec::Entry::parse(&key, &value)?.partial),
+            None => Ok(false),
+        }
     }
 
     /// The stored call with this id. A record that does not decode is an error (and

@@ -51,5 +51,6 @@ pub fn answered_call(id: &str, start: u64) -> CallRecord {
         media: MediaFacts::default(),
         properties: BTreeMap::new(),
         conversation: Default::default(),
+        recovered: false,
     }
 }
