@@ -220,7 +220,9 @@ async fn serve_and_capture(
         let metrics = shared.clone();
         let disk = disk.clone();
         state.set_metrics_source(Arc::new(move |out: &mut String| {
-            crate::api::prometheus_from_json("calltap", &metrics.snapshot(), out);
+            let snapshot = metrics.snapshot();
+            crate::api::prometheus_from_json("calltap", &snapshot, out);
+            no_response_sources(&snapshot, out);
             let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
         }));
@@ -275,6 +277,30 @@ async fn serve_and_capture(
     store.flush().map_err(|e| e.to_string())?;
     outcome?;
     Ok(summary)
+}
+
+/// INVITEs that got no response, per source, as labelled Prometheus samples (the
+/// busiest sources; the rest are in `calltap_engine_dialogs_no_response_other_sources`).
+fn no_response_sources(snapshot: &Value, out: &mut String) {
+    use std::fmt::Write;
+    let Some(sources) = snapshot
+        .pointer("/engine/dialogs/no_response/sources")
+        .and_then(Value::as_array)
+    else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "# HELP calltap_no_response_invites INVITEs that got no response at all (scanners, floods), by source address\n# TYPE calltap_no_response_invites counter"
+    );
+    for s in sources {
+        if let (Some(source), Some(n)) = (s["source"].as_str(), s["invites"].as_u64()) {
+            let _ = writeln!(
+                out,
+                "calltap_no_response_invites{{source=\"{source}\"}} {n}"
+            );
+        }
+    }
 }
 
 /// The signals `run` handles, taken over before it says it is ready: a SIGTERM right

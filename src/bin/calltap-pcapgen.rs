@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use calltap::pcapgen::demo;
+use calltap::pcapgen::flood::FloodSpec;
 use calltap::pcapgen::LoadSpec;
 
 #[derive(Parser)]
@@ -27,6 +28,26 @@ struct Cli {
 enum Cmd {
     /// Write many concurrent calls into one pcap (streamed; Ethernet, microseconds).
     Load(LoadArgs),
+    /// Write an INVITE flood (a SIP scanner's: nobody answers) into one pcap.
+    Flood(FloodArgs),
+}
+
+#[derive(Args)]
+struct FloodArgs {
+    /// INVITEs in the flood.
+    #[arg(long, default_value_t = 100_000)]
+    invites: usize,
+    /// Source addresses they come from, in turn.
+    #[arg(long, default_value_t = 1)]
+    sources: usize,
+    /// INVITEs per second of capture time.
+    #[arg(long, default_value_t = 1000)]
+    rate: u32,
+    /// Give each INVITE an SDP offer.
+    #[arg(long)]
+    sdp: bool,
+    #[arg(long)]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -64,6 +85,22 @@ fn main() -> Result<()> {
                 "{} files and README.md in {}",
                 demos.len(),
                 cli.out.display()
+            );
+        }
+        Some(Cmd::Flood(a)) => {
+            let spec = FloodSpec {
+                per_second: a.rate,
+                with_sdp: a.sdp,
+                ..FloodSpec::new(a.invites, a.sources)
+            };
+            spec.write_pcap(&a.out)
+                .with_context(|| format!("writing {}", a.out.display()))?;
+            println!(
+                "{}: {} INVITEs from {} sources at {}/s",
+                a.out.display(),
+                spec.invites,
+                spec.sources,
+                spec.per_second
             );
         }
         Some(Cmd::Load(a)) => {

@@ -273,10 +273,23 @@ pub struct CallsConfig {
     /// A SIP header the dialplan adds to link the legs of one conversation (e.g.
     /// "X-Calltap-Link"). Default none: legs are correlated from addresses and time.
     pub correlation_header: Option<String>,
-    /// Most dialogs tracked at once; new INVITEs past it are counted and ignored.
-    /// Default 100000: a few hundred bytes each, so tens of megabytes, and far above
-    /// the concurrent calls of any PBX calltap sits beside.
+    /// Most dialogs tracked at once. Past it, a hundredth of them is dropped to make
+    /// room (counted): the ones that never got a response first, then lingering and
+    /// unanswered ones, answered calls only when nothing else is left. Default 100000:
+    /// about 2.6 KB each, so a few hundred megabytes at most, and far above the
+    /// concurrent calls of any PBX calltap sits beside.
     pub max_dialogs: usize,
+    /// Most INVITEs awaiting any response at once. A PBX answers every INVITE within
+    /// milliseconds (100 Trying), so INVITEs nobody answers are scanners, floods or
+    /// half-seen traffic: past this many the oldest is ended at once, so a flood costs
+    /// flat memory. Default 10000 (about 26 MB).
+    pub max_no_response: usize,
+    /// Of the INVITEs that ended with no response at all, records stored per source
+    /// address and minute; the rest are counted per source (`/metrics`) and not
+    /// stored. Default 10: enough to see what a scanner tries.
+    pub no_response_per_source_per_minute: u32,
+    /// The same, all sources together. Default 300 a minute.
+    pub no_response_per_minute: u32,
 }
 
 impl Default for CallsConfig {
@@ -288,6 +301,9 @@ impl Default for CallsConfig {
             media_timeout_secs: 300,
             correlation_header: None,
             max_dialogs: 100_000,
+            max_no_response: 10_000,
+            no_response_per_source_per_minute: 10,
+            no_response_per_minute: 300,
         }
     }
 }
@@ -607,13 +623,16 @@ impl Config {
         let cl = &self.calls;
         let _ = writeln!(
             out,
-            "calls: internal calls {}; ended after {} (call), {} (ringing), {} (no media); correlation header {}; up to {} dialogs",
+            "calls: internal calls {}; ended after {} (call), {} (ringing), {} (no media); correlation header {}; up to {} dialogs, {} of them with no response; no-response INVITEs stored: {} a minute per source, {} a minute in all",
             if cl.export_internal { "exported" } else { "kept, not exported" },
             secs(cl.max_call_secs),
             secs(cl.ring_timeout_secs),
             secs(cl.media_timeout_secs),
             cl.correlation_header.as_deref().unwrap_or("none"),
             cl.max_dialogs,
+            cl.max_no_response,
+            cl.no_response_per_source_per_minute,
+            cl.no_response_per_minute,
         );
         let l = &self.limits;
         let _ = writeln!(
@@ -765,7 +784,7 @@ impl FileConfig {
         }
 
         // (section, key, value, least, why the least)
-        let minimums: [(&str, &str, u64, u64, &str); 13] = [
+        let minimums: [(&str, &str, u64, u64, &str); 14] = [
             (
                 "api",
                 "link_ttl_secs",
@@ -814,6 +833,13 @@ impl FileConfig {
                 self.calls.max_dialogs as u64,
                 1,
                 "0 would track no call",
+            ),
+            (
+                "calls",
+                "max_no_response",
+                self.calls.max_no_response as u64,
+                1,
+                "0 would end every call before its first response",
             ),
             (
                 "limits",

@@ -18,6 +18,11 @@ use crate::capture::Timestamp;
 use crate::net::Transport;
 use crate::sip::{lossy, NameAddr, SessionDescription, SipMessage};
 
+mod no_response;
+
+use no_response::NoResponse;
+pub use no_response::{NoResponseLimits, NoResponseStats, SourceCount};
+
 /// 64 x T1 (RFC 3261 Timer B/F/H): after this a transaction is over, so it is how long
 /// an ended dialog absorbs retransmissions and a CANCEL waits for its 487.
 pub const LINGER: Duration = Duration::from_secs(32);
@@ -32,8 +37,9 @@ const MAX_KEPT_HEADERS: usize = 16;
 /// Early dialogs (forks) remembered per call: a ring group rarely forks wider.
 const MAX_EARLY_TAGS: usize = 16;
 
-/// When the table is full, this share of the stalest dialogs goes at once, so a flood
-/// costs one scan per many new dialogs, not one per dialog.
+/// When the table is full, this share of the dialogs goes at once (the least useful
+/// first, see `evict`), so a full table costs one scan per many new dialogs, not one
+/// per dialog.
 const EVICT_FRACTION: usize = 100;
 
 #[derive(Clone, Copy, Debug)]
@@ -41,6 +47,8 @@ pub struct DialogLimits {
     pub max_dialogs: usize,
     pub ring_timeout: Duration,
     pub max_call: Duration,
+    /// INVITEs that get no response at all (scanners, floods).
+    pub no_response: NoResponseLimits,
 }
 
 impl Default for DialogLimits {
@@ -49,16 +57,23 @@ impl Default for DialogLimits {
             max_dialogs: 100_000,
             ring_timeout: Duration::from_secs(300),
             max_call: Duration::from_secs(4 * 3600),
+            no_response: NoResponseLimits::default(),
         }
     }
 }
 
 impl DialogLimits {
     pub fn from_config(config: &crate::config::Config) -> Self {
+        let calls = &config.calls;
         DialogLimits {
-            max_dialogs: config.calls.max_dialogs,
-            ring_timeout: Duration::from_secs(config.calls.ring_timeout_secs),
-            max_call: Duration::from_secs(config.calls.max_call_secs),
+            max_dialogs: calls.max_dialogs,
+            ring_timeout: Duration::from_secs(calls.ring_timeout_secs),
+            max_call: Duration::from_secs(calls.max_call_secs),
+            no_response: NoResponseLimits {
+                max_pending: calls.max_no_response,
+                per_source_per_minute: calls.no_response_per_source_per_minute,
+                per_minute: calls.no_response_per_minute,
+            },
         }
     }
 }
@@ -175,7 +190,11 @@ pub struct DialogStats {
     /// In-dialog requests of a fork other than the answered one: the caller ACKs and
     /// hangs up each extra 2xx (RFC 3261 13.2.2.4); that BYE does not end the call.
     pub other_fork_requests: u64,
+    /// Dialogs dropped because the table was full (`max_dialogs`): the ones that never
+    /// got a response first, then unanswered ones, answered calls last.
     pub evicted: u64,
+    /// INVITEs that got no response at all: scanners and floods.
+    pub no_response: NoResponseStats,
     /// OPTIONS, REGISTER, SUBSCRIBE, MESSAGE, PUBLISH, ...: never calls.
     pub non_dialog_messages: u64,
     pub active: u64,
@@ -218,6 +237,11 @@ struct Dialog {
     /// CSeq of the last re-INVITE/UPDATE whose 2xx was taken, per direction of the
     /// request (caller, callee): each side numbers its own requests.
     last_answered_update: [u32; 2],
+    /// No response of any kind yet (see `no_response`).
+    awaiting_response: bool,
+    /// The INVITE's offer, handed to the media layer with the first response: a flood of
+    /// INVITEs nobody answers never reaches it.
+    pending_offer: Option<Box<SessionDescription>>,
 }
 
 pub struct DialogTable {
@@ -225,6 +249,7 @@ pub struct DialogTable {
     /// Boxed: a dialog is ~1 KB, and the table moves every entry when it grows
     /// (benches/dialogs.rs: 2.6 KB a tracked dialog in all, 280 B less boxed).
     dialogs: HashMap<Box<[u8]>, Box<Dialog>>,
+    no_response: NoResponse,
     events: VecDeque<DialogEvent>,
     stats: DialogStats,
 }
@@ -256,6 +281,7 @@ impl DialogTable {
         DialogTable {
             limits,
             dialogs: HashMap::new(),
+            no_response: NoResponse::new(limits.no_response),
             events: VecDeque::new(),
             stats: DialogStats::default(),
         }
@@ -263,6 +289,7 @@ impl DialogTable {
 
     pub fn stats(&self) -> DialogStats {
         let mut s = self.stats.clone();
+        s.no_response = self.no_response.stats();
         s.active = self
             .dialogs
             .values()
@@ -513,7 +540,7 @@ impl DialogTable {
         transport: Transport,
     ) {
         if self.dialogs.len() >= self.limits.max_dialogs {
-            self.evict_stalest();
+            self.evict();
         }
         let Some(from_tag) = msg.from_tag() else {
             // RFC 3261 requires a From tag; RFC 2543 peers omit it. Use an empty tag.
@@ -583,14 +610,7 @@ impl DialogTable {
             user_agent: msg.user_agent().map(bounded),
             reason: None,
         };
-        if let Some(sdp) = parse_sdp(msg) {
-            self.events.push_back(DialogEvent::Sdp {
-                id: facts.record_id.clone(),
-                time,
-                side: Party::Caller,
-                sdp: Box::new(sdp),
-            });
-        }
+        let pending_offer = parse_sdp(msg).map(Box::new);
         let session_expires = msg
             .session_expires()
             .map(|s| (Duration::from_secs(u64::from(s)), time));
@@ -609,9 +629,13 @@ impl DialogTable {
                 on_hold: false,
                 recent: VecDeque::new(),
                 last_answered_update: [cseq, 0],
+                awaiting_response: true,
+                pending_offer,
             }),
         );
         self.stats.dialogs_created += 1;
+        self.no_response.opened(msg.call_id(), time);
+        self.end_excess_unanswered();
         // An attended transfer: the dialog this INVITE replaces was transferred.
         if let Some(old) = replaces {
             let target = msg
@@ -649,6 +673,17 @@ impl DialogTable {
             return;
         };
         d.touch(time);
+        if std::mem::take(&mut d.awaiting_response) {
+            self.no_response.settled();
+            if let Some(sdp) = d.pending_offer.take() {
+                self.events.push_back(DialogEvent::Sdp {
+                    id: d.facts.record_id.clone(),
+                    time: d.facts.invite_time,
+                    side: Party::Caller,
+                    sdp,
+                });
+            }
+        }
         let cseq = msg.cseq().number;
         if cseq_method_is(msg, b"REFER") {
             // A refused REFER (RFC 3515 2.4.2) transferred nothing.
@@ -885,6 +920,19 @@ impl DialogTable {
         if matches!(d.phase, Phase::Ended { .. }) {
             return;
         }
+        if std::mem::take(&mut d.awaiting_response) {
+            // Nobody ever answered it: a record only within the flood budgets.
+            self.no_response.settled();
+            let (source, invited) = (d.facts.invite_src.ip(), d.facts.invite_time);
+            if !self.no_response.admit(source, invited) {
+                self.dialogs.remove(call_id);
+                self.stats.dialogs_ended += 1;
+                return;
+            }
+        }
+        let Some(d) = self.dialogs.get_mut(call_id) else {
+            return;
+        };
         d.phase = Phase::Ended { at };
         let facts = &mut d.facts;
         facts.end_time = at.max(facts.invite_time);
@@ -904,30 +952,62 @@ impl DialogTable {
     /// Reports an ended dialog and forgets it.
     fn emit(&mut self, call_id: &[u8]) {
         if let Some(d) = self.dialogs.remove(call_id) {
+            if d.awaiting_response {
+                self.no_response.settled();
+            }
             if matches!(d.phase, Phase::Ended { .. }) {
                 self.events.push_back(DialogEvent::Ended(Box::new(d.facts)));
             }
         }
     }
 
-    fn evict_stalest(&mut self) {
-        let mut by_age: Vec<(Timestamp, Box<[u8]>)> = self
+    /// The table is full: a share of it goes, the least useful first (dialogs already
+    /// over and lingering, then INVITEs nobody answered, then unanswered attempts, and
+    /// answered calls only when nothing else is left), the stalest first within each.
+    fn evict(&mut self) {
+        let rank = |d: &Dialog| match d.phase {
+            Phase::Ended { .. } => 0u8,
+            _ if d.awaiting_response => 1,
+            Phase::Inviting | Phase::AwaitingRetry { .. } => 2,
+            Phase::Answered => 3,
+        };
+        let mut by_use: Vec<(u8, Timestamp, Box<[u8]>)> = self
             .dialogs
             .iter()
-            .map(|(k, d)| (d.last_activity, k.clone()))
+            .map(|(k, d)| (rank(d), d.last_activity, k.clone()))
             .collect();
-        by_age.sort_unstable();
         let count = (self.dialogs.len() / EVICT_FRACTION).max(1);
-        for (at, key) in by_age.into_iter().take(count) {
-            let lingering = self
-                .dialogs
-                .get(&key)
-                .is_some_and(|d| matches!(d.phase, Phase::Ended { .. }));
-            if !lingering {
+        if count < by_use.len() {
+            by_use.select_nth_unstable(count);
+            by_use.truncate(count);
+        }
+        by_use.sort_unstable();
+        for (rank, at, key) in by_use {
+            if rank > 0 {
                 self.stats.evicted += 1;
                 self.end(&key, at, EndReason::Evicted);
             }
             self.emit(&key);
+        }
+    }
+
+    /// Too many dialogs wait for a first response (a flood): the oldest ends now.
+    fn end_excess_unanswered(&mut self) {
+        let dialogs = &self.dialogs;
+        let still_pending = |call_id: &[u8], invited: Timestamp| {
+            dialogs.get(call_id).is_some_and(|d| {
+                d.awaiting_response
+                    && d.facts.invite_time == invited
+                    && !matches!(d.phase, Phase::Ended { .. })
+            })
+        };
+        if let Some(call_id) = self.no_response.over_limit(still_pending) {
+            let at = self
+                .dialogs
+                .get(&call_id)
+                .map_or(Timestamp::default(), |d| d.last_activity);
+            self.end(&call_id, at, EndReason::Evicted);
+            self.emit(&call_id);
         }
     }
 }

@@ -18,6 +18,7 @@
 //!   `Write`, and helpers that damage a file on purpose.
 //! - [`office`]: ten minutes of a small office's calls, the demo to replay first.
 //! - [`load`]: thousands of concurrent calls streamed to a file, for benchmarks.
+//! - [`flood`]: an INVITE flood as SIP scanners send it, answered by nobody.
 //! - [`demo`]: the bundled captures and their README.
 //!
 //! A test that needs a capture in memory:
@@ -33,6 +34,7 @@
 pub mod b2bua;
 pub mod call;
 pub mod demo;
+pub mod flood;
 pub mod g711;
 pub mod link;
 pub mod load;
