@@ -608,6 +608,22 @@ mod tests {
         }
     }
 
+    #[test]
+    fn no_response_sources_are_labelled_samples() {
+        let snapshot = json!({"engine": {"dialogs": {"no_response": {"sources": [
+            {"source": "100.64.0.1", "invites": 12},
+            {"source": "2001:db8::7", "invites": 3}
+        ]}}}});
+        let mut out = String::new();
+        no_response_sources(&snapshot, &mut out);
+        assert!(out.contains("# TYPE calltap_no_response_invites counter\n"));
+        assert!(out.contains("calltap_no_response_invites{source=\"100.64.0.1\"} 12\n"));
+        assert!(out.contains("calltap_no_response_invites{source=\"2001:db8::7\"} 3\n"));
+        let mut empty = String::new();
+        no_response_sources(&json!({}), &mut empty);
+        assert!(empty.is_empty());
+    }
+
     fn ago(secs: u64) -> Timestamp {
         Timestamp::from_nanos(wall_clock().as_nanos() - secs * 1_000_000_000)
     }
