@@ -250,6 +250,18 @@ impl Soak {
                 "{id} stored twice"
             );
         }
+        // Every WAV on disk belongs to a record that names it: a crash never leaves a
+        // recording its record forgot (a whole WAV with `recording: null`).
+        let named: std::collections::HashSet<String> = calls
+            .values()
+            .filter_map(|(r, _)| r["media"]["recording"]["file"].as_str().map(String::from))
+            .collect();
+        for entry in std::fs::read_dir(&recordings).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".wav") {
+                assert!(named.contains(&name), "{name} is on disk, no record names it");
+            }
+        }
         let parts: Vec<String> = std::fs::read_dir(&recordings)
             .map(|d| {
                 d.filter_map(Result::ok)
