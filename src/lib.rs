@@ -11,6 +11,7 @@ pub mod capture;
 pub mod config;
 pub mod dialog;
 pub mod engine;
+pub mod events;
 pub mod ingest;
 pub mod loadgen;
 pub mod media;

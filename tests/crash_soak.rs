@@ -256,10 +256,17 @@ impl Soak {
             .values()
             .filter_map(|(r, _)| r["media"]["recording"]["file"].as_str().map(String::from))
             .collect();
-        for entry in std::fs::read_dir(&recordings).into_iter().flatten().flatten() {
+        for entry in std::fs::read_dir(&recordings)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.ends_with(".wav") {
-                assert!(named.contains(&name), "{name} is on disk, no record names it");
+                assert!(
+                    named.contains(&name),
+                    "{name} is on disk, no record names it"
+                );
             }
         }
         let parts: Vec<String> = std::fs::read_dir(&recordings)

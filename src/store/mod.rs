@@ -22,6 +22,7 @@
 //!     recordings and their files without decoding records (100,000 recordings among
 //!     1,000,000 calls), and the running total in `meta` saves walking the folder;
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
+//!   - `events`, `event_ids`: the outbox of call events (see `outbox`);
 //!   - `meta`: `schema_version` (u32 BE), the call counters (u64 BE) by outcome, and the
 //!     recordings' count and total bytes;
 //! - `recordings/`: WAV files, owned by the recording layer.
@@ -35,6 +36,7 @@
 mod codec;
 mod error;
 mod operators;
+mod outbox;
 pub mod retention;
 
 use std::fs::{self, File, OpenOptions};
@@ -133,6 +135,8 @@ pub struct Store {
     recordings_index: sled::Tree,
     in_progress: sled::Tree,
     meta: sled::Tree,
+    events: sled::Tree,
+    event_ids: sled::Tree,
     corrupt: Arc<AtomicU64>,
     root: PathBuf,
     recordings: PathBuf,
@@ -173,6 +177,8 @@ impl Store {
             recordings_index: tree("recordings")?,
             in_progress: tree("in_progress")?,
             meta: tree("meta")?,
+            events: tree("events")?,
+            event_ids: tree("event_ids")?,
             db,
             corrupt: Arc::new(AtomicU64::new(0)),
             root: dir.to_owned(),
