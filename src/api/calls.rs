@@ -354,6 +354,10 @@ pub(crate) async fn calls(
             ApiError::PayloadTooLarge {
                 limit: state.live().api.max_body_bytes.bytes(),
             }
+        } else if let Some(timed_out) = super::server::body_timed_out(&rejection) {
+            ApiError::RequestTimeout {
+                secs: timed_out.0.as_secs(),
+            }
         } else {
             ApiError::bad_request(format!(
                 "cannot read the request body: {}",
