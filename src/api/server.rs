@@ -558,7 +558,8 @@ impl Drop for SentBody {
 /// to change that answer. Raising its limits and checking in a layer cannot cover a
 /// request line that does not parse at all. So the answer is recognised where it is
 /// written: hyper writes it as the last bytes of the connection, as a head with only
-/// `content-length: 0` and `date`, with status 400, 414 or 431, while no request is
+/// `connection: close`, `content-length: 0` and `date`, status 400, 414 or 431, while
+/// no request is
 /// being served. No response of ours looks like that (each has `x-request-id` and a
 /// body), so the rewrite cannot touch one; the head is replaced by the same status
 /// with the error shape and `connection: close` (hyper closes after it anyway).
@@ -646,13 +647,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
 
 /// Where hyper's answer to an unparsable request starts in `buf` (it ends `buf`), and
 /// its status: a complete head, status 400, 414 or 431, whose only headers are
-/// `content-length: 0` and `date`.
+/// `content-length: 0`, `date` and `connection: close`.
 fn parse_error_answer(buf: &[u8]) -> Option<(usize, u16)> {
     if !buf.ends_with(b"\r\n\r\n") {
         return None;
     }
     let at = memchr::memmem::rfind(buf, b"HTTP/1.1 ")?;
-    let mut headers = [httparse::EMPTY_HEADER; 3];
+    let mut headers = [httparse::EMPTY_HEADER; 4];
     let mut head = httparse::Response::new(&mut headers);
     match head.parse(&buf[at..]) {
         Ok(httparse::Status::Complete(n)) if at + n == buf.len() => {}
@@ -663,7 +664,9 @@ fn parse_error_answer(buf: &[u8]) -> Option<(usize, u16)> {
     for h in head.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") && h.value == b"0" {
             empty = true;
-        } else if !h.name.eq_ignore_ascii_case("date") {
+        } else if !(h.name.eq_ignore_ascii_case("date")
+            || h.name.eq_ignore_ascii_case("connection") && h.value == b"close")
+        {
             return None;
         }
     }
@@ -715,7 +718,9 @@ mod tests {
 
     #[test]
     fn only_hypers_bare_parse_error_answers_are_recognised() {
-        let bare = |status: &str| format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\n{DATE}\r\n");
+        let bare = |status: &str| {
+            format!("HTTP/1.1 {status}\r\nconnection: close\r\ncontent-length: 0\r\n{DATE}\r\n")
+        };
         assert_eq!(
             parse_error_answer(bare("400 Bad Request").as_bytes()),
             Some((0, 400))
@@ -733,6 +738,8 @@ mod tests {
                 "HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nx-request-id: 1\r\n{DATE}\r\n"
             ),
             format!("HTTP/1.1 400 Bad Request\r\ncontent-length: 52\r\n{DATE}\r\n"),
+            "HTTP/1.1 400 Bad Request\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
+                .to_string(),
             format!("HTTP/1.1 400 Bad Request\r\n{DATE}\r\n"),
             format!("{}{{}}", bare("400 Bad Request")),
         ] {
