@@ -756,3 +756,90 @@ fn connection_limits_are_checked_with_the_configuration() {
         assert!(error.contains(says), "{text}: {error}");
     }
 }
+
+// ---------------------------------------------------------------- calltap demo
+
+/// Runs `calltap demo` with `key_env` as CALLTAP_SECRET_KEY, takes its printed
+/// `/health` curl line, lets a shell expand it (with the same environment, `curl`
+/// standing for a function that prints its arguments), and sends the header the shell
+/// made: the line works only if that header holds an accepted key.
+async fn demo_health_line_works(key_env: Option<&str>) {
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_calltap"));
+    demo.args(["demo", "--data"])
+        .arg(dir.path())
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env_remove("CALLTAP_SECRET_KEY")
+        .env_remove("CALLTAP_CONFIG")
+        .env("CALLTAP_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(key) = key_env {
+        demo.env("CALLTAP_SECRET_KEY", key);
+    }
+    let mut child = demo.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut lines = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            let line = line.unwrap();
+            let done = line.contains("Ctrl-C stops it");
+            lines.push(line);
+            if done {
+                break;
+            }
+        }
+        lines
+    });
+    let lines = tokio::time::timeout(Duration::from_secs(60), lines)
+        .await
+        .expect("the demo starts")
+        .unwrap();
+    let health = lines
+        .iter()
+        .find(|l| l.contains("/health"))
+        .unwrap_or_else(|| panic!("no /health line: {lines:#?}"));
+    let mut shell = Command::new("sh");
+    shell
+        .arg("-c")
+        .arg(format!(
+            "curl() {{ for a in \"$@\"; do printf '%s\\n' \"$a\"; done; }}; {health}"
+        ))
+        .env_remove("CALLTAP_SECRET_KEY");
+    if let Some(key) = key_env {
+        shell.env("CALLTAP_SECRET_KEY", key);
+    }
+    let expanded = shell.output().unwrap();
+    let expanded = String::from_utf8(expanded.stdout).unwrap();
+    let header = expanded
+        .lines()
+        .find_map(|a| a.strip_prefix("X-Secret-Key: "))
+        .unwrap_or_else(|| panic!("no header in {expanded:?} from {health:?}"))
+        .to_owned();
+    let answer = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .header("X-Secret-Key", &header)
+        .send()
+        .await
+        .unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(answer.status(), 200, "{health:?} sent {header:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_curl_lines_work_with_a_key_from_the_environment() {
+    demo_health_line_works(Some("demo-key-one-0123456789,demo-key-two-0123456789")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demos_curl_lines_work_with_its_one_time_key() {
+    demo_health_line_works(None).await;
+}
