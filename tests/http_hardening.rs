@@ -843,3 +843,63 @@ async fn the_demos_curl_lines_work_with_a_key_from_the_environment() {
 async fn the_demos_curl_lines_work_with_its_one_time_key() {
     demo_health_line_works(None).await;
 }
+
+// ---------------------------------------------------------------- /openapi.json
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_says_what_post_calls_accepts() {
+    let server = start(SHORT).await;
+    let doc: Value =
+        serde_json::from_slice(&request(&server, &get("/openapi.json", "")).await.body).unwrap();
+    let fields = &doc["components"]["schemas"]["CallsRequest"]["properties"];
+    for field in ["direction", "operators", "propertyFilters"] {
+        assert_eq!(fields[field]["nullable"], true, "{field}");
+    }
+    // No properties are configured here: no filter key is accepted.
+    assert_eq!(fields["propertyFilters"]["additionalProperties"], false);
+    assert_eq!(
+        fields["propertyFilters"]["properties"],
+        serde_json::json!({})
+    );
+    for time in ["startTime", "stopTime"] {
+        assert_eq!(fields[time]["minimum"], 0, "{time}");
+        assert_eq!(fields[time]["maximum"], 1_000_000_000_000_000u64, "{time}");
+    }
+    let post = |body: String| {
+        format!(
+            "POST /calls HTTP/1.1\r\nHost: calltap\r\nX-Secret-Key: {KEY}\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    };
+    let accepted = [
+        format!(
+            r#"{{"startTime": {T0}, "stopTime": {T0}, "propertyFilters": null, "direction": null, "operators": null}}"#
+        ),
+        format!(
+            r#"{{"startTime": {T0}, "stopTime": {T0}, "propertyFilters": {{}}, "operators": [101, "op-101"]}}"#
+        ),
+        r#"{"startTime": 0, "stopTime": 0.5}"#.to_string(),
+        r#"{"startTime": 1000000000000000, "stopTime": 1e15}"#.to_string(),
+    ];
+    for body in accepted {
+        let answer = request(&server, &post(body.clone())).await;
+        assert_eq!(
+            answer.status,
+            200,
+            "{body}: {:?}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+    let refused = [
+        r#"{"startTime": -1, "stopTime": 5}"#,
+        r#"{"startTime": -0.5, "stopTime": 5}"#,
+        r#"{"startTime": 1000000000000001, "stopTime": 1000000000000001}"#,
+        r#"{"startTime": 18446744073709551615, "stopTime": 18446744073709551615}"#,
+        r#"{"startTime": 0, "stopTime": 1, "propertyFilters": {"Any": "x"}}"#,
+    ];
+    for body in refused {
+        request(&server, &post(body.to_string())).await.error(400);
+    }
+}
