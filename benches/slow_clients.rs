@@ -10,7 +10,11 @@
 //! CALLTAP_BENCH_HEADER_SECS, default 10, the head timeout; other limits are the
 //! defaults: 256 connections, 64 per source).
 //!
-//! Figures on the 2-core development machine (1,000 clients, defaults): see README.
+//! Figures on the 2-core development machine (1,000 clients, defaults): the server held
+//! at most 256 established connections (256 from the first second to the tenth, 0 at
+//! 12 s); the 744 clients over the cap got 503 and were closed within 93 ms (p50 66
+//! ms); the 256 with a slot were closed at 10.01 s (p50; max 10.03 s); every client was
+//! closed 10.06 s after the first connected.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
