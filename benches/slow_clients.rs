@@ -68,7 +68,9 @@ async fn slow_client(addr: std::net::SocketAddr, source: u32) -> Outcome {
         .expect("bind a loopback source");
     let started = Instant::now();
     let mut stream = socket.connect(addr).await.expect("connect");
-    let _ = stream.write_all(b"GET /health HTTP/1.1\r\nHost: calltap\r\nX-").await;
+    let _ = stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: calltap\r\nX-")
+        .await;
     let mut seen = Vec::new();
     let mut buf = [0u8; 1024];
     let mut tick = tokio::time::interval(Duration::from_secs(1));

@@ -15,7 +15,9 @@
 //!
 //! Wiring: [`serve`] for `calltap serve`; [`AppState::new`] + [`serve_on`] when the caller
 //! also fills the operational slots ([`AppState::set_metrics_source`],
-//! [`AppState::set_status_source`]) from the capture engine, e.g. in `calltap run`.
+//! [`AppState::set_status_source`]) from the capture engine, e.g. in `calltap run`;
+//! [`serve_with`] with another [`Acceptor`] (TLS). Connections, their limits and
+//! timeouts are [`server`]'s (calltap's own accept loop over hyper).
 
 mod auth;
 mod calls;
