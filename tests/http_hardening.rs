@@ -39,12 +39,16 @@ struct Server {
     _dir: tempfile::TempDir,
 }
 
-/// A server with one recorded call (`c-1`, a WAV of `wav_len` bytes) and `[api]`
+/// A server with one recorded call (`c-1`, a 10,000-byte recording) and `[api]`
 /// settings `extra` added to the test's own.
 async fn start(extra: &str) -> Server {
+    start_with_recording(extra, 10_000).await
+}
+
+async fn start_with_recording(extra: &str, wav_len: u32) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
-    let wav: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let wav: Vec<u8> = (0..wav_len).map(|i| (i * 7 % 251) as u8).collect();
     std::fs::write(store.recordings_dir().join("c-1.wav"), &wav).unwrap();
     let mut call = records::answered_call("c-1", T0);
     call.media.recording = Some(RecordingFile {
@@ -365,6 +369,41 @@ async fn an_idle_kept_alive_connection_is_closed_after_the_idle_timeout() {
             "calltap_api_connections_timed_out_total{waiting=\"idle\"}"
         ) >= 1
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_an_answer_is_closed_after_the_idle_timeout() {
+    // 32 MB: more than loopback's socket buffers hold, so the server's writes wait.
+    let server = start_with_recording(SHORT, 32 << 20).await;
+    let mut stream = connect(&server).await;
+    stream.write_all(&get(&link(), "")).await.unwrap();
+    let mut head = [0u8; 1024];
+    let n = stream.read(&mut head).await.unwrap();
+    assert!(head[..n].starts_with(b"HTTP/1.1 200"));
+    // Read nothing more: the server's writes stall once the buffers are full.
+    let started = Instant::now();
+    let stalled = "calltap_api_connections_timed_out_total{waiting=\"client_read\"}";
+    loop {
+        if metric(&metrics(&server).await, stalled) == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2) + SLACK,
+            "never closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    // What was buffered still arrives, then the end: the answer is cut short.
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut rest))
+        .await
+        .expect("the connection is closed");
+    assert!(n + rest.len() < 32 << 20, "the whole answer arrived");
 }
 
 // ---------------------------------------------------------------- connection caps

@@ -240,7 +240,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         out,
         "# TYPE calltap_api_connections_timed_out_total counter"
     );
-    for (waiting, n) in [("head", &c.header_timeouts), ("idle", &c.idle_timeouts)] {
+    for (waiting, n) in [
+        ("head", &c.header_timeouts),
+        ("idle", &c.idle_timeouts),
+        ("client_read", &c.write_stalls),
+    ] {
         let _ = writeln!(
             out,
             "calltap_api_connections_timed_out_total{{waiting=\"{waiting}\"}} {}",

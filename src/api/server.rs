@@ -13,9 +13,11 @@
 //!    request), the body within `body_timeout` of the head ([`DeadlineBody`]: 408),
 //!    and a kept-alive connection closes after `idle_timeout` without a request.
 //!
-//! A handler's own time and a response's sending are not timed: `POST /calls` streams
-//! a month of calls as fast as the client reads, and a recording download is as slow
-//! as the importer's link. The connection cap bounds what slow readers can hold.
+//! A handler's own time and a response's sending are not timed as a whole: `POST /calls`
+//! streams a month of calls as fast as the client reads, and a recording download is as
+//! slow as the importer's link. But a client that takes no response bytes at all for
+//! `idle_timeout` (a peer gone without a FIN, or one that stopped reading) is closed,
+//! and the connection cap bounds what slow readers can hold.
 //!
 //! Shutdown: the listener closes, every connection is told to finish its request in
 //! flight and close (idle ones close at once), and `serve` returns when all have.
@@ -111,6 +113,7 @@ pub(crate) struct ConnStats {
     pub(crate) refused_per_source: AtomicU64,
     pub(crate) header_timeouts: AtomicU64,
     pub(crate) idle_timeouts: AtomicU64,
+    pub(crate) write_stalls: AtomicU64,
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains.
@@ -311,13 +314,17 @@ impl<A: Acceptor> Connection<A> {
             // The head timeout is `Phase`'s: hyper's would also close an idle
             // kept-alive connection at the head timeout.
             .header_read_timeout(None);
-        let conn = http.serve_connection(TokioIo::new(GuardedIo::new(io, phase.clone())), service);
+        let io = GuardedIo::new(io, phase.clone(), self.limits.idle_timeout);
+        let conn = http.serve_connection(TokioIo::new(io), service);
         tokio::pin!(conn);
         let mut draining = false;
         loop {
             tokio::select! {
                 result = conn.as_mut() => {
                     if let Err(e) = result {
+                        if write_stalled(&e) {
+                            self.stats.write_stalls.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::debug!(peer = %self.peer, error = %e, "connection ended on an error");
                     }
                     return;
@@ -469,10 +476,17 @@ pub(crate) struct BodyTimedOut(pub(crate) Duration);
 pub(crate) fn body_timed_out<'a>(
     error: &'a (dyn std::error::Error + 'static),
 ) -> Option<&'a BodyTimedOut> {
+    caused_by(error)
+}
+
+/// The `E` somewhere in `error`'s chain of causes.
+fn caused_by<'a, E: std::error::Error + 'static>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a E> {
     let mut cause = Some(error);
     while let Some(e) = cause {
-        if let Some(timed_out) = e.downcast_ref::<BodyTimedOut>() {
-            return Some(timed_out);
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
         }
         cause = e.source();
     }
@@ -568,34 +582,88 @@ struct GuardedIo<T> {
     phase: Arc<Phase>,
     /// A replacement answer still to write, and how much of it is written.
     pending: Option<(Vec<u8>, usize)>,
+    /// How long a write may wait for the client to take bytes (the idle timeout: a
+    /// client that takes nothing is idle), and the timer of the wait in progress.
+    stall_limit: Duration,
+    stall: Option<Pin<Box<Sleep>>>,
 }
 
 impl<T> GuardedIo<T> {
-    fn new(inner: T, phase: Arc<Phase>) -> Self {
+    fn new(inner: T, phase: Arc<Phase>, stall_limit: Duration) -> Self {
         GuardedIo {
             inner,
             phase,
             pending: None,
+            stall_limit,
+            stall: None,
         }
     }
 }
 
 impl<T: AsyncWrite + Unpin> GuardedIo<T> {
+    /// Writes to the client; a write the client leaves waiting (a full window: a dead
+    /// peer, or one that stopped reading) longer than `stall_limit` fails with
+    /// [`WriteStalled`], which ends the connection.
+    fn poll_write_inner(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => {
+                let limit = self.stall_limit;
+                let stall = self
+                    .stall
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                ready!(stall.as_mut().poll(cx));
+                Poll::Ready(Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    WriteStalled(limit),
+                )))
+            }
+            ready => {
+                self.stall = None;
+                ready
+            }
+        }
+    }
+
     fn poll_pending(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         while let Some((bytes, written)) = &mut self.pending {
             if *written == bytes.len() {
                 self.pending = None;
                 break;
             }
-            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &bytes[*written..]))?;
+            let at = *written;
+            let bytes = std::mem::take(bytes);
+            let result = self.poll_write_inner(cx, &bytes[at..]);
+            self.pending = Some((bytes, at));
+            let n = ready!(result)?;
             if n == 0 {
                 return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
             }
-            *written += n;
+            if let Some((_, written)) = &mut self.pending {
+                *written += n;
+            }
         }
         Poll::Ready(Ok(()))
     }
 }
+
+/// Whether `error` comes from a [`WriteStalled`] (inside an `io::Error`, whose
+/// `source` skips the error it carries).
+fn write_stalled(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(error);
+    while let Some(e) = cause {
+        let inner = e.downcast_ref::<io::Error>().and_then(io::Error::get_ref);
+        if inner.is_some_and(|inner| inner.is::<WriteStalled>()) {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
+}
+
+/// The client took no response bytes for the given time.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took no bytes for {} s", .0.as_secs())]
+struct WriteStalled(Duration);
 
 impl<T: AsyncRead + Unpin> AsyncRead for GuardedIo<T> {
     fn poll_read(
@@ -623,7 +691,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
             if let Some((at, status)) = parse_error_answer(buf) {
                 if at > 0 {
                     // What precedes it (the end of an earlier answer) goes out as is.
-                    return Pin::new(&mut self.inner).poll_write(cx, &buf[..at]);
+                    return self.poll_write_inner(cx, &buf[..at]);
                 }
                 self.pending = Some((shaped_answer(status, buf), 0));
                 // The bytes are taken; flush and shutdown write the replacement.
@@ -631,7 +699,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
                 return Poll::Ready(Ok(buf.len()));
             }
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        self.poll_write_inner(cx, buf)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -163,9 +163,11 @@ pub struct ApiConfig {
     /// (64KiB) takes 30 s only below ~20 kbit/s.
     pub body_timeout_secs: u64,
     /// Seconds a kept-alive connection may wait for its next request before calltap
-    /// closes it. Default 60: long enough that an importer polling every minute or
-    /// downloading a batch of recordings reuses its connection, short enough that idle
-    /// connections do not pile up (HTTP clients reopen a closed one by themselves).
+    /// closes it, and a client may leave an answer waiting without taking a byte of it
+    /// (a peer gone without a word, or one that stopped reading). Default 60: long
+    /// enough that an importer polling every minute or downloading a batch of
+    /// recordings reuses its connection, short enough that idle connections do not pile
+    /// up (HTTP clients reopen a closed one by themselves).
     pub idle_timeout_secs: u64,
     /// Connections open at once, from everyone; the next one gets 503 and is closed.
     /// Default 256: the importer uses a few (a poller and parallel downloads), and 256
