@@ -230,8 +230,7 @@ impl Slots {
     }
 
     fn take(self: &Arc<Self>, source: IpAddr) -> Result<Slot, Refusal> {
-        // An IPv4 client on a dual-stack socket is one source however it is written.
-        let source = source.to_canonical();
+        let source = source_of(source);
         let mut guard = self.by_source.lock().unwrap_or_else(|e| e.into_inner());
         let (total, by_source) = &mut *guard;
         if *total >= self.max_total {
@@ -253,6 +252,20 @@ impl Slots {
             slots: self.clone(),
             source,
         })
+    }
+}
+
+/// The source a connection counts against: its address, with an IPv4 client on a
+/// dual-stack socket one source however it is written, and an IPv6 /64 one source
+/// (one host usually holds a whole /64, and could otherwise open 64 connections from
+/// each of its addresses).
+fn source_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(std::net::Ipv6Addr::from(prefix))
+        }
+        v4 => v4,
     }
 }
 
@@ -813,6 +826,19 @@ mod tests {
         ] {
             assert_eq!(parse_error_answer(ours.as_bytes()), None, "{ours:?}");
         }
+    }
+
+    #[test]
+    fn sources_are_addresses_and_ipv6_64s() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(source_of(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(source_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            source_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
+        assert_ne!(source_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
     }
 
     #[test]

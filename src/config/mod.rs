@@ -174,7 +174,8 @@ pub struct ApiConfig {
     /// descriptors and a head buffer each stay far inside the service's 65536-file limit
     /// and an appliance's memory.
     pub max_connections: u64,
-    /// Connections open at once from one source address (503 beyond). Default 64:
+    /// Connections open at once from one source address, an IPv6 /64 counting as one
+    /// (503 beyond). Default 64:
     /// several times what one importer opens, so one misbehaving host cannot take every
     /// slot. Behind a reverse proxy every connection comes from the proxy's address:
     /// set it to `max_connections` there.
