@@ -676,12 +676,30 @@ async fn shutdown_signal() {
 }
 
 fn print_next_steps(base: &str, store: &Store, made_key: Option<&str>) {
+    // The header goes in double quotes: a shell expands $CALLTAP_SECRET_KEY there and
+    // never inside single quotes.
     let key = match made_key {
         Some(k) => {
             println!("no secret key configured: this run's key is {k}");
             k.to_string()
         }
-        None => "$CALLTAP_SECRET_KEY".to_string(),
+        None => {
+            let from_env = std::env::var(calltap::config::SECRET_KEY_ENV).ok();
+            println!(
+                "the commands below read the key from CALLTAP_SECRET_KEY in your shell{}",
+                if from_env.is_some() {
+                    " (export it there as it is set for calltap)"
+                } else {
+                    ": export CALLTAP_SECRET_KEY=<a key of [api] secret_keys> first"
+                }
+            );
+            // CALLTAP_SECRET_KEY may list several keys, comma-separated: send the first.
+            if from_env.is_some_and(|v| v.contains(',')) {
+                "${CALLTAP_SECRET_KEY%%,*}".to_string()
+            } else {
+                "$CALLTAP_SECRET_KEY".to_string()
+            }
+        }
     };
     let calls: Vec<CallRecord> = store
         .calls_between(0, u64::MAX)
@@ -692,14 +710,14 @@ fn print_next_steps(base: &str, store: &Store, made_key: Option<&str>) {
         _ => (0, 1),
     };
     println!("calltap serves the Custom Telephony API on {base}. Try:");
-    println!("  curl -s -H 'X-Secret-Key: {key}' {base}/health");
-    println!("  curl -s -H 'X-Secret-Key: {key}' {base}/contacts");
+    println!("  curl -s -H \"X-Secret-Key: {key}\" {base}/health");
+    println!("  curl -s -H \"X-Secret-Key: {key}\" {base}/contacts");
     println!(
-        "  curl -s -H 'X-Secret-Key: {key}' -H 'Content-Type: application/json' \\\n       -d '{{\"startTime\": {from}, \"stopTime\": {to}}}' {base}/calls"
+        "  curl -s -H \"X-Secret-Key: {key}\" -H 'Content-Type: application/json' \\\n       -d '{{\"startTime\": {from}, \"stopTime\": {to}}}' {base}/calls"
     );
     if let Some(call) = calls.iter().find(|c| c.media.recording.is_some()) {
         println!(
-            "  curl -s -H 'X-Secret-Key: {key}' {base}/calls/{}/recording",
+            "  curl -s -H \"X-Secret-Key: {key}\" {base}/calls/{}/recording",
             call.id
         );
     }

@@ -235,7 +235,13 @@ impl CallsQuery {
     }
 }
 
-/// `startTime` / `stopTime`: a required non-negative number of Unix seconds. A fraction
+/// The latest `startTime` / `stopTime` accepted: 10^15 s, far past any call, and far
+/// enough from `u64::MAX` that window arithmetic cannot overflow. /openapi.json states
+/// the same bounds.
+pub(crate) const MAX_TIME: u64 = 1_000_000_000_000_000;
+
+/// `startTime` / `stopTime`: a required number of Unix seconds from 0 to [`MAX_TIME`]
+/// (no call starts before 1970, so a negative time is a mistake worth a 400). A fraction
 /// is rounded up on both ends, since calls start on whole seconds: `start <= t` for a
 /// whole `t` is `ceil(start) <= t`, and `t < stop` is `t < ceil(stop)`.
 fn time_field(body: &Map<String, Value>, name: &str) -> Result<u64, ApiError> {
@@ -247,15 +253,16 @@ fn time_field(body: &Map<String, Value>, name: &str) -> Result<u64, ApiError> {
             "{name} must be a number of Unix seconds, not {value}"
         )));
     };
-    if let Some(n) = n.as_u64() {
-        return Ok(n);
-    }
-    match n.as_f64() {
-        Some(f) if (0.0..1e15).contains(&f) => Ok(f.ceil() as u64),
-        _ => Err(ApiError::bad_request(format!(
-            "{name} must be a non-negative number of Unix seconds, not {n}"
-        ))),
-    }
+    let seconds = match (n.as_u64(), n.as_f64()) {
+        (Some(n), _) => Some(n),
+        (None, Some(f)) if (0.0..=MAX_TIME as f64).contains(&f) => Some(f.ceil() as u64),
+        _ => None,
+    };
+    seconds.filter(|&s| s <= MAX_TIME).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "{name} must be a non-negative number of Unix seconds up to {MAX_TIME}, not {n}"
+        ))
+    })
 }
 
 fn parse_filter(key: &str, value: &Value, live: &Live) -> Result<Filter, ApiError> {
@@ -353,6 +360,10 @@ pub(crate) async fn calls(
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge {
                 limit: state.live().api.max_body_bytes.bytes(),
+            }
+        } else if let Some(timed_out) = super::server::body_timed_out(&rejection) {
+            ApiError::RequestTimeout {
+                secs: timed_out.0.as_secs(),
             }
         } else {
             ApiError::bad_request(format!(

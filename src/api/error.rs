@@ -30,6 +30,9 @@ pub enum ApiError {
     /// The path exists, the method does not.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// The body did not arrive within `[api] body_timeout_secs`.
+    #[error("the request body did not arrive within {secs} s: send it at once after the head")]
+    RequestTimeout { secs: u64 },
     /// The body is over `[api] max_body_bytes`.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
@@ -73,6 +76,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             ApiError::Store(_)
@@ -91,13 +95,18 @@ struct ErrorBody<'a> {
     message: &'a str,
 }
 
-/// `{"status":"error","message":...}` with `status`, as a response.
-pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
-    let body = serde_json::to_vec(&ErrorBody {
+/// `{"status":"error","message":...}` as bytes, for answers written outside axum.
+pub(crate) fn error_body(message: &str) -> Vec<u8> {
+    serde_json::to_vec(&ErrorBody {
         status: "error",
         message,
     })
-    .unwrap_or_else(|_| br#"{"status":"error","message":"error"}"#.to_vec());
+    .unwrap_or_else(|_| br#"{"status":"error","message":"error"}"#.to_vec())
+}
+
+/// `{"status":"error","message":...}` with `status`, as a response.
+pub(crate) fn error_response(status: StatusCode, message: &str) -> Response {
+    let body = error_body(message);
     (
         status,
         [(
@@ -124,6 +133,13 @@ impl IntoResponse for ApiError {
             other => other.to_string(),
         };
         let mut response = error_response(status, &message);
+        if let ApiError::RequestTimeout { .. } | ApiError::PayloadTooLarge { .. } = self {
+            // The body was not read to its end, so the connection cannot carry another
+            // request: say so rather than leave the client to find out.
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let ApiError::RangeNotSatisfiable { size: Some(size) } = self {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
                 response.headers_mut().insert(header::CONTENT_RANGE, v);

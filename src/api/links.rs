@@ -192,8 +192,10 @@ pub(crate) async fn recording(
     }))
 }
 
-/// `GET /recordings/{id}.wav?exp=..&sig=..`: the WAV, with Range support (tower-http's
-/// `ServeFile`: 206 for one range, 416 for a range outside the file).
+/// `GET /recordings/{id}.wav?exp=..&sig=..`: the WAV, with Range support: tower-http's
+/// `ServeFile` serves the file (HEAD, `Last-Modified`, `If-Modified-Since`,
+/// `If-Unmodified-Since`, one range), after [`range_plan`] has decided what the Range
+/// header means under RFC 9110.
 pub(crate) async fn download(
     State(state): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -205,19 +207,7 @@ pub(crate) async fn download(
         .strip_suffix(".wav")
         .ok_or_else(|| ApiError::not_found("recordings are served as <call id>.wav"))?;
     let id = checked_id(id)?;
-    let (mut exp, mut sig) = (None, None);
-    for pair in query.as_deref().unwrap_or("").split('&') {
-        match pair.split_once('=') {
-            Some(("exp", v)) => exp = v.parse::<u64>().ok(),
-            Some(("sig", v)) => sig = Some(v),
-            _ => {}
-        }
-    }
-    let (Some(exp), Some(sig)) = (exp, sig) else {
-        return Err(ApiError::Forbidden(
-            "this link is not signed: ask GET /calls/{id}/recording for a link".into(),
-        ));
-    };
+    let (exp, sig) = link_params(query.as_deref().unwrap_or(""))?;
     if !state.live().link_keys.verify(id, exp, sig) {
         tracing::warn!(%id, "recording link refused: bad signature");
         return Err(ApiError::Forbidden(
@@ -235,6 +225,25 @@ pub(crate) async fn download(
         .store()
         .recordings_dir()
         .join(safe_name(&recording.file)?);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map_err(|_| {
+            ApiError::not_found(format!("the recording of call {id:?} is no longer on disk"))
+        })?
+        .len();
+    let mut request = request;
+    match range_plan(request.headers().get(header::RANGE), size) {
+        RangePlan::AsAsked => {}
+        RangePlan::Whole => {
+            request.headers_mut().remove(header::RANGE);
+        }
+        RangePlan::WholeAsRange => {
+            request
+                .headers_mut()
+                .insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
+        }
+        RangePlan::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size: Some(size) }),
+    }
     let mime: mime::Mime = WAV.parse().expect("audio/wav is a valid MIME type");
     let response = ServeFile::new_with_mime(path, &mime)
         .oneshot(request)
@@ -269,6 +278,90 @@ pub(crate) async fn download(
             .insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(response)
+}
+
+/// The `exp` and `sig` of a link's query, exactly as the link was made: `exp` in
+/// canonical decimal (no sign, no leading zero: the signature covers the number, so
+/// `exp=0<exp>` or `exp=+<exp>` would be a second spelling of a signed link), each of
+/// them once (a repeated parameter leaves a proxy or a log reading another value than
+/// calltap). Other parameters are ignored.
+fn link_params(query: &str) -> Result<(u64, &str), ApiError> {
+    let (mut exp, mut sig) = (None, None);
+    for pair in query.split('&') {
+        let (slot, value) = match pair.split_once('=') {
+            Some(("exp", v)) => (&mut exp, v),
+            Some(("sig", v)) => (&mut sig, v),
+            _ => continue,
+        };
+        if slot.replace(value).is_some() {
+            return Err(ApiError::Forbidden(
+                "this link repeats exp or sig, so it is not a link calltap made: \
+                 ask GET /calls/{id}/recording for a link"
+                    .into(),
+            ));
+        }
+    }
+    let (Some(exp), Some(sig)) = (exp, sig) else {
+        return Err(ApiError::Forbidden(
+            "this link is not signed: ask GET /calls/{id}/recording for a link".into(),
+        ));
+    };
+    match exp.parse::<u64>() {
+        Ok(n) if n.to_string() == exp => Ok((n, sig)),
+        _ => Err(ApiError::Forbidden(
+            "this link's exp is not a link calltap made (a plain decimal number of Unix \
+             seconds): ask GET /calls/{id}/recording for a link"
+                .into(),
+        )),
+    }
+}
+
+/// What a download does with the request's `Range` header.
+#[derive(Debug, PartialEq, Eq)]
+enum RangePlan {
+    /// No Range, or one satisfiable range: `ServeFile` answers it (200 or 206).
+    AsAsked,
+    /// Answer the whole file (200): the header does not parse, names a unit other than
+    /// bytes, or asks for several ranges (RFC 9110 14.2 lets a server ignore all of
+    /// these; one 200 is simpler for every client than multipart/byteranges).
+    Whole,
+    /// A suffix longer than the file means the whole file (RFC 9110 14.1.3): 206 of
+    /// every byte.
+    WholeAsRange,
+    /// No range overlaps the file, or a range ends before it starts: 416 with
+    /// `Content-Range: bytes */size`.
+    Unsatisfiable,
+}
+
+fn range_plan(header: Option<&HeaderValue>, size: u64) -> RangePlan {
+    use http_range_header::{EndPosition, RangeUnsatisfiableError, StartPosition};
+    let Some(header) = header else {
+        return RangePlan::AsAsked;
+    };
+    let Ok(text) = header.to_str() else {
+        return RangePlan::Whole;
+    };
+    let ranges = match http_range_header::parse_range_header(text) {
+        Ok(parsed) => parsed.ranges,
+        // `bytes=-0` parses in RFC 9110's grammar and selects nothing.
+        Err(RangeUnsatisfiableError::ZeroSuffix) => return RangePlan::Unsatisfiable,
+        Err(_) => return RangePlan::Whole,
+    };
+    // A range is satisfiable when it starts inside the file (a suffix always does).
+    let satisfiable = |r: &http_range_header::SyntacticallyCorrectRange| match (r.start, r.end) {
+        (StartPosition::FromLast(_), _) => true,
+        (StartPosition::Index(first), EndPosition::Index(last)) => first <= last && first < size,
+        (StartPosition::Index(first), EndPosition::LastByte) => first < size,
+    };
+    match ranges.as_slice() {
+        [one] if !satisfiable(one) => RangePlan::Unsatisfiable,
+        [one] => match one.start {
+            StartPosition::FromLast(n) if n > size => RangePlan::WholeAsRange,
+            _ => RangePlan::AsAsked,
+        },
+        many if many.iter().any(satisfiable) => RangePlan::Whole,
+        _ => RangePlan::Unsatisfiable,
+    }
 }
 
 #[cfg(test)]
@@ -321,6 +414,54 @@ mod tests {
         assert!(safe_name("c-1.wav").is_ok());
         for bad in ["../c-1.wav", "/etc/passwd", "a/b.wav", "..", "a\\b.wav"] {
             assert!(safe_name(bad).is_err(), "{bad:?}");
+        }
+    }
+    #[test]
+    fn exp_and_sig_are_taken_only_in_the_form_calltap_writes() {
+        let sig = "ab".repeat(32);
+        assert_eq!(
+            link_params(&format!("exp=1700000000&sig={sig}")).unwrap(),
+            (1_700_000_000, sig.as_str())
+        );
+        assert_eq!(link_params(&format!("x=1&exp=0&sig={sig}")).unwrap().0, 0);
+        for bad in [
+            format!("exp=01700000000&sig={sig}"),
+            format!("exp=+1700000000&sig={sig}"),
+            format!("exp=1700000000 &sig={sig}"),
+            format!("exp=&sig={sig}"),
+            format!("exp=1700000000&exp=1700000000&sig={sig}"),
+            format!("exp=1700000000&sig={sig}&sig={sig}"),
+            format!("exp=99999999999999999999&sig={sig}"),
+            "exp=1700000000".to_string(),
+        ] {
+            assert!(link_params(&bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        let plan = |h: &str| range_plan(Some(&HeaderValue::from_str(h).unwrap()), 1000);
+        assert_eq!(range_plan(None, 1000), RangePlan::AsAsked);
+        for (header, expected) in [
+            ("bytes=0-99", RangePlan::AsAsked),
+            ("bytes=990-5000", RangePlan::AsAsked),
+            ("bytes=-100", RangePlan::AsAsked),
+            ("bytes=999-", RangePlan::AsAsked),
+            ("bytes=-1000", RangePlan::AsAsked),
+            ("bytes=-1001", RangePlan::WholeAsRange),
+            ("bytes=0-0,0-0", RangePlan::Whole),
+            ("bytes=0-9,20-29", RangePlan::Whole),
+            ("bytes=5000-6000,0-1", RangePlan::Whole),
+            ("bytes=abc", RangePlan::Whole),
+            ("items=0-1", RangePlan::Whole),
+            ("bytes=0-1-2", RangePlan::Whole),
+            ("bytes=1000-", RangePlan::Unsatisfiable),
+            ("bytes=1000-2000", RangePlan::Unsatisfiable),
+            ("bytes=50-10", RangePlan::Unsatisfiable),
+            ("bytes=-0", RangePlan::Unsatisfiable),
+            ("bytes=1000-1001,2000-2001", RangePlan::Unsatisfiable),
+        ] {
+            assert_eq!(plan(header), expected, "{header}");
         }
     }
 }

@@ -15,7 +15,9 @@
 //!
 //! Wiring: [`serve`] for `calltap serve`; [`AppState::new`] + [`serve_on`] when the caller
 //! also fills the operational slots ([`AppState::set_metrics_source`],
-//! [`AppState::set_status_source`]) from the capture engine, e.g. in `calltap run`.
+//! [`AppState::set_status_source`]) from the capture engine, e.g. in `calltap run`;
+//! [`serve_with`] with another [`Acceptor`] (TLS). Connections, their limits and
+//! timeouts are [`server`]'s (calltap's own accept loop over hyper).
 
 mod auth;
 mod calls;
@@ -23,6 +25,7 @@ mod error;
 mod links;
 mod openapi;
 mod ops;
+mod server;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -30,7 +33,7 @@ use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{Method, StatusCode, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{middleware, Json, Router};
 use serde::Serialize;
@@ -46,6 +49,7 @@ use crate::store::Store;
 
 pub use error::ApiError;
 pub use ops::{prometheus_from_json, MetricsSource, StatusSource};
+pub use server::{Acceptor, PlainTcp, ServerLimits};
 
 use auth::KeyDigests;
 use links::LinkKeys;
@@ -65,6 +69,7 @@ struct Inner {
     /// survive a configuration reload but not a restart.
     startup_link_key: [u8; 32],
     metrics: ops::Metrics,
+    connections: Arc<server::ConnStats>,
     slots: ops::Slots,
     started: Instant,
 }
@@ -91,6 +96,7 @@ impl AppState {
                 live: RwLock::new(Arc::new(live)),
                 startup_link_key,
                 metrics: ops::Metrics::default(),
+                connections: Arc::default(),
                 slots: ops::Slots::default(),
                 started: Instant::now(),
             }),
@@ -98,8 +104,8 @@ impl AppState {
     }
 
     /// Puts a new configuration in force: keys, operators, properties and limits apply to
-    /// the next request (the body size limit and the listen address excepted: they are
-    /// fixed when the router is built and the socket bound).
+    /// the next request (the body size limit, the connection limits and the listen
+    /// address excepted: they are fixed when the server starts).
     pub fn reload(&self, config: Config) {
         let live = Arc::new(Live::new(config, &self.inner.startup_link_key));
         live.log_warnings();
@@ -192,13 +198,13 @@ pub async fn serve(
     serve_on(listener, state, shutdown).await
 }
 
-/// Runs the API on a socket already bound (tests bind 127.0.0.1:0 and read the port).
+/// Runs the API on a socket already bound (tests bind 127.0.0.1:0 and read the port),
+/// over plain TCP.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
-    use axum::serve::ListenerExt;
     let live = state.live();
     if live.api.tls_cert.is_some() {
         // Serving plain HTTP where the administrator asked for TLS would send keys and
@@ -209,23 +215,34 @@ pub async fn serve_on(
                 .into(),
         ));
     }
+    drop(live);
+    serve_with(listener, PlainTcp, state, shutdown).await
+}
+
+/// Runs the API on a bound socket, each connection going through `acceptor` (plain
+/// TCP, or a TLS handshake) before HTTP, under the `[api]` connection limits, until
+/// `shutdown` completes; then requests in flight finish and it returns.
+pub async fn serve_with<A: Acceptor>(
+    listener: tokio::net::TcpListener,
+    acceptor: A,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ApiError> {
+    let live = state.live();
     let addr = listener.local_addr().map_err(ApiError::Serve)?;
+    let limits = ServerLimits::from_config(&live.api);
     tracing::info!(
         %addr,
         links = %live.api.link_base(),
         secret_keys = live.api_keys.len(),
+        max_connections = limits.max_connections,
         "API listening"
     );
     live.log_warnings();
     drop(live);
-    // Small JSON answers go out at once rather than waiting on Nagle.
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ApiError::Serve)
+    let stats = state.inner.connections.clone();
+    server::serve(listener, acceptor, router(state), limits, stats, shutdown).await;
+    Ok(())
 }
 
 /// The whole API as an axum router, with its layers (auth on the contract paths, body
@@ -235,6 +252,7 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn routes(state: &AppState) -> Router<AppState> {
+    let limit = state.live().api.max_body_bytes.bytes();
     // The 405 fallback is set before the auth layer, so a wrong method on a contract
     // path still needs the key: auth comes first on every contract path.
     let contract = Router::new()
@@ -245,6 +263,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/calls/{id}/recording", get(links::recording))
         .route("/status", get(ops::status))
         .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(limit, declared_length))
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             auth::require_key,
@@ -253,8 +272,30 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/recordings/{file}", get(links::download))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(openapi::document))
-        .method_not_allowed_fallback(method_not_allowed);
+        .method_not_allowed_fallback(method_not_allowed)
+        .route_layer(middleware::from_fn_with_state(limit, declared_length));
     contract.merge(open).fallback(not_found)
+}
+
+/// 413 at once for a body declared (`Content-Length`) over `[api] max_body_bytes`,
+/// before a byte of it is read (and before `Expect: 100-continue` is answered). On
+/// contract paths it runs after the key check, like every other check. A body without
+/// a declared length is cut at the limit as it is read. The limit is the one the router
+/// was built with, as for that cut.
+async fn declared_length(
+    State(limit): State<u64>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    match declared {
+        Some(length) if length > limit => ApiError::PayloadTooLarge { limit }.into_response(),
+        _ => next.run(request).await,
+    }
 }
 
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {

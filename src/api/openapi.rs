@@ -3,21 +3,24 @@
 //! contract is fixed by CONTRACT.md, not by our types, and tests/api.rs checks real
 //! answers against these schemas so the two cannot drift apart unnoticed.
 
-use std::sync::OnceLock;
-
+use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 
-pub(crate) async fn document() -> Response {
-    static BODY: OnceLock<Vec<u8>> = OnceLock::new();
-    let body = BODY.get_or_init(|| serde_json::to_vec_pretty(&spec()).unwrap_or_default());
+use super::{AppState, Live};
+use crate::config::PropertyType;
+
+/// The document for the configuration in force: `propertyFilters` names the configured
+/// properties, so the schema accepts exactly the filters the server does.
+pub(crate) async fn document(State(state): State<AppState>) -> Response {
+    let body = serde_json::to_vec_pretty(&spec(&state.live())).unwrap_or_default();
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        body.clone(),
+        body,
     )
         .into_response()
 }
@@ -30,6 +33,7 @@ fn error_responses(codes: &[&str]) -> Value {
             "401" => "Missing or wrong X-Secret-Key",
             "403" => "Forged, altered or expired link",
             "404" => "Not found",
+            "408" => "The body did not arrive within the configured time",
             "413" => "Body over the configured limit",
             "416" => "Range not satisfiable",
             _ => "Internal error",
@@ -53,8 +57,40 @@ fn merge(mut a: Value, b: Value) -> Value {
     a
 }
 
+/// A `startTime` / `stopTime`: Unix seconds, as the server takes them (see
+/// `calls::time_field`).
+fn unix_seconds(description: &str) -> Value {
+    json!({"type": "number", "minimum": 0, "maximum": super::calls::MAX_TIME, "description": description})
+}
+
+/// `propertyFilters`: one entry per configured property, nothing else (an unknown key
+/// is a 400); numeric conditions only on number properties. `null` means no filters.
+fn property_filters(live: &Live) -> Value {
+    let properties: serde_json::Map<String, Value> = live
+        .properties
+        .iter()
+        .map(|p| {
+            let mut forms = vec![
+                json!({"$ref": "#/components/schemas/Primitive"}),
+                json!({"type": "array", "items": {"$ref": "#/components/schemas/Primitive"}}),
+            ];
+            if p.kind == PropertyType::Number {
+                forms.push(json!({"$ref": "#/components/schemas/NumericConditions"}));
+            }
+            (p.key.clone(), json!({"oneOf": forms}))
+        })
+        .collect();
+    json!({
+        "type": "object",
+        "nullable": true,
+        "description": "Property key (see /properties/schema) -> exact value, one-of list, or numeric conditions (number properties); all keys must match",
+        "properties": properties,
+        "additionalProperties": false
+    })
+}
+
 /// The document.
-pub(crate) fn spec() -> Value {
+pub(crate) fn spec(live: &Live) -> Value {
     let secured = json!([{"secretKey": []}]);
     json!({
         "openapi": "3.0.3",
@@ -99,8 +135,9 @@ pub(crate) fn spec() -> Value {
                 "NumericConditions": {
                     "type": "object",
                     "required": ["conditions"],
+                    "additionalProperties": false,
                     "properties": {
-                        "mode": {"type": "string", "enum": ["all", "any"], "default": "all"},
+                        "mode": {"type": "string", "enum": ["all", "any"], "default": "all", "nullable": true},
                         "conditions": {
                             "type": "array",
                             "items": {
@@ -121,21 +158,16 @@ pub(crate) fn spec() -> Value {
                     "type": "object",
                     "required": ["startTime", "stopTime"],
                     "properties": {
-                        "startTime": {"type": "number", "description": "Unix seconds, inclusive (on the call's start time)"},
-                        "stopTime": {"type": "number", "description": "Unix seconds, exclusive"},
-                        "direction": {"type": "string", "enum": ["incoming", "outgoing"]},
-                        "operators": {"type": "array", "items": {"type": "string"}},
-                        "propertyFilters": {
-                            "type": "object",
-                            "description": "Property key -> exact value, one-of list, or numeric conditions; all keys must match",
-                            "additionalProperties": {
-                                "oneOf": [
-                                    {"$ref": "#/components/schemas/Primitive"},
-                                    {"type": "array", "items": {"$ref": "#/components/schemas/Primitive"}},
-                                    {"$ref": "#/components/schemas/NumericConditions"}
-                                ]
-                            }
-                        }
+                        "startTime": unix_seconds("Unix seconds, inclusive (on the call's start time); a fraction is rounded up"),
+                        "stopTime": unix_seconds("Unix seconds, exclusive, not before startTime, at most [api] max_window_days after it; a fraction is rounded up"),
+                        "direction": {"type": "string", "enum": ["incoming", "outgoing"], "nullable": true},
+                        "operators": {
+                            "type": "array",
+                            "nullable": true,
+                            "description": "Operator ids; an id written as a number means the same id; empty or null: every operator",
+                            "items": {"oneOf": [{"type": "string"}, {"type": "number"}]}
+                        },
+                        "propertyFilters": property_filters(live)
                     }
                 },
                 "Call": {
@@ -201,7 +233,7 @@ pub(crate) fn spec() -> Value {
                 "summary": "Completed calls whose start time lies in [startTime, stopTime), sorted by startTime",
                 "security": secured,
                 "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CallsRequest"}}}},
-                "responses": merge(json!({"200": ok("Calls", "Calls")}), error_responses(&["400", "401", "413", "500"]))
+                "responses": merge(json!({"200": ok("Calls", "Calls")}), error_responses(&["400", "401", "408", "413", "500"]))
             }},
             "/properties/schema": {"get": {
                 "summary": "The call properties calltap fills",
@@ -218,8 +250,9 @@ pub(crate) fn spec() -> Value {
                 "summary": "The WAV behind a recording link (the link's signature is the credential; Range supported)",
                 "parameters": [
                     {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}},
-                    {"name": "exp", "in": "query", "required": true, "schema": {"type": "integer"}},
-                    {"name": "sig", "in": "query", "required": true, "schema": {"type": "string"}}
+                    {"name": "exp", "in": "query", "required": true, "description": "Expiry, Unix seconds, in plain decimal as the link has it", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "sig", "in": "query", "required": true, "schema": {"type": "string"}},
+                    {"name": "Range", "in": "header", "required": false, "description": "RFC 9110 byte range; one range is answered 206, an unparsable, foreign-unit or multi-range header the whole file", "schema": {"type": "string"}}
                 ],
                 "responses": merge(json!({
                     "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},

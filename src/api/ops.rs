@@ -203,6 +203,55 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         "calltap_api_request_duration_seconds_count {cumulative}"
     );
 
+    let c = &state.inner.connections;
+    let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
+    let _ = writeln!(
+        out,
+        "# HELP calltap_api_connections_open API connections open now."
+    );
+    let _ = writeln!(out, "# TYPE calltap_api_connections_open gauge");
+    let _ = writeln!(out, "calltap_api_connections_open {}", load(&c.open));
+    let _ = writeln!(
+        out,
+        "# HELP calltap_api_connections_total API connections accepted and served."
+    );
+    let _ = writeln!(out, "# TYPE calltap_api_connections_total counter");
+    let _ = writeln!(out, "calltap_api_connections_total {}", load(&c.accepted));
+    let _ = writeln!(
+        out,
+        "# HELP calltap_api_connections_refused_total Connections answered 503 and closed, by the cap they met."
+    );
+    let _ = writeln!(out, "# TYPE calltap_api_connections_refused_total counter");
+    for (cap, n) in [
+        ("total", &c.refused_total),
+        ("per_source", &c.refused_per_source),
+    ] {
+        let _ = writeln!(
+            out,
+            "calltap_api_connections_refused_total{{cap=\"{cap}\"}} {}",
+            load(n)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP calltap_api_connections_timed_out_total Connections closed for waiting too long, by what they waited for."
+    );
+    let _ = writeln!(
+        out,
+        "# TYPE calltap_api_connections_timed_out_total counter"
+    );
+    for (waiting, n) in [
+        ("head", &c.header_timeouts),
+        ("idle", &c.idle_timeouts),
+        ("client_read", &c.write_stalls),
+    ] {
+        let _ = writeln!(
+            out,
+            "calltap_api_connections_timed_out_total{{waiting=\"{waiting}\"}} {}",
+            load(n)
+        );
+    }
+
     let _ = writeln!(
         out,
         "# HELP calltap_calls_stored Calls in the store by outcome."

@@ -34,6 +34,9 @@ pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
 use error::{k, Locator, PathSeg};
 use properties::PropertyEntry;
 
+/// The longest `[api]` connection timeout accepted, in seconds (a year).
+const MAX_TIMEOUT_SECS: u64 = 365 * 86_400;
+
 /// Where `calltap` looks for its configuration when no path is given on the command line.
 pub const DEFAULT_PATH: &str = "/etc/calltap/calltap.toml";
 /// Extra API keys, comma-separated; added to `[api] secret_keys`.
@@ -149,6 +152,34 @@ pub struct ApiConfig {
     /// The largest request body accepted. Default 64KiB: a `POST /calls` with a long
     /// operator list and filters is a few kilobytes; anything near the limit is abuse.
     pub max_body_bytes: ByteSize,
+    /// Seconds a client has to send a whole request head (request line and headers),
+    /// from its first byte, or from the connection's start for its first request.
+    /// Default 10: the importer's heads are under a kilobyte and arrive in one packet;
+    /// 10 s covers a congested link many times over, while a client that trickles a
+    /// head (or opens a connection and says nothing) no longer holds a slot for ever.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to send a whole request body once its head has arrived;
+    /// then 408 and the connection closes. Default 30: a body at `max_body_bytes`
+    /// (64KiB) takes 30 s only below ~20 kbit/s.
+    pub body_timeout_secs: u64,
+    /// Seconds a kept-alive connection may wait for its next request before calltap
+    /// closes it, and a client may leave an answer waiting without taking a byte of it
+    /// (a peer gone without a word, or one that stopped reading). Default 60: long
+    /// enough that an importer polling every minute or downloading a batch of
+    /// recordings reuses its connection, short enough that idle connections do not pile
+    /// up (HTTP clients reopen a closed one by themselves).
+    pub idle_timeout_secs: u64,
+    /// Connections open at once, from everyone; the next one gets 503 and is closed.
+    /// Default 256: the importer uses a few (a poller and parallel downloads), and 256
+    /// descriptors and a head buffer each stay far inside the service's 65536-file limit
+    /// and an appliance's memory.
+    pub max_connections: u64,
+    /// Connections open at once from one source address, an IPv6 /64 counting as one
+    /// (503 beyond). Default 64:
+    /// several times what one importer opens, so one misbehaving host cannot take every
+    /// slot. Behind a reverse proxy every connection comes from the proxy's address:
+    /// set it to `max_connections` there.
+    pub max_connections_per_source: u64,
     /// PEM certificate chain for built-in TLS; set with `tls_key`, or neither (plain
     /// HTTP, e.g. behind a TLS-terminating proxy). Default none.
     pub tls_cert: Option<PathBuf>,
@@ -168,6 +199,11 @@ impl Default for ApiConfig {
             link_ttl_secs: 86_400,
             max_window_days: 31,
             max_body_bytes: ByteSize(64 * ByteSize::KIB),
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            max_connections: 256,
+            max_connections_per_source: 64,
             tls_cert: None,
             tls_key: None,
         }
@@ -578,7 +614,8 @@ impl Config {
         let a = &self.api;
         let _ = writeln!(
             out,
-            "api: listening on {} ({}); {}, {}; links {}/recordings/..., valid {}; windows up to {} days; bodies up to {}",
+            "api: listening on {} ({}); {}, {}; links {}/recordings/..., valid {}; windows up to {} days; bodies up to {}; \
+             {} connections ({} per source); timeouts: head {}, body {}, idle {}",
             a.listen,
             if a.tls_cert.is_some() { "TLS" } else { "plain HTTP" },
             plural(a.secret_keys.len(), "secret key"),
@@ -587,6 +624,11 @@ impl Config {
             secs(a.link_ttl_secs),
             a.max_window_days,
             a.max_body_bytes,
+            a.max_connections,
+            a.max_connections_per_source,
+            secs(a.header_timeout_secs),
+            secs(a.body_timeout_secs),
+            secs(a.idle_timeout_secs),
         );
         let c = &self.capture;
         let ports: Vec<String> = c.sip_ports.iter().map(u16::to_string).collect();
@@ -784,7 +826,7 @@ impl FileConfig {
         }
 
         // (section, key, value, least, why the least)
-        let minimums: [(&str, &str, u64, u64, &str); 14] = [
+        let minimums: [(&str, &str, u64, u64, &str); 19] = [
             (
                 "api",
                 "link_ttl_secs",
@@ -805,6 +847,41 @@ impl FileConfig {
                 a.max_body_bytes.bytes(),
                 1024,
                 "a POST /calls body with filters needs up to a kilobyte",
+            ),
+            (
+                "api",
+                "header_timeout_secs",
+                a.header_timeout_secs,
+                1,
+                "0 would close every connection before its request",
+            ),
+            (
+                "api",
+                "body_timeout_secs",
+                a.body_timeout_secs,
+                1,
+                "0 would refuse every request body",
+            ),
+            (
+                "api",
+                "idle_timeout_secs",
+                a.idle_timeout_secs,
+                1,
+                "0 would close every kept-alive connection at once",
+            ),
+            (
+                "api",
+                "max_connections",
+                a.max_connections,
+                1,
+                "0 would refuse every connection",
+            ),
+            (
+                "api",
+                "max_connections_per_source",
+                a.max_connections_per_source,
+                1,
+                "0 would refuse every connection",
             ),
             (
                 "calls",
@@ -889,6 +966,30 @@ impl FileConfig {
                 return Err(loc.error(
                     &at(section, key),
                     format!("{value} is too small: at least {least} ({why})"),
+                ));
+            }
+        }
+
+        if a.max_connections_per_source > a.max_connections {
+            return Err(loc.error(
+                &at("api", "max_connections_per_source"),
+                format!(
+                    "{} is more than max_connections ({}): one source can never hold more \
+                     than every connection",
+                    a.max_connections_per_source, a.max_connections
+                ),
+            ));
+        }
+        // Timeouts are slept on: a year keeps clear of any overflow in time arithmetic.
+        for (key, value) in [
+            ("header_timeout_secs", a.header_timeout_secs),
+            ("body_timeout_secs", a.body_timeout_secs),
+            ("idle_timeout_secs", a.idle_timeout_secs),
+        ] {
+            if value > MAX_TIMEOUT_SECS {
+                return Err(loc.error(
+                    &at("api", key),
+                    format!("{value} is too large: at most {MAX_TIMEOUT_SECS} (a year)"),
                 ));
             }
         }
