@@ -11,11 +11,12 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 use crate::call::classify::{Classifier, DiscoveredOperator};
-use crate::call::correlate::{CorrelationStats, Correlator};
+use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
 use crate::call::{CallRecord, Direction, EndReason, MediaFacts, Party, RecordingFile};
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
-use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable};
+use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog};
+use crate::events::{call_event, unanswered_kind, Event, EventKind};
 use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Recording};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
@@ -70,6 +71,8 @@ pub enum EngineEvent {
     /// An internal party not in the configuration (from a call or a REGISTER), and
     /// the capture time it was seen.
     Operator(DiscoveredOperator, Timestamp),
+    /// A call event for webhooks (only with [`Engine::emit_call_events`]).
+    CallEvent(Box<Event>),
 }
 
 /// What the SIP layer counted.
@@ -113,6 +116,9 @@ pub struct Engine {
     clock: CaptureClock,
     /// The latest capture time seen.
     now: Timestamp,
+    /// Call events are made (see [`Engine::emit_call_events`]), with this configuration
+    /// (properties, voicemail numbers).
+    call_events: Option<Box<Config>>,
 }
 
 /// A UDP payload worth handing to the SIP scanner: SIP starts with an upper-case method
@@ -153,7 +159,15 @@ impl Engine {
             next_sweep: Timestamp::default(),
             clock: CaptureClock::default(),
             now: Timestamp::default(),
+            call_events: None,
         }
+    }
+
+    /// Makes call events ([`EngineEvent::CallEvent`]) as calls ring, are answered, end
+    /// and are recorded, for webhooks. Off by default: they cost a little per call.
+    pub fn emit_call_events(&mut self, config: &Config) {
+        self.call_events = Some(Box::new(config.clone()));
+        self.dialogs.report_progress(true);
     }
 
     /// The next frames come from another source (the next capture file): a clock step
@@ -168,6 +182,9 @@ impl Engine {
     /// values: changing them needs a restart.
     pub fn reload(&mut self, config: &Config) {
         self.classifier.reload(config);
+        if let Some(c) = self.call_events.as_mut() {
+            **c = config.clone();
+        }
     }
 
     /// Feeds one captured frame.
@@ -196,7 +213,12 @@ impl Engine {
         self.drain_dialogs();
         // Once a sweep, not per frame: the check is held legs x answered legs.
         for record in self.correlator.release(self.now, &self.classifier) {
-            self.events.push_back(EngineEvent::Call(Box::new(record)));
+            self.record(record);
+        }
+        if self.call_events.is_some() {
+            for (key, record, at) in self.correlator.live_due(now, &self.classifier) {
+                self.call_event(EventKind::Ended, &key, at, &record);
+            }
         }
     }
 
@@ -219,8 +241,67 @@ impl Engine {
             .finish(open_reason, |id| media.last_media_time(id));
         self.drain_dialogs();
         for record in self.correlator.flush(&self.classifier) {
-            self.events.push_back(EngineEvent::Call(Box::new(record)));
+            self.record(record);
         }
+    }
+
+    /// A call's record is made: out it goes, with `recording.ready` when it has one.
+    fn record(&mut self, record: CallRecord) {
+        if self.call_events.is_some()
+            && record.media.recording.is_some()
+            && record.conversation.merged_into.is_none()
+        {
+            // The conversation's name: its first leg's record id.
+            let key = record
+                .conversation
+                .id
+                .as_deref()
+                .and_then(|v| v.strip_prefix("v-"))
+                .map_or_else(|| record.id.clone(), |rest| format!("c-{rest}"));
+            let event = call_event(
+                EventKind::RecordingReady,
+                &key,
+                record.conversation.segment,
+                self.now,
+                &record,
+                self.call_events.as_deref().unwrap_or(&Config::default()),
+            );
+            self.events.push_back(EngineEvent::Call(Box::new(record)));
+            self.events
+                .push_back(EngineEvent::CallEvent(Box::new(event)));
+            return;
+        }
+        self.events.push_back(EngineEvent::Call(Box::new(record)));
+    }
+
+    /// Pushes call event `kind` of conversation `key`, caused at `at`, from `record`.
+    fn call_event(&mut self, kind: EventKind, key: &str, at: Timestamp, record: &CallRecord) {
+        let Some(config) = self.call_events.as_deref() else {
+            return;
+        };
+        let nth = self.correlator.live_next(key, kind);
+        let event = call_event(kind, key, nth, at, record, config);
+        self.events
+            .push_back(EngineEvent::CallEvent(Box::new(event)));
+    }
+
+    /// Whether an answer came from a number listed in `[calls] voicemail`.
+    fn answered_by_voicemail(&self, d: &FinishedDialog) -> bool {
+        let Some(config) = self.call_events.as_deref() else {
+            return false;
+        };
+        let numbers = &config.numbers;
+        [&d.to.user, &d.request_uri.user]
+            .into_iter()
+            .filter(|u| !u.is_empty())
+            .any(|u| {
+                let u = numbers.normalize_number(u);
+                config
+                    .calls
+                    .voicemail
+                    .iter()
+                    .any(|v| numbers.normalize_number(v) == u)
+            })
     }
 
     /// Runs one step of the packet layer with every datagram it yields going up.
@@ -282,15 +363,65 @@ impl Engine {
                     let at = d.answer_time.unwrap_or(d.invite_time);
                     self.media.answered(&d.record_id, at, operator);
                     self.correlator.answered(&d);
+                    if self.call_events.is_some() {
+                        if let Some(key) = self.correlator.live_answered(&d) {
+                            let kind = if self.answered_by_voicemail(&d) {
+                                EventKind::Voicemail
+                            } else {
+                                EventKind::Answered
+                            };
+                            let now = self
+                                .correlator
+                                .live_preview(&key, at, &self.classifier)
+                                .unwrap_or_else(|| record.clone());
+                            self.call_event(kind, &key, at, &now);
+                        }
+                    }
                     self.events
                         .push_back(EngineEvent::Answered(Box::new(record)));
                 }
                 DialogEvent::HungUp(d) => {
                     self.media.hung_up(&d.record_id, d.end_time);
                     let (record, _) = self.classifier.classify(&d);
+                    if self.call_events.is_some() {
+                        let mut so_far = record.clone();
+                        if let Some(summary) = self.media.summary_so_far(&d.record_id) {
+                            so_far.media = media_facts(summary);
+                        }
+                        self.leg_over(&d, so_far);
+                    }
                     self.events.push_back(EngineEvent::HungUp(Box::new(record)));
                 }
+                DialogEvent::Started(d) => {
+                    let start = self.correlator.live_started(&d);
+                    if !start.placed {
+                        let (record, _) = self.classifier.classify(&d);
+                        self.call_event(EventKind::Ringing, &start.key, d.invite_time, &record);
+                    }
+                }
+                DialogEvent::NotAnswered(d) => {
+                    let (record, _) = self.classifier.classify(&d);
+                    self.leg_over(&d, record);
+                }
+                DialogEvent::Transferred(d) => {
+                    self.correlator.live_transferred(&d);
+                    if let Some(key) = self.correlator.live_key(&d.record_id) {
+                        let key = key.to_string();
+                        let record = self
+                            .correlator
+                            .live_preview(&key, self.now, &self.classifier)
+                            .unwrap_or_else(|| self.classifier.classify(&d).0);
+                        // The leg that was transferred says how (the preview may be
+                        // the conversation's first leg).
+                        let record = CallRecord {
+                            transfer: d.transfer.clone(),
+                            ..record
+                        };
+                        self.call_event(EventKind::Transferred, &key, self.now, &record);
+                    }
+                }
                 DialogEvent::Ended(d) => {
+                    self.correlator.live_forget(&d.record_id);
                     let summary = self.media.ended(&d.record_id, d.end_time);
                     let (mut record, discovered) = self.classifier.classify(&d);
                     if let Some(summary) = summary {
@@ -302,7 +433,7 @@ impl Engine {
                     }
                     // A leg of a B2BUA conversation waits for its partners.
                     if let Some(record) = self.correlator.ended(*d, record) {
-                        self.events.push_back(EngineEvent::Call(Box::new(record)));
+                        self.record(record);
                     }
                 }
                 DialogEvent::Registered(r) => {
@@ -310,6 +441,24 @@ impl Engine {
                         self.events.push_back(EngineEvent::Operator(op, r.time));
                     }
                 }
+            }
+        }
+    }
+
+    /// A leg is over: its conversation's `call.ended`, or `call.missed` and the like,
+    /// when that ends it.
+    fn leg_over(&mut self, d: &FinishedDialog, record: CallRecord) {
+        match self
+            .correlator
+            .live_over(d, record, self.now, &self.classifier)
+        {
+            LiveOver::Nothing => {}
+            LiveOver::Unanswered { key, record } => {
+                let at = Timestamp::from_nanos(record.end_ns);
+                self.call_event(unanswered_kind(record.outcome), &key, at, &record);
+            }
+            LiveOver::Ended { key, record, at } => {
+                self.call_event(EventKind::Ended, &key, at, &record);
             }
         }
     }

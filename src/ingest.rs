@@ -9,6 +9,7 @@ use serde::Serialize;
 use crate::call::{CallRecord, EndReason, Outcome, WhoHungUp};
 use crate::capture::{Frame, Timestamp};
 use crate::engine::{Engine, EngineEvent};
+use crate::events::Event;
 use crate::net::stats::Counters;
 use crate::replay::FrameSink;
 use crate::store::{DiscoveredOperator, Inserted, Store, StoreError};
@@ -16,6 +17,9 @@ use crate::store::{DiscoveredOperator, Inserted, Store, StoreError};
 /// Records held before a write: big enough that a flush is rare during a replay,
 /// small enough that a crash loses little and memory stays flat.
 const BATCH: usize = 256;
+
+/// Call events held before a write, for the same reasons.
+const EVENT_BATCH: usize = 4096;
 
 /// What an ingest did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -30,6 +34,8 @@ pub struct IngestSummary {
     /// call: the same traffic ingested again completed them.
     pub completed: u64,
     pub operators_seen: u64,
+    /// Call events added to the outbox (for webhooks), not counting those already in it.
+    pub call_events: u64,
     /// Store errors, by message (the calls concerned are not stored).
     pub errors: Vec<String>,
 }
@@ -44,6 +50,9 @@ pub struct Ingest<'s> {
     pub engine: Engine,
     store: &'s Store,
     batch: Vec<CallRecord>,
+    /// Call events, written to the outbox after the records of the same batch (so a
+    /// `recording.ready` never goes out before its record can be read).
+    call_events: Vec<Event>,
     summary: IngestSummary,
     /// Written to the store since the last [`Ingest::sync`].
     unsynced: bool,
@@ -59,6 +68,7 @@ impl<'s> Ingest<'s> {
             engine,
             store,
             batch: Vec::with_capacity(BATCH),
+            call_events: Vec::new(),
             summary,
             unsynced: false,
         }
@@ -121,6 +131,12 @@ impl<'s> Ingest<'s> {
                         self.write();
                     }
                 }
+                EngineEvent::CallEvent(event) => {
+                    self.call_events.push(*event);
+                    if self.call_events.len() >= EVENT_BATCH {
+                        self.write();
+                    }
+                }
                 EngineEvent::Operator(op, seen) => {
                     self.summary.operators_seen += 1;
                     let secs = seen.unix_secs();
@@ -140,6 +156,18 @@ impl<'s> Ingest<'s> {
     }
 
     fn write(&mut self) {
+        self.write_records();
+        if !self.call_events.is_empty() {
+            self.unsynced = true;
+            match self.store.enqueue_events(&self.call_events) {
+                Ok(new) => self.summary.call_events += new as u64,
+                Err(e) => self.error(e),
+            }
+            self.call_events.clear();
+        }
+    }
+
+    fn write_records(&mut self) {
         if self.batch.is_empty() {
             return;
         }

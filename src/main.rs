@@ -127,6 +127,11 @@ enum Command {
         /// Never draw a progress bar (none is drawn when stderr is not a terminal).
         #[arg(long, short = 'q')]
         quiet: bool,
+        /// Also add the calls' events to the webhook outbox, for `calltap run` or
+        /// `calltap serve` to deliver (a backfill). Without it a replay never reaches a
+        /// webhook receiver.
+        #[arg(long, conflicts_with = "dry_run")]
+        webhooks: bool,
         /// Capture files or directories of them.
         #[arg(required = true, value_name = "FILE")]
         files: Vec<PathBuf>,
@@ -183,8 +188,19 @@ fn main() -> ExitCode {
             stats,
             dry_run,
             quiet,
+            webhooks,
             files,
-        } => replay(&config, &store, stats, dry_run, quiet, &files),
+        } => replay(
+            &config,
+            &store,
+            ReplayOptions {
+                stats,
+                dry_run,
+                quiet,
+                webhooks,
+            },
+            &files,
+        ),
         Command::Calls {
             config,
             store,
@@ -291,14 +307,26 @@ fn capture_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     Ok(paths)
 }
 
-fn replay(
-    config_arg: &ConfigArg,
-    store_arg: &StoreArg,
+/// `replay`'s switches.
+struct ReplayOptions {
     stats: bool,
     dry_run: bool,
     quiet: bool,
+    webhooks: bool,
+}
+
+fn replay(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    options: ReplayOptions,
     args: &[PathBuf],
 ) -> Result<ExitCode, String> {
+    let ReplayOptions {
+        stats,
+        dry_run,
+        quiet,
+        webhooks,
+    } = options;
     let config = load_config(config_arg.config.as_deref())?;
     let paths = capture_paths(args)?;
     let progress = !quiet && std::io::stderr().is_terminal();
@@ -315,7 +343,10 @@ fn replay(
         (reports, engine.stats(), summary, None)
     } else {
         let store = open_store(&config, store_arg)?;
-        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        if webhooks {
+            engine.emit_call_events(&config);
+        }
         let mut ingest = Ingest::new(engine, &store);
         let reports = replay_files(&paths, &mut ingest, progress);
         let summary = ingest.summary().clone();
@@ -530,7 +561,8 @@ fn serve(
     let mut made_key = None;
     let mut engine_metrics: Option<serde_json::Value> = None;
     if demo {
-        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        engine.emit_call_events(&config);
         let mut ingest = Ingest::new(engine, &store);
         let report = replay_bytes("office-day.pcap", DEMO_CAPTURE, &mut ingest);
         if let Some(why) = report.failed {

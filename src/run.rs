@@ -210,6 +210,7 @@ async fn serve_and_capture(
         let store = store.clone();
         let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         engine.set_audio_gate(disk.gate().clone());
+        engine.emit_call_events(&config);
         thread::Builder::new()
             .name("capture".into())
             .spawn(move || capture_loop(source, engine, &store, &commands, &shared))

@@ -68,7 +68,7 @@ fn run_with(s: &Scenario, config: &Config) -> Run {
         match ev {
             EngineEvent::Call(r) => calls.push(*r),
             EngineEvent::Operator(o, _) => operators.push(o),
-            EngineEvent::Answered(_) | EngineEvent::HungUp(_) => {}
+            EngineEvent::Answered(_) | EngineEvent::HungUp(_) | EngineEvent::CallEvent(_) => {}
         }
     }
     Run {

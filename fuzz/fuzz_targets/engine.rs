@@ -1,4 +1,4 @@
-//! Frames -> `Engine` (packet layer, SIP, dialogs, classification), events drained as
+//! Frames -> `Engine` (packet layer, SIP, dialogs, classification, call events), events drained as
 //! they come. Input that starts like a capture file is read as one (the seeds are real
 //! calls); anything else is a frame sequence (`calltap_fuzz::frame_records`), whose UDP
 //! records carry SIP text between two SIP ports, with time steps past every timeout.
@@ -22,6 +22,9 @@ fn drain(engine: &mut Engine) {
             EngineEvent::Operator(op, seen) => {
                 black_box((&op, seen));
             }
+            EngineEvent::CallEvent(event) => {
+                black_box(serde_json::to_vec(&event).ok());
+            }
         }
     }
 }
@@ -37,6 +40,8 @@ fn is_capture(data: &[u8]) -> bool {
 fuzz_target!(|data: &[u8]| {
     let config = Config::default();
     let mut engine = Engine::new(&config);
+    // The call events' live view of conversations runs too.
+    engine.emit_call_events(&config);
     if is_capture(data) {
         if let Ok(mut reader) = CaptureReader::new("fuzz", data) {
             while let Some(next) = reader.next_frame() {

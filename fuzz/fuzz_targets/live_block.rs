@@ -14,10 +14,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut block = rest.to_vec();
-    let filter = PreFilter::new(&[5060, 5061], PortRange { start: 1024, end: 65535 });
+    let filter = PreFilter::new(
+        &[5060, 5061],
+        PortRange {
+            start: 1024,
+            end: 65535,
+        },
+    );
     let mut decoder = Decoder::new(&DecoderOptions::default());
     walk_block_untrusted(&mut block, mode & 1 == 1, &filter, &mut |frame| {
-        assert!(frame.data.len() <= rest.len(), "a frame larger than its block");
+        assert!(
+            frame.data.len() <= rest.len(),
+            "a frame larger than its block"
+        );
         decoder.decode(frame, &mut |d| {
             std::hint::black_box(touch(d.payload));
         });

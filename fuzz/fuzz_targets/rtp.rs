@@ -51,7 +51,11 @@ fuzz_target!(|data: &[u8]| {
         let (payload, next) = tail.split_at(len);
         rest = next;
         time = time.saturating_add(std::time::Duration::from_millis(20));
-        let (src, dst) = if head & 1 == 0 { (caller, callee) } else { (callee, caller) };
+        let (src, dst) = if head & 1 == 0 {
+            (caller, callee)
+        } else {
+            (callee, caller)
+        };
         media.datagram(&Datagram {
             time,
             src,

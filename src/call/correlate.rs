@@ -39,6 +39,10 @@ use crate::dialog::{FinishedDialog, Identity, LINGER};
 use super::classify::Classifier;
 use super::record::{CallRecord, Conversation, EndReason, MediaFacts, Outcome, Party, WhoHungUp};
 
+mod live;
+
+pub use live::{LiveOver, LiveStart};
+
 /// How long a finished leg waits for its partners: 64 x T1, the life of one
 /// transaction, covers the PBX relaying a BYE (milliseconds in every capture we have)
 /// and a CANCEL's 487 on the legs of a ring group.
@@ -113,6 +117,7 @@ impl Role {
     }
 }
 
+#[derive(Clone)]
 struct Leg {
     dialog: FinishedDialog,
     /// The classified record; `None` while the leg is still up.
@@ -165,6 +170,10 @@ pub struct Correlator {
     guess: Option<IpAddr>,
     seq: u64,
     stats: CorrelationStats,
+    /// Legs tracked for call events, by record id (see `live`).
+    live: HashMap<String, live::LiveLeg>,
+    /// Their conversations, by name.
+    conversations: HashMap<String, live::LiveConversation>,
 }
 
 impl Correlator {
@@ -178,6 +187,8 @@ impl Correlator {
             guess: None,
             seq: 0,
             stats: CorrelationStats::default(),
+            live: HashMap::new(),
+            conversations: HashMap::new(),
         }
     }
 

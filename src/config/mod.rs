@@ -326,6 +326,9 @@ pub struct CallsConfig {
     pub no_response_per_source_per_minute: u32,
     /// The same, all sources together. Default 300 a minute.
     pub no_response_per_minute: u32,
+    /// Numbers (or extensions) of voicemail: a call answered by one of them gives the
+    /// call event `call.voicemail` instead of `call.answered`. Default none.
+    pub voicemail: Vec<String>,
 }
 
 impl Default for CallsConfig {
@@ -340,6 +343,7 @@ impl Default for CallsConfig {
             max_no_response: 10_000,
             no_response_per_source_per_minute: 10,
             no_response_per_minute: 300,
+            voicemail: Vec::new(),
         }
     }
 }

@@ -170,6 +170,15 @@ pub enum DialogEvent {
     HungUp(Box<FinishedDialog>),
     Ended(Box<FinishedDialog>),
     Registered(Registration),
+    /// The first response to the INVITE (with [`DialogTable::report_progress`]): the
+    /// call has arrived somewhere.
+    Started(Box<FinishedDialog>),
+    /// An attempt ended unanswered (with `report_progress`), at once, while its record
+    /// waits out [`LINGER`].
+    NotAnswered(Box<FinishedDialog>),
+    /// A transfer of the call was confirmed: a NOTIFY reporting the target answered, or
+    /// an INVITE replacing this dialog (with `report_progress`).
+    Transferred(Box<FinishedDialog>),
 }
 
 /// What the dialog layer counted.
@@ -239,6 +248,8 @@ struct Dialog {
     last_answered_update: [u32; 2],
     /// No response of any kind yet (see `no_response`).
     awaiting_response: bool,
+    /// A `Transferred` event was reported for this dialog.
+    transfer_reported: bool,
     /// The INVITE's offer, handed to the media layer with the first response: a flood of
     /// INVITEs nobody answers never reaches it.
     pending_offer: Option<Box<SessionDescription>>,
@@ -252,6 +263,8 @@ pub struct DialogTable {
     no_response: NoResponse,
     events: VecDeque<DialogEvent>,
     stats: DialogStats,
+    /// Report `Started`, `NotAnswered` and `Transferred` too (for call events).
+    progress: bool,
 }
 
 fn bounded(bytes: &[u8]) -> String {
@@ -282,9 +295,16 @@ impl DialogTable {
             limits,
             dialogs: HashMap::new(),
             no_response: NoResponse::new(limits.no_response),
+            progress: false,
             events: VecDeque::new(),
             stats: DialogStats::default(),
         }
+    }
+
+    /// Also report when a call starts, ends unanswered and is transferred, as it
+    /// happens (the call events need them; the records do not).
+    pub fn report_progress(&mut self, on: bool) {
+        self.progress = on;
     }
 
     pub fn stats(&self) -> DialogStats {
@@ -524,6 +544,10 @@ impl DialogTable {
                         && body[8] == b'2'
                     {
                         t.completed = true;
+                        if self.progress && !std::mem::replace(&mut d.transfer_reported, true) {
+                            self.events
+                                .push_back(DialogEvent::Transferred(Box::new(d.facts.clone())));
+                        }
                     }
                 }
             }
@@ -630,6 +654,7 @@ impl DialogTable {
                 recent: VecDeque::new(),
                 last_answered_update: [cseq, 0],
                 awaiting_response: true,
+                transfer_reported: false,
                 pending_offer,
             }),
         );
@@ -652,6 +677,10 @@ impl DialogTable {
                     completed: false,
                 });
                 t.completed = true;
+                if self.progress && !std::mem::replace(&mut replaced.transfer_reported, true) {
+                    self.events
+                        .push_back(DialogEvent::Transferred(Box::new(replaced.facts.clone())));
+                }
             }
         }
     }
@@ -683,12 +712,24 @@ impl DialogTable {
                     sdp,
                 });
             }
+            if self.progress {
+                self.events
+                    .push_back(DialogEvent::Started(Box::new(d.facts.clone())));
+            }
         }
         let cseq = msg.cseq().number;
         if cseq_method_is(msg, b"REFER") {
-            // A refused REFER (RFC 3515 2.4.2) transferred nothing.
+            // A refused REFER (RFC 3515 2.4.2) transferred nothing; an accepted one is
+            // the transfer, as far as the transferor is concerned.
             if code >= 300 && d.facts.transfer.as_ref().is_some_and(|t| !t.completed) {
                 d.facts.transfer = None;
+            } else if (200..300).contains(&code)
+                && d.facts.transfer.is_some()
+                && self.progress
+                && !std::mem::replace(&mut d.transfer_reported, true)
+            {
+                self.events
+                    .push_back(DialogEvent::Transferred(Box::new(d.facts.clone())));
             }
             return;
         }
@@ -945,6 +986,10 @@ impl DialogTable {
             if let Some(tag) = d.early_tags.last() {
                 facts.to_tag = tag.to_string();
             }
+        }
+        if self.progress && facts.answer_time.is_none() {
+            self.events
+                .push_back(DialogEvent::NotAnswered(Box::new(facts.clone())));
         }
         self.stats.dialogs_ended += 1;
     }

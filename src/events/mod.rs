@@ -19,6 +19,10 @@
 //!   `clientNumber`, `operatorId`, ... as CONTRACT.md names them) with calltap's own facts
 //!   beside it (`outcome`, `endReason`, `ringSeconds`, quality figures, `recording`).
 
+mod build;
+
+pub use build::{call_event, unanswered_kind};
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 

@@ -711,68 +711,16 @@ impl MediaTable {
             self.unbind(a, slot, None);
         }
 
-        let mut codecs: Vec<String> = Vec::new();
-        let mut unsupported: Option<String> = None;
         for s in &c.streams {
             self.stats.unconfirmed_source += s.unconfirmed();
-            for (i, name) in ["PCMU", "PCMA", "G722"].into_iter().enumerate() {
-                if s.decoded[i] > 0 && !codecs.iter().any(|c| c == name) {
-                    codecs.push(name.to_string());
-                }
-            }
-            if s.unsupported > 0 {
-                let name = s
-                    .unsupported_name
-                    .clone()
-                    .unwrap_or_else(|| "unknown".to_string());
-                if !codecs.contains(&name) {
-                    codecs.push(name.clone());
-                }
-                unsupported.get_or_insert(name);
-            }
         }
+        let (mut summary, unsupported) = summarize(&c);
         let decoded: u64 = c
             .streams
             .iter()
             .map(|s| s.decoded.iter().sum::<u64>())
             .sum();
         let received: u64 = c.streams.iter().map(|s| s.q.received).sum();
-
-        let mut summary = MediaSummary {
-            dtmf_digits: std::mem::take(&mut c.dtmf),
-            ..MediaSummary::default()
-        };
-        let mut dirs = [c.streams[0].quality(), c.streams[1].quality()];
-        for (d, s) in dirs.iter_mut().zip(&c.streams) {
-            if d.received > 0 {
-                let imp = if s.unsupported > 0
-                    && s.unsupported_name
-                        .as_deref()
-                        .is_some_and(|n| n.starts_with("G729"))
-                {
-                    quality::G729
-                } else {
-                    quality::G711
-                };
-                let ptime = if s.ptime_ms > 0.0 { s.ptime_ms } else { 20.0 };
-                d.mos = Some(quality::mos(d.loss_percent(), d.jitter_ms, ptime, imp));
-            }
-        }
-        let expected: u64 = dirs.iter().map(|d| d.expected).sum();
-        let lost: u64 = dirs.iter().map(|d| d.lost).sum();
-        summary.loss_percent = if expected == 0 {
-            0.0
-        } else {
-            (10_000.0 * lost as f64 / expected as f64).round() / 100.0
-        };
-        summary.mos = dirs
-            .iter()
-            .filter_map(|d| d.mos)
-            .min_by(|a, b| a.total_cmp(b));
-        let [caller, callee] = dirs;
-        summary.caller = caller;
-        summary.callee = callee;
-        summary.codecs = codecs;
 
         // Why no WAV, if none.
         let reason = if c.answered.is_none() {
@@ -888,6 +836,66 @@ impl MediaTable {
     }
 }
 
+/// What a call's media came to so far (no recording facts), and the first codec it
+/// could not decode.
+fn summarize(c: &CallMedia) -> (MediaSummary, Option<String>) {
+    let mut codecs: Vec<String> = Vec::new();
+    let mut unsupported: Option<String> = None;
+    for s in &c.streams {
+        for (i, name) in ["PCMU", "PCMA", "G722"].into_iter().enumerate() {
+            if s.decoded[i] > 0 && !codecs.iter().any(|c| c == name) {
+                codecs.push(name.to_string());
+            }
+        }
+        if s.unsupported > 0 {
+            let name = s
+                .unsupported_name
+                .clone()
+                .unwrap_or_else(|| "unknown".to_string());
+            if !codecs.contains(&name) {
+                codecs.push(name.clone());
+            }
+            unsupported.get_or_insert(name);
+        }
+    }
+    let mut summary = MediaSummary {
+        dtmf_digits: c.dtmf.clone(),
+        ..MediaSummary::default()
+    };
+    let mut dirs = [c.streams[0].quality(), c.streams[1].quality()];
+    for (d, s) in dirs.iter_mut().zip(&c.streams) {
+        if d.received > 0 {
+            let imp = if s.unsupported > 0
+                && s.unsupported_name
+                    .as_deref()
+                    .is_some_and(|n| n.starts_with("G729"))
+            {
+                quality::G729
+            } else {
+                quality::G711
+            };
+            let ptime = if s.ptime_ms > 0.0 { s.ptime_ms } else { 20.0 };
+            d.mos = Some(quality::mos(d.loss_percent(), d.jitter_ms, ptime, imp));
+        }
+    }
+    let expected: u64 = dirs.iter().map(|d| d.expected).sum();
+    let lost: u64 = dirs.iter().map(|d| d.lost).sum();
+    summary.loss_percent = if expected == 0 {
+        0.0
+    } else {
+        (10_000.0 * lost as f64 / expected as f64).round() / 100.0
+    };
+    summary.mos = dirs
+        .iter()
+        .filter_map(|d| d.mos)
+        .min_by(|a, b| a.total_cmp(b));
+    let [caller, callee] = dirs;
+    summary.caller = caller;
+    summary.callee = callee;
+    summary.codecs = codecs;
+    (summary, unsupported)
+}
+
 /// The audio gate closed during a call: its recording stops where it is. The WAV is made
 /// final at once (header fixed over the audio on disk, file closed) rather than kept open
 /// and fed nothing: the disk gets no further byte from this call, a crash or power loss
@@ -911,6 +919,14 @@ fn stop_recorder(c: &mut CallMedia, stats: &mut MediaStats) {
 }
 
 impl MediaTable {
+    /// What the call's media came to so far (quality, codecs, DTMF; no recording): the
+    /// figures a call event gives at the hang-up, before the call's record is made.
+    pub fn summary_so_far(&self, call: &str) -> Option<MediaSummary> {
+        let &slot = self.by_id.get(call)?;
+        let c = self.calls[slot as usize].as_ref()?;
+        Some(summarize(c).0)
+    }
+
     /// Capture time of the call's last RTP packet.
     pub fn last_media_time(&self, call: &str) -> Option<Timestamp> {
         let &slot = self.by_id.get(call)?;
