@@ -370,11 +370,14 @@ impl Engine {
                             } else {
                                 EventKind::Answered
                             };
-                            let now = self
-                                .correlator
-                                .live_preview(&key, at, &self.classifier)
-                                .unwrap_or_else(|| record.clone());
-                            self.call_event(kind, &key, at, &now);
+                            // A conversation of several legs is previewed merged; a
+                            // single dialog's record is this one.
+                            let merged = if self.correlator.live_legs(&key) > 1 {
+                                self.correlator.live_preview(&key, at, &self.classifier)
+                            } else {
+                                None
+                            };
+                            self.call_event(kind, &key, at, merged.as_ref().unwrap_or(&record));
                         }
                     }
                     self.events

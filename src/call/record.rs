@@ -347,6 +347,15 @@ impl CallRecord {
     /// serialises straight from the record: about 1 µs a call, where building a
     /// `serde_json::Value` tree first cost 5-7 µs (benches/store.rs).
     pub fn contract(&self) -> ContractCall<'_> {
+        self.contract_with(&self.properties)
+    }
+
+    /// [`contract`](Self::contract) with other property values (computed for the
+    /// configuration in force, where the stored ones may be stale or absent).
+    pub fn contract_with<'a>(
+        &'a self,
+        properties: &'a BTreeMap<String, PropertyValue>,
+    ) -> ContractCall<'a> {
         ContractCall {
             id: &self.id,
             client_number: self.client_number.as_deref(),
@@ -359,7 +368,7 @@ impl CallRecord {
             operator_name: &self.operator.name,
             operator_number: &self.operator.number,
             who_hung_up: self.who_hung_up.as_str(),
-            properties: ContractProperties(&self.properties),
+            properties: ContractProperties(properties),
         }
     }
 

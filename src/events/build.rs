@@ -35,9 +35,8 @@ pub fn unanswered_kind(outcome: Outcome) -> EventKind {
 }
 
 fn data(kind: EventKind, record: &CallRecord, config: &Config) -> Value {
-    let mut record = record.clone();
-    record.properties = crate::call::properties::compute(&record, config);
-    let mut data = match serde_json::to_value(record.contract()) {
+    let properties = crate::call::properties::compute(record, config);
+    let mut data = match serde_json::to_value(record.contract_with(&properties)) {
         Ok(Value::Object(map)) => map,
         _ => Map::new(),
     };

@@ -9,59 +9,51 @@
 //! Written by the capture side, in batches, durable with the store's next flush (the
 //! capture loop flushes after every poll); read by the delivery side.
 
-use sled::transaction::TransactionError;
-use sled::Transactional;
-
 use crate::events::Event;
 
 use super::{Store, StoreError};
 
 impl Store {
     /// Appends the events not already in the outbox, in order; answers how many were new.
+    ///
+    /// Two batches, the log first and the id index after, rather than a transaction
+    /// over both trees: sled's transactions cost 13 % of a `replay --webhooks` of 2,000
+    /// short calls (callgrind). A crash between the two leaves events without their ids:
+    /// the same traffic replayed later adds them again, and they may be delivered twice,
+    /// which receivers absorb (they deduplicate on the event id).
     pub fn enqueue_events(&self, events: &[Event]) -> Result<usize, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
+        let mut log = sled::Batch::default();
+        let mut ids = sled::Batch::default();
+        let mut new = 0;
+        let mut seen_here: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for event in events {
+            let known = self
+                .event_ids
+                .contains_key(event.id.as_bytes())
+                .map_err(StoreError::db("event_ids"))?;
+            if known || !seen_here.insert(&event.id) {
+                continue;
+            }
+            let value = serde_json::to_vec(event).map_err(|err| StoreError::InvalidRecord {
+                id: event.id.clone(),
+                reason: err.to_string(),
+            })?;
+            // Unique and ascending across restarts; one up, so that 0 reads as "before
+            // the first event".
+            let seq = self.db.generate_id().map_err(StoreError::db("events"))? + 1;
+            log.insert(&seq.to_be_bytes(), value);
+            ids.insert(event.id.as_bytes(), &seq.to_be_bytes());
+            new += 1;
         }
-        let encoded = events
-            .iter()
-            .map(|e| {
-                serde_json::to_vec(e).map_err(|err| StoreError::InvalidRecord {
-                    id: e.id.clone(),
-                    reason: err.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        // Sequence numbers first: sled's ids are unique and ascending across restarts;
-        // one up, so that 0 reads as "before the first event".
-        let seqs = events
-            .iter()
-            .map(|_| {
-                self.db
-                    .generate_id()
-                    .map(|id| id + 1)
-                    .map_err(StoreError::db("events"))
-            })
-            .collect::<Result<Vec<u64>, _>>()?;
-        (&self.events, &self.event_ids)
-            .transaction(|(log, ids)| {
-                let mut new = 0;
-                for ((event, value), seq) in events.iter().zip(&encoded).zip(&seqs) {
-                    if ids.get(event.id.as_bytes())?.is_some() {
-                        continue;
-                    }
-                    ids.insert(event.id.as_bytes(), &seq.to_be_bytes())?;
-                    log.insert(&seq.to_be_bytes(), value.as_slice())?;
-                    new += 1;
-                }
-                Ok(new)
-            })
-            .map_err(|e: TransactionError<StoreError>| match e {
-                TransactionError::Abort(e) => e,
-                TransactionError::Storage(source) => StoreError::Db {
-                    tree: "events",
-                    source,
-                },
-            })
+        if new > 0 {
+            self.events
+                .apply_batch(log)
+                .map_err(StoreError::db("events"))?;
+            self.event_ids
+                .apply_batch(ids)
+                .map_err(StoreError::db("event_ids"))?;
+        }
+        Ok(new)
     }
 
     /// Events after sequence number `after` (exclusive; 0 for all), at most `limit`,

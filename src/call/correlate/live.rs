@@ -26,13 +26,18 @@ use super::{callee_ids, caller_ids, Correlator, Leg, Way};
 /// is reported ended anyway (a BYE lost on a phone leg must not hold `call.ended`).
 const WAIT_FOR_LEGS: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// One leg, while its conversation lasts.
+/// One leg, while its conversation lasts. Its `leg.record` is the record as of the
+/// leg's end, `None` while it is up.
 pub(super) struct LiveLeg {
     leg: Leg,
     /// The conversation it belongs to (the first leg's record id).
     key: String,
-    /// The record as of the leg's end; `None` while it is up.
-    over: Option<CallRecord>,
+}
+
+impl LiveLeg {
+    fn is_over(&self) -> bool {
+        self.leg.record.is_some()
+    }
 }
 
 /// One conversation's progress.
@@ -46,6 +51,8 @@ pub(super) struct LiveConversation {
     first_over: Option<Timestamp>,
     /// Legs tracked (the conversation goes with the last).
     legs: usize,
+    /// Of those, legs not over yet.
+    up: usize,
 }
 
 /// What a leg's end means for its conversation's events.
@@ -80,7 +87,7 @@ impl Correlator {
             Some((Way::Out, o_role)) => self
                 .live
                 .values()
-                .filter(|l| l.key == l.leg.dialog.record_id && l.over.is_none())
+                .filter(|l| l.key == l.leg.dialog.record_id && !l.is_over())
                 .filter_map(|i| match self.place(&i.leg.dialog) {
                     Some((Way::In, i_role)) => self
                         .score_placed(&i.leg, i_role, &leg, o_role)
@@ -93,13 +100,14 @@ impl Correlator {
         };
         let placed = parent.is_some();
         let key = parent.unwrap_or_else(|| d.record_id.clone());
-        self.conversations.entry(key.clone()).or_default().legs += 1;
+        let c = self.conversations.entry(key.clone()).or_default();
+        c.legs += 1;
+        c.up += 1;
         self.live.insert(
             d.record_id.clone(),
             LiveLeg {
                 leg,
                 key: key.clone(),
-                over: None,
             },
         );
         LiveStart { key, placed }
@@ -114,6 +122,11 @@ impl Correlator {
             return None;
         }
         Some(live.key.clone())
+    }
+
+    /// Legs the conversation has had, so far.
+    pub fn live_legs(&self, key: &str) -> usize {
+        self.conversations.get(key).map_or(0, |c| c.legs)
     }
 
     /// The conversation a tracked leg belongs to.
@@ -143,25 +156,41 @@ impl Correlator {
         let Some(live) = self.live.get_mut(&d.record_id) else {
             return LiveOver::Nothing;
         };
+        if live.is_over() {
+            return LiveOver::Nothing;
+        }
         live.leg.dialog = d.clone();
-        live.leg.record = Some(record.clone());
-        live.over = Some(record.clone());
         let key = live.key.clone();
         let is_first = key == d.record_id;
         let Some(c) = self.conversations.get_mut(&key) else {
             return LiveOver::Nothing;
         };
+        c.up = c.up.saturating_sub(1);
         if c.ended {
+            live.leg.record = Some(record);
             return LiveOver::Nothing;
         }
         if is_first {
             c.first_over.get_or_insert(now);
             if !c.answered {
                 c.ended = true;
+                live.leg.record = Some(record.clone());
                 return LiveOver::Unanswered { key, record };
             }
         }
-        if !c.answered || c.first_over.is_none() || self.legs_up(&key) {
+        let done = c.answered && c.first_over.is_some() && c.up == 0;
+        if done && c.legs == 1 {
+            // A conversation of one dialog: its record is this one.
+            c.ended = true;
+            live.leg.record = Some(record.clone());
+            return LiveOver::Ended {
+                at: Timestamp::from_nanos(record.end_ns),
+                key,
+                record,
+            };
+        }
+        live.leg.record = Some(record);
+        if !done {
             return LiveOver::Nothing;
         }
         self.end_conversation(&key, now, classifier)
@@ -212,7 +241,7 @@ impl Correlator {
             let first = self.live.get(&c.key)?;
             let moves = c.key != key
                 && c.key != *id
-                && c.over.is_none()
+                && !c.is_over()
                 && c.leg.answered()
                 && self.place(&c.leg.dialog) == Some((Way::Out, super::Role::Phone))
                 && self.any_same(&caller_ids(&first.leg.dialog), &operator)
@@ -224,8 +253,11 @@ impl Correlator {
         if let Some((id, old)) = consult {
             if let Some(c) = self.conversations.get_mut(&old) {
                 c.legs = c.legs.saturating_sub(1);
+                c.up = c.up.saturating_sub(1);
             }
-            self.conversations.entry(key.clone()).or_default().legs += 1;
+            let c = self.conversations.entry(key.clone()).or_default();
+            c.legs += 1;
+            c.up += 1;
             if let Some(c) = self.live.get_mut(&id) {
                 c.key = key;
             }
@@ -240,14 +272,13 @@ impl Correlator {
         };
         if let Some(c) = self.conversations.get_mut(&live.key) {
             c.legs = c.legs.saturating_sub(1);
+            if !live.is_over() {
+                c.up = c.up.saturating_sub(1);
+            }
             if c.legs == 0 {
                 self.conversations.remove(&live.key);
             }
         }
-    }
-
-    fn legs_up(&self, key: &str) -> bool {
-        self.live.values().any(|l| l.key == key && l.over.is_none())
     }
 
     /// Ends conversation `key`, with its record as of `now`; it ended where the record
@@ -284,6 +315,9 @@ impl Correlator {
             }
             leg
         };
+        if self.conversations.get(key).is_none_or(|c| c.legs <= 1) {
+            return as_of_now(self.live.get(key)?).record;
+        }
         let inbound = as_of_now(self.live.get(key)?);
         let mut placed: Vec<Leg> = self
             .live
