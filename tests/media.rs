@@ -767,36 +767,245 @@ fn comfort_noise_is_silence_not_speech() {
     assert_eq!(s.caller.lost, 0);
 }
 
-#[test]
-fn sender_clock_drift_is_resynchronised_within_a_packet() {
-    let mut rig = Rig::new();
-    rig.g711_call();
-    // The sender's clock runs 1% slow: 20 ms of RTP every 20.2 ms of capture time.
-    let tx = Tx::caller();
-    let pkts: Vec<Pkt> = (0..1000u64)
+// ---------------------------------------------------------------------------------------
+// Placement under stress: arrival timing never costs a received sample
+
+impl Rng {
+    /// Uniform in [0, 1): the delays of the timing tests, repeatable.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Slots `0..slots` of `tx` sent on time and captured `delay(k)` ms later.
+fn delayed(tx: &Tx, slots: u64, mut delay: impl FnMut(u64) -> f64) -> Vec<Pkt> {
+    (0..slots)
         .map(|k| {
             let (_, s, d, rtp) = tx.pkt(k);
-            (at(40.0 + 20.2 * k as f64), s, d, rtp)
+            (at(tx.first_ms + 20.0 * k as f64 + delay(k)), s, d, rtp)
+        })
+        .collect()
+}
+
+/// Every slot in `slots` not counted late is exactly at its timestamp's place; answers
+/// how many were.
+fn assert_in_place_unless_late(ch: &[i16], tx: &Tx, slots: std::ops::Range<u64>) -> u64 {
+    let mut exact = 0;
+    for slot in slots {
+        let at = tx.pos0() + (slot * 160) as usize;
+        let want: Vec<i16> = (0..160).map(|i| tx.expect(slot * 160 + i)).collect();
+        if ch[at..at + 160] == want[..] {
+            exact += 1;
+        } else {
+            // Late: missing, or the part whose place was not yet on disk (in place).
+            for (i, (&got, &w)) in ch[at..at + 160].iter().zip(&want).enumerate() {
+                assert!(
+                    got == 0 || got == w,
+                    "slot {slot} sample {i} (frame {}) is neither in place nor missing",
+                    at + i
+                );
+            }
+        }
+    }
+    exact
+}
+
+#[test]
+fn a_start_burst_loses_no_speech() {
+    // A loaded sender stalls 60 ms, then sends its first four packets within a
+    // millisecond, then paces every 20 ms.
+    let mut rig = Rig::new();
+    rig.g711_call();
+    let tx = Tx::caller();
+    let pkts = delayed(&tx, 500, |k| match k {
+        0..=3 => 60.0 - 20.0 * k as f64 + 0.25 * k as f64,
+        _ => 0.0,
+    });
+    rig.feed(pkts);
+    let s = rig.end(10_100.0);
+    let w = wav_of(&s);
+    assert_slots(
+        &w.left,
+        &tx,
+        0..500,
+        "every packet at its timestamp's place",
+    );
+    assert_eq!(s.caller.late, 0);
+    assert_eq!((s.caller.resyncs, s.caller.clock_slips), (0, 0));
+}
+
+#[test]
+fn jitter_with_a_fat_tail_never_moves_the_stream() {
+    let mut rig = Rig::new();
+    rig.g711_call();
+    let tx = Tx::caller();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    // Mostly a few ms, one packet in 20 up to 150 ms, one in 200 up to 900 ms.
+    let pkts = delayed(&tx, 3_000, |_| {
+        let u = rng.unit();
+        let v = rng.unit();
+        if u < 0.005 {
+            300.0 + 600.0 * v
+        } else if u < 0.05 {
+            50.0 + 100.0 * v
+        } else {
+            5.0 * v
+        }
+    });
+    rig.feed(pkts);
+    let s = rig.end(61_000.0);
+    let w = wav_of(&s);
+    let exact = assert_in_place_unless_late(&w.left, &tx, 0..3_000);
+    assert_eq!(
+        exact + s.caller.late,
+        3_000,
+        "every packet placed or counted late"
+    );
+    assert!(s.caller.late > 0 && s.caller.late < 60, "{}", s.caller.late);
+    assert_eq!((s.caller.resyncs, s.caller.clock_slips), (0, 0));
+}
+
+#[test]
+fn a_queue_that_builds_for_seconds_and_drains_never_moves_the_stream() {
+    let mut rig = Rig::new();
+    rig.g711_call();
+    let tx = Tx::caller();
+    let mut rng = Rng(0xC0FF_EE00_1234_5678);
+    // A link that buffers: the queue grows to 3 s over 10 s, drains over 10 s, twice;
+    // packets leave in order (FIFO), and 9 % are lost.
+    let mut last_arrival = 0.0f64;
+    let mut pkts = Vec::new();
+    for k in 0..4_000u64 {
+        let t = 20.0 * k as f64;
+        let phase = (t / 1000.0) % 20.0;
+        let queue = if phase < 10.0 {
+            phase * 300.0
+        } else {
+            (20.0 - phase) * 300.0
+        };
+        let arrival = (t + queue).max(last_arrival + 0.05);
+        last_arrival = arrival;
+        if rng.unit() < 0.09 {
+            continue;
+        }
+        let (_, s, d, rtp) = tx.pkt(k);
+        pkts.push((at(tx.first_ms + arrival), s, d, rtp));
+    }
+    let sent = pkts.len() as u64;
+    rig.feed(pkts);
+    let s = rig.end(90_000.0);
+    let w = wav_of(&s);
+    let exact = assert_in_place_unless_late(&w.left, &tx, 0..4_000);
+    assert_eq!(
+        exact + s.caller.late,
+        sent,
+        "every packet placed or counted late"
+    );
+    // Only the packets that find the horizon too short as the queue grows are late:
+    // it widens to wait for the next ones.
+    assert!(
+        s.caller.late * 100 < sent,
+        "{} of {sent} late",
+        s.caller.late
+    );
+    assert_eq!((s.caller.resyncs, s.caller.clock_slips), (0, 0));
+}
+
+/// A sender whose clock runs `ppm` off the capture clock for `slots` packets: it stays
+/// with capture time by one-millisecond slips, and between slips every packet is
+/// exact (a slip adds silence, or drops at most a millisecond, between two packets).
+fn clock_off_by(ppm: f64, slots: u64) {
+    let mut rig = Rig::new();
+    rig.g711_call();
+    let tx = Tx::caller();
+    let scale = 1.0 + ppm * 1e-6;
+    let pkts: Vec<Pkt> = (0..slots)
+        .map(|k| {
+            let (_, s, d, rtp) = tx.pkt(k);
+            (at(tx.first_ms + 20.0 * k as f64 * scale), s, d, rtp)
         })
         .collect();
+    let end_ms = tx.first_ms + 20.0 * slots as f64 * scale + 100.0;
     rig.feed(pkts);
-    let s = rig.end(20_300.0);
+    let s = rig.end(end_ms);
     let w = wav_of(&s);
-    // The last packet's audio starts within one packet of its capture time.
-    let last_at = ((40.0 + 20.2 * 999.0) * 8.0) as usize;
-    let want = tx.expect(999 * 160 + 100);
-    let found = (last_at.saturating_sub(160)..last_at + 160).any(|f| {
-        w.left[f..f + 60]
-            == (0..60)
-                .map(|i| tx.expect(999 * 160 + 100 + i))
-                .collect::<Vec<_>>()[..]
-    });
+    // Walk the channel against the packets' samples: silence may be added, or samples
+    // dropped, only in slips of at most a millisecond.
+    let want: Vec<i16> = (0..slots * 160).map(|n| tx.expect(n)).collect();
+    let ch = &w.left[tx.pos0()..];
+    let (mut i, mut j, mut added, mut dropped) = (0usize, 0usize, 0usize, 0usize);
+    // Four samples in a row decide, so a sample that happens to decode to 0 is not
+    // taken for a slip.
+    let same = |i: usize, j: usize| (0..4).all(|k| ch.get(i + k) == want.get(j + k));
+    while j < want.len() && i < ch.len() {
+        if ch[i] == want[j] {
+            i += 1;
+            j += 1;
+        } else if let Some(d) = (1..=8).find(|&d| same(i, j + d)) {
+            j += d;
+            dropped += d;
+        } else if let Some(z) =
+            (1..=8).find(|&z| ch[i..i + z].iter().all(|&x| x == 0) && same(i + z, j))
+        {
+            i += z;
+            added += z;
+        } else {
+            panic!(
+                "frame {i} is no sample near {j}: channel {:?}, want {:?}",
+                &ch[i.saturating_sub(4)..i + 12],
+                &want[j.saturating_sub(4)..j + 12]
+            );
+        }
+    }
+    let moved = (added + dropped) as u64;
+    let drift_frames = (slots as f64 * 160.0 * ppm.abs() * 1e-6) as u64;
     assert!(
-        found,
-        "last packet not within a packet of capture time ({want})"
+        moved + 160 >= drift_frames && moved <= drift_frames + 160,
+        "{moved} frames slipped for {drift_frames} of drift"
     );
-    assert!(s.caller.resyncs >= 1);
-    assert_eq!(s.caller.lost, 0);
+    assert!(s.caller.clock_slips > 0);
+    // The last packet ends within a packet of its capture time.
+    let last_cap = ((tx.first_ms + 20.0 * (slots - 1) as f64 * scale) * 8.0) as usize;
+    let last_at = tx.pos0() + (i - 160).min(ch.len());
+    assert!(
+        last_at.abs_diff(last_cap) <= 160,
+        "last packet at {last_at}, captured at {last_cap}"
+    );
+}
+
+#[test]
+fn a_slow_sender_clock_is_followed_by_slips_of_silence() {
+    // 500 ppm for 12 minutes drifts as far as 100 ppm in an hour (360 ms).
+    clock_off_by(500.0, 36_000);
+}
+
+#[test]
+fn a_fast_sender_clock_is_followed_by_slips_of_a_millisecond() {
+    clock_off_by(-500.0, 36_000);
+}
+
+#[test]
+fn timestamps_leaping_half_the_clock_each_packet_cannot_overflow() {
+    // Each packet's timestamp 2^31 - 1 past the last: in order, so the extended
+    // timestamp climbs 2^31 a packet, past what (timestamp - anchor) x rate can hold
+    // in 64 bits after about 540,000 packets (it panicked in a debug build).
+    let mut rig = Rig::new();
+    rig.g711_call();
+    let tx = Tx::caller();
+    let mut rtp = wire::rtp(tx.codec.payload_type(), false, 0, 0, tx.ssrc, &[0xFF]);
+    for k in 0..600_000u64 {
+        rtp[2..4].copy_from_slice(&(tx.seq0.wrapping_add(k as u16)).to_be_bytes());
+        rtp[4..8].copy_from_slice(&((k as u32).wrapping_mul(0x7FFF_FFFF)).to_be_bytes());
+        rig.table.datagram(&Datagram {
+            time: at(tx.first_ms + 0.1 * k as f64),
+            src: tx.src,
+            dst: tx.dst,
+            transport: Transport::Udp,
+            payload: &rtp,
+        });
+    }
+    let s = rig.end(61_000.0);
+    assert_eq!(s.caller.received, 600_000);
 }
 
 // ---------------------------------------------------------------------------------------

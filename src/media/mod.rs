@@ -135,6 +135,8 @@ pub struct MediaStats {
     /// Too late for the reorder window (their slot was already on disk).
     pub late: u64,
     pub resyncs: u64,
+    /// One-millisecond steps following a sender clock at another rate.
+    pub clock_slips: u64,
     pub dtmf_events: u64,
     pub comfort_noise: u64,
     pub unsupported_codec_packets: u64,

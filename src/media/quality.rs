@@ -36,8 +36,12 @@ pub struct DirectionQuality {
     pub jitter_ms: f64,
     /// Confirmed changes of the sending source (SSRC).
     pub ssrc_changes: u32,
-    /// Times the stream was re-synchronised to capture time (drift, hold, jumps).
+    /// Times the stream was re-synchronised to capture time (hold, timestamp jumps).
     pub resyncs: u32,
+    /// One-millisecond steps taken to follow a sender clock running at another rate
+    /// than the capture clock (silence added, or audio dropped, at a packet boundary).
+    #[serde(default)]
+    pub clock_slips: u32,
     /// Estimated MOS of this direction (None without packets).
     pub mos: Option<f64>,
 }

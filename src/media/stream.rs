@@ -2,16 +2,24 @@
 //! unwrapping, duplicates and reordering, jitter, DTMF, and placement of decoded audio on
 //! the recording's timeline.
 //!
-//! Placement: a source's first speech packet is placed at its capture time (or right
-//! after the previous source's last packet, when that is within a packet of it: an SSRC
-//! change continues the channel without a jump); later packets advance from there by
-//! their RTP timestamps, so gaps (loss, silence suppression, hold with a timestamp jump)
-//! stay silent. Drift rule: the offset between capture position and RTP position is
-//! watched over epochs of `EPOCH_PACKETS` in-order packets; when the smallest offset
-//! of an epoch (the least-delayed packet: jitter only ever delays) is more than one
-//! packet off, the stream is moved by that much (silence inserted or audio dropped). A
-//! packet that would land outside the writable window, or the first one after a hold
-//! change or a timestamp restart, is re-placed at once.
+//! Placement: every sample goes where its RTP timestamp puts it, so a stream whose
+//! timestamps are contiguous is written contiguously, each received sample once, in
+//! timestamp order; gaps (loss, silence suppression, hold with a timestamp jump) stay
+//! silent. The timeline is anchored on the least-delayed packet, since network delay
+//! only ever makes a packet late: a source's first packet sets it (at its capture time,
+//! or right after the previous source's last packet when within a packet of it: an SSRC
+//! change continues the channel), and while the source's audio is still in memory an
+//! earlier-than-predicted packet moves the anchor (and what was written) back to it, so
+//! a first packet held up behind a start burst costs nothing. Delay however it varies
+//! (jitter, a queue that builds for seconds and drains) never moves the stream; a packet
+//! whose place was already written to disk is counted late, and when it came in order
+//! (a queue, not a reordering) the recorder's horizon widens so the next ones fit. Only a sender clock running
+//! at another rate than the capture clock does: a packet earlier than the anchor allows
+//! (impossible by delay), or a least delay higher than the anchor's for three windows of
+//! `WINDOW_PACKETS` in a row, is corrected by one-millisecond slips (or all at once into
+//! a silence gap), counted. A timestamp that breaks with its sequence number (a restart,
+//! a jump past the writable window) or the first packet after a hold change is
+//! re-placed at once.
 
 use std::net::SocketAddr;
 
@@ -29,10 +37,31 @@ use super::MediaStats;
 const MAX_DROPOUT: i64 = 3000;
 /// Sequence numbers remembered for duplicate detection (one `u64` bitmap).
 const SEQ_WINDOW: i64 = 64;
-/// In-order packets per drift epoch: about a second of 20 ms packets.
-const EPOCH_PACKETS: u32 = 50;
+/// In-order speech packets per drift window: ten seconds of 20 ms packets. A clock
+/// running at another rate is judged over three windows in a row, so a queue that
+/// builds for seconds and drains is never taken for one.
+const WINDOW_PACKETS: u32 = 500;
+/// Windows in a row whose least delay must stay high before the clock is corrected.
+const WINDOWS_HIGH: usize = 3;
 /// Digits kept per call; a stuck key or a fax tone burst stops here.
 const MAX_DIGITS: usize = 64;
+
+/// How far the timeline is off a sender clock running at another rate, from the least
+/// delays of the last windows (oldest first): they must all lie beyond `tolerance` on
+/// one side and move further out window by window, which a delay that jumped once
+/// (a queue drained, a route changed) does not do. The correction is the latest
+/// window's; 0 when the windows show no clock.
+fn clock_offset(window_mins: &[i64], tolerance: i64) -> i64 {
+    let away = |sign: i64| {
+        window_mins.iter().all(|&m| m * sign > tolerance)
+            && window_mins.windows(2).all(|p| p[1] * sign > p[0] * sign)
+    };
+    if away(1) || away(-1) {
+        window_mins.last().copied().unwrap_or(0)
+    } else {
+        0
+    }
+}
 
 /// A packet waiting for its source to be confirmed by the next one.
 #[derive(Clone, Copy, Debug)]
@@ -96,8 +125,22 @@ pub struct Stream {
     anchor: Option<(i64, i64)>,
     /// One past the last frame of the last in-order speech packet.
     next_pos: Option<i64>,
-    epoch_min: i64,
-    epoch_n: u32,
+    /// Where the current timeline's audio starts, and the earliest frame it may move
+    /// back to (the previous timeline's end): while all of it is still in memory, a
+    /// less-delayed packet moves it back.
+    first_pos: i64,
+    floor: i64,
+    /// (extended sequence, extended timestamp) of the last in-order speech packet: a
+    /// timestamp step that fits the sequence step is the same timeline however late.
+    last_speech: Option<(i64, i64)>,
+    /// Least delay (capture minus timestamp position, frames) in the current window,
+    /// packets in it, and the last windows' least delays.
+    window_min: i64,
+    window_n: u32,
+    window_mins: [i64; WINDOWS_HIGH],
+    windows: usize,
+    /// Frames the timeline still has to move to follow the sender's clock.
+    clock_debt: i64,
 
     first_time: Option<Timestamp>,
     last_transit: Option<i64>,
@@ -299,7 +342,7 @@ impl Stream {
             self.last_ts = ts;
             self.ext_ts = 0;
             self.anchor = None;
-            self.epoch_n = 0;
+            self.last_speech = None;
         }
         self.q.received += 1;
 
@@ -389,44 +432,72 @@ impl Stream {
 
         // Position (all decoded codecs run an 8 kHz RTP clock, G.722 included).
         let cap = rec.frame_at(now);
+        let n_frames = n as i64;
         let (anchor_ts, anchor_pos) = match self.anchor {
             Some(a) => a,
             None => {
                 let pos = match self.next_pos {
-                    Some(np) if (cap - np).abs() <= n as i64 => np,
+                    Some(np) if (cap - np).abs() <= n_frames => np,
                     _ => cap,
                 };
                 self.anchor = Some((ext_ts, pos));
+                self.floor = self.next_pos.unwrap_or(i64::MIN).min(pos);
+                self.first_pos = pos;
+                self.start_windows();
                 (ext_ts, pos)
             }
         };
-        let mut pos = anchor_pos + (ext_ts - anchor_ts) * rate / 8000;
+        // i128: a hostile stream can push timestamps far from the anchor.
+        let far = i128::from(ext_ts - anchor_ts) * i128::from(rate) / 8000;
+        let mut pos = anchor_pos.saturating_add(far.clamp(-(1 << 62), 1 << 62) as i64);
         if in_order {
             let delta = cap - pos;
-            let end = pos + n as i64;
-            let too_late = end <= rec.flushed() && cap + (n as i64) > rec.flushed();
+            let end = pos + n_frames;
+            let flushed = rec.flushed();
+            // Timestamps that follow the sequence numbers are the same timeline, however
+            // late the packet: its place is kept (and it is late if that is on disk).
+            let continuous = self.last_speech.is_some_and(|(seq, ts)| {
+                let steps = self.ext_max - seq;
+                let advance = ext_ts - ts;
+                steps > 0 && advance >= 0 && advance <= steps * MAX_PACKET_FRAMES as i64
+            });
+            let too_late = end <= flushed && cap + n_frames > flushed;
             let too_early = end > rec.limit();
-            if self.resync || too_late || too_early {
-                if too_late || too_early || delta.abs() > n as i64 {
+            if too_late && continuous && !self.resync {
+                // Held up on its way (a queue building on the sender's link): its place
+                // is on disk already, so it is late, but the stream stays put and the
+                // horizon widens to wait for the next ones (twice this delay, for a
+                // queue still growing).
+                rec.widen_horizon(2 * (cap - pos) + n_frames);
+            } else if self.resync || too_late || too_early {
+                if too_late || too_early || delta.abs() > n_frames {
                     self.shift(delta, out.stats);
                     pos += delta;
+                    self.first_pos = pos;
+                    self.floor = self.next_pos.unwrap_or(i64::MIN).min(pos);
                 }
                 self.resync = false;
-                self.epoch_n = 0;
-            } else {
-                if self.epoch_n == 0 || delta < self.epoch_min {
-                    self.epoch_min = delta;
-                }
-                self.epoch_n += 1;
-                if self.epoch_n >= EPOCH_PACKETS {
-                    if self.epoch_min.abs() > n as i64 {
-                        self.shift(self.epoch_min, out.stats);
-                        pos += self.epoch_min;
+                self.start_windows();
+            } else if delta < 0 && self.first_pos + delta >= flushed.max(self.floor) {
+                // Earlier than the anchor allows, with all of this timeline in memory:
+                // the anchor was late (its packet held up); move it back, audio and all.
+                let written_end = self.next_pos.unwrap_or(self.first_pos).max(self.first_pos);
+                if rec.shift_channel(out.channel, self.first_pos, written_end, delta) {
+                    if let Some((_, p)) = self.anchor.as_mut() {
+                        *p += delta;
                     }
-                    self.epoch_n = 0;
+                    self.first_pos += delta;
+                    if let Some(np) = self.next_pos.as_mut() {
+                        *np += delta;
+                    }
+                    pos += delta;
+                    self.start_windows();
                 }
+            } else {
+                pos += self.follow_clock(delta, ext_ts, n_frames, rate, out.stats);
             }
-            self.next_pos = Some(pos + n as i64);
+            self.last_speech = Some((self.ext_max, ext_ts));
+            self.next_pos = Some(pos + n_frames);
         }
 
         // Decode at the codec's rate, then convert to the file's.
@@ -489,6 +560,70 @@ impl Stream {
         }
         self.q.resyncs += 1;
         stats.resyncs += 1;
+    }
+
+    fn start_windows(&mut self) {
+        self.window_n = 0;
+        self.windows = 0;
+        self.clock_debt = 0;
+    }
+
+    /// Follows a sender clock running at another rate than the capture clock, judged on
+    /// `delta` (capture minus timestamp position) of in-order packets that are not
+    /// discontinuities, window by window. Answers how far this packet moves: the whole correction into a
+    /// silence gap before it, else at most a millisecond.
+    fn follow_clock(
+        &mut self,
+        delta: i64,
+        ext_ts: i64,
+        n: i64,
+        rate: i64,
+        stats: &mut MediaStats,
+    ) -> i64 {
+        if self.window_n == 0 || delta < self.window_min {
+            self.window_min = delta;
+        }
+        self.window_n += 1;
+        if self.window_n >= WINDOW_PACKETS {
+            self.window_n = 0;
+            self.window_mins.rotate_left(1);
+            self.window_mins[WINDOWS_HIGH - 1] = self.window_min;
+            self.windows = (self.windows + 1).min(WINDOWS_HIGH);
+            if self.windows == WINDOWS_HIGH && self.clock_debt == 0 {
+                self.clock_debt = clock_offset(&self.window_mins, n / 2);
+                if self.clock_debt != 0 {
+                    self.windows = 0;
+                }
+            }
+        }
+        let gap = self
+            .last_speech
+            .map_or(0, |(_, ts)| (ext_ts - ts).saturating_mul(rate) / 8000 - n)
+            .max(0);
+        // After a silence gap (DTX, CN), a packet earlier than its timestamp allows
+        // (delay cannot do that) is put at once where it was heard: the gap shortens,
+        // no audio is lost. Senders whose timestamps run ahead across their pauses
+        // (sipp, rtp_rtcp_sip_ipv4_udp.pcap) are followed talkspurt by talkspurt.
+        if gap > 0 && delta < -n / 2 && self.clock_debt == 0 {
+            self.clock_debt = delta;
+        }
+        if self.clock_debt == 0 {
+            return 0;
+        }
+        let slip = rate / 1000;
+        let step = if gap > 0 {
+            // Into the silence: a shorter gap loses no audio, a longer one none either.
+            self.clock_debt.clamp(-gap, i64::MAX)
+        } else {
+            self.clock_debt.clamp(-slip, slip)
+        };
+        self.clock_debt -= step;
+        if let Some((_, pos)) = self.anchor.as_mut() {
+            *pos += step;
+        }
+        self.q.clock_slips += 1;
+        stats.clock_slips += 1;
+        step
     }
 
     fn event(&mut self, ts: u32, payload: &[u8], out: &mut Out<'_>) {

@@ -14,6 +14,10 @@ use crate::capture::Timestamp;
 /// 512 ms, at 16 kHz 256 ms; it must hold the reorder horizon, one flush batch and the
 /// longest packet (see `MAX_PACKET_FRAMES`, `flush_frames`).
 pub const RING_FRAMES: usize = 4096;
+/// What the ring may grow to when packets come late in order (a queue building on the
+/// sender's link): the horizon widens to wait for them rather than write their places
+/// out as silence. 8 s at 8 kHz, 4 s at 16 kHz (256 KiB), for that call only.
+pub const MAX_RING_FRAMES: usize = 65_536;
 /// Longest packet placed, in output frames: 60 ms at 16 kHz, 120 ms at 8 kHz. Longer
 /// payloads are counted and skipped.
 pub const MAX_PACKET_FRAMES: usize = 960;
@@ -54,8 +58,8 @@ pub struct Recording {
 pub struct Recorder {
     rate: u32,
     start: Timestamp,
-    ring: Box<[[i16; 2]]>,
-    /// Frames already on disk; the ring holds [flushed, flushed + RING_FRAMES).
+    ring: Vec<[i16; 2]>,
+    /// Frames already on disk; the ring holds [flushed, flushed + ring.len()).
     flushed: i64,
     horizon: i64,
     batch: i64,
@@ -121,7 +125,7 @@ impl Recorder {
         Ok(Recorder {
             rate,
             start,
-            ring: vec![[0i16; 2]; RING_FRAMES].into_boxed_slice(),
+            ring: vec![[0i16; 2]; RING_FRAMES],
             flushed: 0,
             horizon: horizon.min(max_horizon_frames(rate)) as i64,
             batch: flush_frames(rate) as i64,
@@ -152,7 +156,7 @@ impl Recorder {
     /// One past the last frame the ring can take now.
     #[inline]
     pub fn limit(&self) -> i64 {
-        self.flushed + RING_FRAMES as i64
+        self.flushed + self.ring.len() as i64
     }
 
     /// Writes `samples` into channel `ch` from frame `pos`; the parts before the flushed
@@ -165,9 +169,10 @@ impl Recorder {
             return 0;
         }
         let src = &samples[(lo - pos) as usize..(hi - pos) as usize];
-        let at = (lo as usize) % RING_FRAMES;
+        let len = self.ring.len();
+        let at = (lo as usize) % len;
         // At most two contiguous runs (the ring wraps once at most).
-        let first = src.len().min(RING_FRAMES - at);
+        let first = src.len().min(len - at);
         for (f, &s) in self.ring[at..at + first].iter_mut().zip(&src[..first]) {
             f[ch] = s;
         }
@@ -175,6 +180,62 @@ impl Recorder {
             f[ch] = s;
         }
         src.len()
+    }
+
+    /// Waits longer before writing frames out: at least `frames` behind capture time
+    /// (the delay an in-order packet just came with, past the horizon), growing the ring
+    /// to hold it, up to what [`MAX_RING_FRAMES`] allows.
+    pub fn widen_horizon(&mut self, frames: i64) {
+        let most = (MAX_RING_FRAMES - flush_frames(self.rate) - MAX_PACKET_FRAMES) as i64;
+        let horizon = frames.clamp(self.horizon, most);
+        let need = horizon + self.batch + MAX_PACKET_FRAMES as i64;
+        if horizon > self.horizon && self.make_room(self.flushed + need) {
+            self.horizon = horizon;
+        }
+    }
+
+    /// Makes the ring hold frames up to `end` (exclusive), growing it (to a power of two,
+    /// at most [`MAX_RING_FRAMES`]). False when even the largest ring cannot.
+    fn make_room(&mut self, end: i64) -> bool {
+        let need = end - self.flushed;
+        if need <= self.ring.len() as i64 {
+            return true;
+        }
+        if need > MAX_RING_FRAMES as i64 {
+            return false;
+        }
+        let new_len = (need as usize).next_power_of_two().min(MAX_RING_FRAMES);
+        let mut ring = vec![[0i16; 2]; new_len];
+        let old_len = self.ring.len();
+        for f in self.flushed..self.flushed + old_len as i64 {
+            ring[(f as usize) % new_len] = self.ring[(f as usize) % old_len];
+        }
+        self.ring = ring;
+        true
+    }
+
+    /// Moves channel `ch`'s frames `[start, end)` by `by` frames (earlier when negative),
+    /// leaving silence where they were: a stream whose first packet came late is put
+    /// where its least-delayed packets say it belongs. Only frames still in memory move:
+    /// returns false, changing nothing, when any part lies outside `[flushed, limit)`.
+    pub fn shift_channel(&mut self, ch: usize, start: i64, end: i64, by: i64) -> bool {
+        let (lo, hi) = (start.min(start + by), end.max(end + by));
+        if start >= end || by == 0 || lo < self.flushed || hi > self.limit() {
+            return start >= end || by == 0;
+        }
+        let len = self.ring.len();
+        let slot = |f: i64| (f as usize) % len;
+        let mut moved = |f: i64| {
+            let v = self.ring[slot(f)][ch];
+            self.ring[slot(f)][ch] = 0;
+            self.ring[slot(f + by)][ch] = v;
+        };
+        if by < 0 {
+            (start..end).for_each(&mut moved);
+        } else {
+            (start..end).rev().for_each(&mut moved);
+        }
+        true
     }
 
     /// Capture time has reached `now`: writes out what is older than the horizon, in
@@ -192,9 +253,10 @@ impl Recorder {
     fn flush_to(&mut self, target: i64) {
         let target = target.min(MAX_WAV_FRAMES);
         while self.flushed < target {
-            let at = (self.flushed as usize) % RING_FRAMES;
+            let len = self.ring.len();
+            let at = (self.flushed as usize) % len;
             let n = ((target - self.flushed) as usize)
-                .min(RING_FRAMES - at)
+                .min(len - at)
                 .min(self.batch as usize);
             let frames = &mut self.ring[at..at + n];
             if let Some(w) = self.writer.as_mut() {
