@@ -33,7 +33,6 @@ mod stream;
 mod wav;
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -266,55 +265,12 @@ struct Endpoint {
     rtcp: bool,
 }
 
-/// FxHash (rustc's hasher): one multiply per word. The endpoint table is probed for every
-/// datagram; SipHash's DoS resistance buys nothing here, as the keys are SDP-announced
-/// addresses and sources we latched, not attacker-chosen insertions.
-#[derive(Default, Clone, Copy)]
-struct FxHasher(u64);
-
-impl Hasher for FxHasher {
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for chunk in bytes.chunks(8) {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.add(u64::from_le_bytes(w));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, i: u8) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u16(&mut self, i: u16) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u32(&mut self, i: u32) {
-        self.add(u64::from(i));
-    }
-    #[inline]
-    fn write_u64(&mut self, i: u64) {
-        self.add(i);
-    }
-    #[inline]
-    fn write_usize(&mut self, i: usize) {
-        self.add(i as u64);
-    }
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-impl FxHasher {
-    #[inline]
-    fn add(&mut self, w: u64) {
-        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
+/// The endpoint table's hasher: foldhash, seeded at random per process. The table is
+/// probed for every datagram, so the hasher must be fast (foldhash is, as FxHash was),
+/// and its keys include source addresses a sender chooses (latched sources), so the
+/// seed must not be guessable: a fixed hash lets crafted addresses collide into one
+/// bucket and slow every probe.
+type EndpointMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// All calls' media state.
 pub struct MediaTable {
@@ -322,7 +278,7 @@ pub struct MediaTable {
     calls: Vec<Option<CallMedia>>,
     free: Vec<u32>,
     by_id: HashMap<String, u32>,
-    endpoints: FxMap<SocketAddr, Endpoint>,
+    endpoints: EndpointMap<SocketAddr, Endpoint>,
     stats: MediaStats,
     scratch: Scratch,
 }
@@ -353,7 +309,7 @@ impl MediaTable {
             calls: Vec::new(),
             free: Vec::new(),
             by_id: HashMap::new(),
-            endpoints: FxMap::default(),
+            endpoints: EndpointMap::default(),
             stats: MediaStats::default(),
             scratch: Scratch::default(),
         }
