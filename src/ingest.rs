@@ -326,8 +326,8 @@ pub fn recover_interrupted(store: &Store) -> Result<Recovery, StoreError> {
             let talk_ms = record.media.recording.as_ref().map_or(0, |r| r.duration_ms);
             let answer = record.answer_ns.unwrap_or(record.invite_ns);
             record.end_ns = answer + talk_ms * 1_000_000;
-            record.duration = (talk_ms + 500) / 1000;
-            record.end_time = record.start_time + record.duration;
+            record.end_time = record.end_ns / 1_000_000_000;
+            record.duration = record.end_time.saturating_sub(record.start_time);
             record.who_hung_up = WhoHungUp::System;
             record.hung_up_by = None;
             record.end_reason = EndReason::Shutdown;

@@ -4,8 +4,8 @@
 //! status, transfer, holds, transport; and nothing else.
 //!
 //! Times: every scenario starts at T0 (2026-01-15 10:00:00 UTC). The record's rule is
-//! start = floor(answer), duration = round(end - answer), end = start + duration; answers
-//! fall mid-second on purpose so floor and round both show.
+//! start = floor(answer), end = floor(hang-up), duration = end - start; answers fall
+//! mid-second on purpose so the floors show.
 
 use std::time::Duration;
 
@@ -143,7 +143,7 @@ fn callee_hangs_up() {
     let r = one(&run);
     assert_answered_bye(r, Party::Callee);
     // round(29.4) = 29.
-    assert_eq!(times(r), (T0 + 4, 29, T0 + 33));
+    assert_eq!(times(r), (T0 + 4, 30, T0 + 34));
     assert_eq!(r.who_hung_up, WhoHungUp::Operator);
 }
 
@@ -259,7 +259,7 @@ fn session_timer_refreshed_by_reinvite_keeps_the_call() {
     let r = one(&run);
     assert_answered_bye(r, Party::Callee);
     assert_eq!(r.holds, 0);
-    assert_eq!(times(r), (T0 + 4, 115, T0 + 119));
+    assert_eq!(times(r), (T0 + 4, 116, T0 + 120));
 }
 
 #[test]
@@ -422,7 +422,7 @@ fn reinvite_hold_then_unhold() {
     let r = one(&run);
     assert_answered_bye(r, Party::Caller);
     assert_eq!(r.holds, 1);
-    assert_eq!(times(r), (T0 + 4, 35, T0 + 39));
+    assert_eq!(times(r), (T0 + 4, 36, T0 + 40));
     // The hold's 200 is an answer inside the dialog, not a second answer to the call.
     assert_eq!(run.stats.dialogs.extra_forks_answered, 0);
     assert_eq!(run.stats.dialogs.retransmissions, 0);
@@ -741,10 +741,10 @@ fn two_calls_overlapping_in_time_sharing_nothing() {
     assert_eq!(first.operator.id, "202");
     assert_eq!(first.client_number.as_deref(), Some("+442071234567"));
     assert_eq!(first.who_hung_up, WhoHungUp::Operator);
-    assert_eq!(times(first), (T0 + 9, 11, T0 + 20));
+    assert_eq!(times(first), (T0 + 9, 12, T0 + 21));
     assert_eq!(second.operator.id, "201");
     assert_eq!(second.who_hung_up, WhoHungUp::Client);
-    assert_eq!(times(second), (T0 + 4, 25, T0 + 29));
+    assert_eq!(times(second), (T0 + 4, 26, T0 + 30));
     assert_ne!(first.id, second.id);
 }
 
@@ -990,7 +990,8 @@ fn early_media_with_prack_then_answer() {
     assert_eq!(r.end_reason, EndReason::Bye);
     // Ringing ends at the answer, whatever the 183 carried.
     assert_eq!(r.ring_seconds, 7.2);
-    assert_eq!(times(r), (T0 + 7, 13, T0 + 20));
+    // Answered at 7.2 s, hung up at 19.7 s: seconds 7 and 19.
+    assert_eq!(times(r), (T0 + 7, 12, T0 + 19));
 }
 
 #[test]

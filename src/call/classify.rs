@@ -261,14 +261,17 @@ impl Classifier {
 
         let invite_ns = d.invite_time.as_nanos();
         let end_ns = d.end_time.as_nanos().max(invite_ns);
-        let (start_time, duration) = match d.answer_time {
+        // The answer's second and the hang-up's: a call answered at 100.9 s and hung up
+        // at 102.0 s starts at 100 and ends at 102, and lasted their difference, as
+        // the contract's duration = endTime - startTime says.
+        let (start_time, end_time) = match d.answer_time {
             Some(answer) => {
                 let a = answer.as_nanos();
-                let talk = end_ns.saturating_sub(a);
-                (a / 1_000_000_000, (talk + 500_000_000) / 1_000_000_000)
+                (a / 1_000_000_000, end_ns.max(a) / 1_000_000_000)
             }
-            None => (invite_ns / 1_000_000_000, 0),
+            None => (invite_ns / 1_000_000_000, invite_ns / 1_000_000_000),
         };
+        let duration = end_time - start_time;
         let ring_end = d.answer_time.map_or(end_ns, |a| a.as_nanos());
         let ring_seconds = (ring_end.saturating_sub(invite_ns) / 1_000_000) as f64 / 1000.0;
         let exported = outcome == Outcome::Answered
@@ -283,7 +286,7 @@ impl Classifier {
             answer_ns: d.answer_time.map(|t| t.as_nanos()),
             end_ns,
             start_time,
-            end_time: start_time + duration,
+            end_time,
             duration,
             ring_seconds,
             operator,
