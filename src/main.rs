@@ -265,7 +265,31 @@ fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
         None => println!("no configuration file: defaults"),
     }
     println!("{}", config.describe());
+    check_tls(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `check-config` can tell of built-in TLS before start: the certificate files
+/// load, match and are in date; ACME's private CA root is readable.
+fn check_tls(config: &Config) -> Result<(), String> {
+    let api = &config.api;
+    if let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) {
+        let loaded = calltap::api::tls::load_pair(cert, key).map_err(|e| e.to_string())?;
+        let days = loaded.days_left(calltap::api::tls::now_unix());
+        println!(
+            "tls: {} is for {} and expires in {:.0} days",
+            cert.display(),
+            loaded.names.join(", "),
+            days.floor()
+        );
+        if days < 14.0 {
+            println!("warning: the certificate expires in less than 14 days: renew it");
+        }
+    }
+    if let Some(ca) = api.acme.as_ref().and_then(|a| a.ca_file.as_ref()) {
+        std::fs::read(ca).map_err(|e| format!("[api.acme] ca_file {}: {e}", ca.display()))?;
+    }
+    Ok(())
 }
 
 /// Expands directories into the capture files inside them, sorted by name.
@@ -555,7 +579,11 @@ fn serve(
             made_key = Some(key);
         }
     }
-    let base = format!("http://{}", config.api.listen);
+    let base = if config.api.tls() {
+        config.api.link_base()
+    } else {
+        format!("http://{}", config.api.listen)
+    };
     let store = Arc::new(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

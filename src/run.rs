@@ -246,7 +246,8 @@ async fn serve_and_capture(
 
     let housekeeping = tokio::spawn(housekeeping(store.clone(), retention, disk));
 
-    let status = format!("capturing on {what}; API on http://{listen}");
+    let scheme = if config.api.tls() { "https" } else { "http" };
+    let status = format!("capturing on {what}; API on {scheme}://{listen}");
     println!("calltap: {status}");
     notify(&["READY=1", &format!("STATUS={status}")]);
     let watchdog = watchdog_period().map(|period| {
