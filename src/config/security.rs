@@ -136,9 +136,9 @@ pub struct RateLimitConfig {
     pub per_key_burst: u32,
     /// Requests with a missing or wrong key per minute from one source, with a burst
     /// of as many; past them every request from that source with a key gets 429 (so
-    /// guessing stops) until the budget refills. 0 turns it off. Default 10: an
-    /// importer with the right key never fails, and one with a wrong key fails its
-    /// first request and stops.
+    /// guessing stops) until the budget refills. 0 turns it off. Default 30: an
+    /// importer with the right key never fails, one with a wrong key fails a request
+    /// per poll, and a guesser gets 43,200 tries a day at a key of 2^256.
     pub failed_keys_per_minute: u32,
 }
 
@@ -149,7 +149,7 @@ impl Default for RateLimitConfig {
             per_source_burst: 2000,
             per_key: 400,
             per_key_burst: 4000,
-            failed_keys_per_minute: 10,
+            failed_keys_per_minute: 30,
         }
     }
 }
