@@ -374,7 +374,7 @@ impl Drop for AccessBody {
             bytes = self.bytes,
             duration_ms = format_args!("{:.1}", r.started.elapsed().as_secs_f64() * 1e3),
             request_id = %r.request_id,
-            proto = r.proto,
+            proto = %r.proto,
             tls = r.tls,
             "request"
         );
