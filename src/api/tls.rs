@@ -318,8 +318,8 @@ impl TlsRuntime {
         }
     }
 
-    /// Prometheus lines.
-    pub(crate) fn write_metrics(&self, out: &mut String) {
+    /// Prometheus lines: the certificate's days left, handshakes, reloads, ACME.
+    pub fn write_metrics(&self, out: &mut String) {
         use std::fmt::Write as _;
         let s = &self.stats;
         let load = |n: &AtomicU64| n.load(Ordering::Relaxed);
