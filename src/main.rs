@@ -78,7 +78,8 @@ enum Command {
     /// into the store and serves them, until SIGTERM or SIGINT. On stop, calls in
     /// progress end with whoHungUp "system" and the audio so far; after a crash they
     /// are finalised the same way at the next start. SIGHUP reloads operators,
-    /// properties and keys from the configuration file. Under systemd (Type=notify) it
+    /// properties, keys and access rules from the configuration file, and the TLS
+    /// certificate files. Under systemd (Type=notify) it
     /// reports readiness and pets the watchdog.
     ///
     /// Without --config, /etc/calltap/calltap.toml is read when it exists.

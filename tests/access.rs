@@ -97,7 +97,12 @@ impl Answer {
 
     /// Asserts `status` and the error shape; answers the message.
     fn error(&self, status: u16) -> String {
-        assert_eq!(self.status.as_u16(), status, "{}", String::from_utf8_lossy(&self.body));
+        assert_eq!(
+            self.status.as_u16(),
+            status,
+            "{}",
+            String::from_utf8_lossy(&self.body)
+        );
         let json = self.json();
         assert_eq!(json["status"], "error", "{json}");
         json["message"].as_str().unwrap().to_owned()
@@ -140,16 +145,24 @@ async fn metric_from(server: &Server, from: &str, name: &str) -> u64 {
 #[tokio::test]
 async fn a_source_outside_allow_from_gets_403_before_its_key_is_compared() {
     let server = start("allow_from = [\"127.0.0.1/32\"]\nlinks_from_anywhere = false").await;
-    let message = get(&server, "127.0.0.2", "/health", &key(KEY)).await.error(403);
+    let message = get(&server, "127.0.0.2", "/health", &key(KEY))
+        .await
+        .error(403);
     assert!(message.contains("127.0.0.2"), "{message}");
     // A wrong key or none at all: still 403, not 401, so nothing was compared.
-    get(&server, "127.0.0.2", "/health", &key("wrong")).await.error(403);
+    get(&server, "127.0.0.2", "/health", &key("wrong"))
+        .await
+        .error(403);
     get(&server, "127.0.0.2", "/contacts", &[]).await.error(403);
-    get(&server, "127.0.0.2", "/openapi.json", &[]).await.error(403);
+    get(&server, "127.0.0.2", "/openapi.json", &[])
+        .await
+        .error(403);
     let ok = get(&server, "127.0.0.1", "/health", &key(KEY)).await;
     assert_eq!(ok.status, 200);
     // Links follow allow_from here (links_from_anywhere = false).
-    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY)).await.json();
+    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY))
+        .await
+        .json();
     let url = link["url"].as_str().unwrap().to_owned();
     get(&server, "127.0.0.2", &url, &[]).await.error(403);
     assert_eq!(get(&server, "127.0.0.1", &url, &[]).await.status, 200);
@@ -160,12 +173,16 @@ async fn a_source_outside_allow_from_gets_403_before_its_key_is_compared() {
 
     // By default a link works from anywhere: the importer may download elsewhere.
     let server = start("allow_from = [\"127.0.0.1/32\"]").await;
-    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY)).await.json();
+    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY))
+        .await
+        .json();
     let url = link["url"].as_str().unwrap();
     let download = get(&server, "127.0.0.2", url, &[]).await;
     assert_eq!(download.status, 200);
     assert_eq!(download.body.len(), 4_000);
-    get(&server, "127.0.0.2", "/health", &key(KEY)).await.error(403);
+    get(&server, "127.0.0.2", "/health", &key(KEY))
+        .await
+        .error(403);
 }
 
 #[tokio::test]
@@ -180,17 +197,36 @@ async fn a_key_with_its_own_allow_list_is_taken_only_from_there() {
     ))
     .await;
     assert_eq!(
-        get(&server, "127.0.0.1", "/health", &key("partner-key-0123456789")).await.status,
+        get(
+            &server,
+            "127.0.0.1",
+            "/health",
+            &key("partner-key-0123456789")
+        )
+        .await
+        .status,
         200
     );
-    let message = get(&server, "127.0.0.2", "/health", &key("partner-key-0123456789"))
-        .await
-        .error(403);
+    let message = get(
+        &server,
+        "127.0.0.2",
+        "/health",
+        &key("partner-key-0123456789"),
+    )
+    .await
+    .error(403);
     assert!(message.contains("not accepted from 127.0.0.2"), "{message}");
     // secret_keys have no allow-list of their own.
-    assert_eq!(get(&server, "127.0.0.2", "/health", &key(KEY)).await.status, 200);
     assert_eq!(
-        metric(&server, "calltap_api_refused_total{rule=\"key_allow_from\"}").await,
+        get(&server, "127.0.0.2", "/health", &key(KEY)).await.status,
+        200
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "calltap_api_refused_total{rule=\"key_allow_from\"}"
+        )
+        .await,
         1
     );
 }
@@ -217,33 +253,53 @@ async fn with_only_restricted_keys_other_sources_get_403_before_any_compare() {
         stop: None,
         _dir: tempfile::tempdir().unwrap(),
     };
-    get(&server, "127.0.0.2", "/health", &key("anything")).await.error(403);
-    get(&server, "127.0.0.1", "/health", &key("anything")).await.error(401);
+    get(&server, "127.0.0.2", "/health", &key("anything"))
+        .await
+        .error(403);
+    get(&server, "127.0.0.1", "/health", &key("anything"))
+        .await
+        .error(401);
     assert_eq!(
-        get(&server, "127.0.0.1", "/health", &key("only-key-0123456789")).await.status,
+        get(&server, "127.0.0.1", "/health", &key("only-key-0123456789"))
+            .await
+            .status,
         200
     );
 }
 
 #[tokio::test]
 async fn forwarded_addresses_count_only_from_trusted_proxies() {
-    let server = start(
-        "allow_from = [\"203.0.113.0/24\"]\ntrusted_proxies = [\"127.0.0.1\"]",
-    )
-    .await;
+    let server =
+        start("allow_from = [\"203.0.113.0/24\"]\ntrusted_proxies = [\"127.0.0.1\"]").await;
     let via = |xff: &'static str| [("X-Secret-Key", KEY), ("X-Forwarded-For", xff)];
     assert_eq!(
-        get(&server, "127.0.0.1", "/health", &via("203.0.113.5")).await.status,
+        get(&server, "127.0.0.1", "/health", &via("203.0.113.5"))
+            .await
+            .status,
         200
     );
-    get(&server, "127.0.0.1", "/health", &via("198.51.100.1")).await.error(403);
+    get(&server, "127.0.0.1", "/health", &via("198.51.100.1"))
+        .await
+        .error(403);
     // A client writing the header itself from an untrusted address gains nothing.
-    get(&server, "127.0.0.2", "/health", &via("203.0.113.5")).await.error(403);
+    get(&server, "127.0.0.2", "/health", &via("203.0.113.5"))
+        .await
+        .error(403);
     // RFC 7239's header too.
-    let forwarded = [("X-Secret-Key", KEY), ("Forwarded", "for=\"203.0.113.9:5555\"")];
-    assert_eq!(get(&server, "127.0.0.1", "/health", &forwarded).await.status, 200);
+    let forwarded = [
+        ("X-Secret-Key", KEY),
+        ("Forwarded", "for=\"203.0.113.9:5555\""),
+    ];
+    assert_eq!(
+        get(&server, "127.0.0.1", "/health", &forwarded)
+            .await
+            .status,
+        200
+    );
     // A trusted proxy that names no client lends the request no address of its own.
-    get(&server, "127.0.0.1", "/health", &key(KEY)).await.error(403);
+    get(&server, "127.0.0.1", "/health", &key(KEY))
+        .await
+        .error(403);
 }
 
 #[tokio::test]
@@ -252,7 +308,9 @@ async fn metrics_and_status_answer_ops_from_or_an_ops_key() {
     let server = start("").await;
     assert_eq!(get(&server, "127.0.0.2", "/metrics", &[]).await.status, 200);
     let server = start("allow_from = [\"127.0.0.2\"]").await;
-    get(&server, "127.0.0.1", "/health", &key(KEY)).await.error(403);
+    get(&server, "127.0.0.1", "/health", &key(KEY))
+        .await
+        .error(403);
     assert_eq!(get(&server, "127.0.0.1", "/metrics", &[]).await.status, 200);
 
     // 127.0.0.2 as the outside world.
@@ -261,35 +319,65 @@ async fn metrics_and_status_answer_ops_from_or_an_ops_key() {
     let message = get(&server, "127.0.0.2", "/metrics", &[]).await.error(403);
     assert!(message.contains("ops_from"), "{message}");
     let bearer = format!("Bearer {OPS_KEY}");
-    let ops = get(&server, "127.0.0.2", "/metrics", &[("Authorization", &bearer)]).await;
+    let ops = get(
+        &server,
+        "127.0.0.2",
+        "/metrics",
+        &[("Authorization", &bearer)],
+    )
+    .await;
     assert_eq!(ops.status, 200);
     assert!(String::from_utf8_lossy(&ops.body).contains("calltap_api_refused_total"));
     // /status: an API key from ops_from, or an ops key from anywhere.
     get(&server, "127.0.0.1", "/status", &[]).await.error(401);
-    assert_eq!(get(&server, "127.0.0.1", "/status", &key(KEY)).await.status, 200);
-    get(&server, "127.0.0.2", "/status", &key(KEY)).await.error(403);
-    assert_eq!(get(&server, "127.0.0.2", "/status", &key(OPS_KEY)).await.status, 200);
+    assert_eq!(
+        get(&server, "127.0.0.1", "/status", &key(KEY)).await.status,
+        200
+    );
+    get(&server, "127.0.0.2", "/status", &key(KEY))
+        .await
+        .error(403);
+    assert_eq!(
+        get(&server, "127.0.0.2", "/status", &key(OPS_KEY))
+            .await
+            .status,
+        200
+    );
     // An ops key is no API key.
-    get(&server, "127.0.0.1", "/health", &key(OPS_KEY)).await.error(401);
+    get(&server, "127.0.0.1", "/health", &key(OPS_KEY))
+        .await
+        .error(401);
 
     let server = start("ops_from = [\"127.0.0.2\"]").await;
     get(&server, "127.0.0.1", "/metrics", &[]).await.error(403);
     assert_eq!(
-        metric_from(&server, "127.0.0.2", "calltap_api_refused_total{rule=\"ops_from\"}").await,
+        metric_from(
+            &server,
+            "127.0.0.2",
+            "calltap_api_refused_total{rule=\"ops_from\"}"
+        )
+        .await,
         1
     );
     assert_eq!(get(&server, "127.0.0.2", "/metrics", &[]).await.status, 200);
 }
 
 fn retry_after(answer: &Answer) -> u64 {
-    answer.headers["retry-after"].to_str().unwrap().parse().unwrap()
+    answer.headers["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after() {
     let server = start("[api.rate_limit]\nper_source = 1\nper_source_burst = 5").await;
     for _ in 0..5 {
-        assert_eq!(get(&server, "127.0.0.1", "/health", &key(KEY)).await.status, 200);
+        assert_eq!(
+            get(&server, "127.0.0.1", "/health", &key(KEY)).await.status,
+            200
+        );
     }
     let over = get(&server, "127.0.0.1", "/health", &key(KEY)).await;
     let message = over.error(429);
@@ -301,7 +389,10 @@ async fn rate_limits_answer_429_with_retry_after() {
         "another source has its own budget"
     );
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    assert_eq!(get(&server, "127.0.0.1", "/health", &key(KEY)).await.status, 200);
+    assert_eq!(
+        get(&server, "127.0.0.1", "/health", &key(KEY)).await.status,
+        200
+    );
 
     // Per key, whatever the source.
     let server = start("[api.rate_limit]\nper_key = 1\nper_key_burst = 3").await;
@@ -312,7 +403,11 @@ async fn rate_limits_answer_429_with_retry_after() {
     over.error(429);
     assert_eq!(retry_after(&over), 1);
     assert_eq!(
-        metric(&server, "calltap_api_refused_total{rule=\"rate_limit_key\"}").await,
+        metric(
+            &server,
+            "calltap_api_refused_total{rule=\"rate_limit_key\"}"
+        )
+        .await,
         1
     );
 }
@@ -321,7 +416,9 @@ async fn rate_limits_answer_429_with_retry_after() {
 async fn failed_keys_are_limited_harder_and_then_no_key_is_compared() {
     let server = start("[api.rate_limit]\nfailed_keys_per_minute = 3").await;
     for _ in 0..3 {
-        get(&server, "127.0.0.1", "/health", &key("guess")).await.error(401);
+        get(&server, "127.0.0.1", "/health", &key("guess"))
+            .await
+            .error(401);
     }
     let over = get(&server, "127.0.0.1", "/health", &key("guess")).await;
     over.error(429);
@@ -332,7 +429,10 @@ async fn failed_keys_are_limited_harder_and_then_no_key_is_compared() {
     blocked.error(429);
     assert!(retry_after(&blocked) <= wait);
     // Another source is not.
-    assert_eq!(get(&server, "127.0.0.2", "/health", &key(KEY)).await.status, 200);
+    assert_eq!(
+        get(&server, "127.0.0.2", "/health", &key(KEY)).await.status,
+        200
+    );
     assert_eq!(
         metric(&server, "calltap_api_refused_total{rule=\"failed_keys\"}").await,
         2
@@ -378,13 +478,36 @@ async fn the_access_log_names_the_key_id_and_never_the_key_or_a_link_signature()
     )
     .await;
     assert_eq!(ok.status, 200);
-    get(&server, "127.0.0.1", "/health", &[("X-Secret-Key", "wrong-guess-42"), ("X-Request-Id", "access-log-2")])
+    get(
+        &server,
+        "127.0.0.1",
+        "/health",
+        &[
+            ("X-Secret-Key", "wrong-guess-42"),
+            ("X-Request-Id", "access-log-2"),
+        ],
+    )
+    .await
+    .error(401);
+    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY))
         .await
-        .error(401);
-    let link = get(&server, "127.0.0.1", "/calls/c-1/recording", &key(KEY)).await.json();
+        .json();
     let url = link["url"].as_str().unwrap().to_owned();
-    let sig = url.split("sig=").nth(1).unwrap().split('&').next().unwrap().to_owned();
-    let download = get(&server, "127.0.0.2", &url, &[("X-Request-Id", "access-log-3")]).await;
+    let sig = url
+        .split("sig=")
+        .nth(1)
+        .unwrap()
+        .split('&')
+        .next()
+        .unwrap()
+        .to_owned();
+    let download = get(
+        &server,
+        "127.0.0.2",
+        &url,
+        &[("X-Request-Id", "access-log-3")],
+    )
+    .await;
     assert_eq!(download.status, 200);
     // The line is written when the answer is done; give the server a moment.
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -411,11 +534,20 @@ async fn the_access_log_names_the_key_id_and_never_the_key_or_a_link_signature()
         assert!(first.contains(field), "{field} missing from {first}");
     }
     let refused = line("access-log-2");
-    assert!(refused.contains("status=401") && refused.contains("key=-"), "{refused}");
+    assert!(
+        refused.contains("status=401") && refused.contains("key=-"),
+        "{refused}"
+    );
     let download = line("access-log-3");
     assert!(download.contains("path=/recordings/c-1.wav"), "{download}");
-    assert!(download.contains("source=127.0.0.2") && download.contains("bytes=4000"), "{download}");
+    assert!(
+        download.contains("source=127.0.0.2") && download.contains("bytes=4000"),
+        "{download}"
+    );
     assert!(!text.contains(KEY), "the key itself is never logged");
     assert!(!text.contains("wrong-guess-42"), "nor a wrong one");
-    assert!(!text.contains(&sig) && !text.contains("sig="), "nor a link signature");
+    assert!(
+        !text.contains(&sig) && !text.contains("sig="),
+        "nor a link signature"
+    );
 }

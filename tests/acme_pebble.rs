@@ -86,8 +86,13 @@ fn start_pebble(dir: &Path, tls_port: u16) -> Option<Pebble> {
     let (cert, key) = ca.server_cert(&["127.0.0.1", "localhost"]);
     std::fs::write(dir.join("pebble-cert.pem"), cert).unwrap();
     std::fs::write(dir.join("pebble-key.pem"), key).unwrap();
-    let (listen, management, dns, dns_management, http_port) =
-        (free_port(), free_port(), free_port(), free_port(), free_port());
+    let (listen, management, dns, dns_management, http_port) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
     let config = serde_json::json!({"pebble": {
         "listenAddress": format!("127.0.0.1:{listen}"),
         "managementListenAddress": format!("127.0.0.1:{management}"),
@@ -189,7 +194,10 @@ async fn served_certificate(calltap: &Calltap, patience: Duration) -> Vec<String
         if let Some(error) = tls.acme.as_ref().and_then(|a| a.last_error()) {
             panic!("ACME failed: {error}");
         }
-        assert!(Instant::now() < deadline, "no certificate within {patience:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no certificate within {patience:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -247,8 +255,14 @@ async fn pebble_issues_a_certificate_that_calltap_serves_caches_and_reuses() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("calltap_acme_orders_total{result=\"ok\"} 1"), "{metrics}");
-    assert!(metrics.contains("calltap_tls_certificate_expiry_days "), "{metrics}");
+    assert!(
+        metrics.contains("calltap_acme_orders_total{result=\"ok\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("calltap_tls_certificate_expiry_days "),
+        "{metrics}"
+    );
     // The recording links name the domain.
     assert_eq!(calltap.state.config().api.link_base(), base);
 
@@ -263,13 +277,18 @@ async fn pebble_issues_a_certificate_that_calltap_serves_caches_and_reuses() {
     assert!(files[0].starts_with("account-") && files[1] == "cert.pem" && files[2] == "key.pem");
     for f in &files {
         use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(cache.join(f)).unwrap().permissions().mode();
+        let mode = std::fs::metadata(cache.join(f))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o600, "{f}");
     }
     calltap.stop().await;
 
     // A restart serves the cached certificate at once: no new order.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let calltap = start_calltap(listener, &store, &acme).await;
     assert_eq!(
         served_certificate(&calltap, Duration::from_secs(5)).await,
@@ -283,7 +302,10 @@ async fn pebble_issues_a_certificate_that_calltap_serves_caches_and_reuses() {
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("calltap_acme_orders_total{result=\"ok\"} 0"), "{metrics}");
+    assert!(
+        metrics.contains("calltap_acme_orders_total{result=\"ok\"} 0"),
+        "{metrics}"
+    );
     calltap.stop().await;
 }
 
@@ -294,8 +316,12 @@ async fn an_acme_server_that_is_down_is_a_failure_naming_it() {
     let down = free_port();
     let directory = format!("https://127.0.0.1:{down}/dir");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let calltap =
-        start_calltap(listener, &dir.path().join("store"), &format!("directory = \"{directory}\"")).await;
+    let calltap = start_calltap(
+        listener,
+        &dir.path().join("store"),
+        &format!("directory = \"{directory}\""),
+    )
+    .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let error = loop {
         let tls = calltap.state.tls();
@@ -310,6 +336,9 @@ async fn an_acme_server_that_is_down_is_a_failure_naming_it() {
     assert!(tokio::net::TcpStream::connect(calltap.addr).await.is_ok());
     let mut text = String::new();
     calltap.state.tls().unwrap().write_metrics(&mut text);
-    assert!(text.contains("calltap_acme_orders_total{result=\"failed\"} 1"), "{text}");
+    assert!(
+        text.contains("calltap_acme_orders_total{result=\"failed\"} 1"),
+        "{text}"
+    );
     calltap.stop().await;
 }

@@ -100,17 +100,26 @@ fn the_example_with_every_setting_switched_on_is_valid() {
         )
         .file("/etc/calltap/link-keys", "file-link-key\n")
         .file("/etc/calltap/ops-keys", "file-ops-key\n")
-        .file("/etc/calltap/importer-key", "importer-key-1\nimporter-key-2\n");
+        .file(
+            "/etc/calltap/importer-key",
+            "importer-key-1\nimporter-key-2\n",
+        );
     let config = Config::from_toml_with(&example_switched_on(), "calltap.toml", &env)
         .unwrap_or_else(|e| panic!("{e}"));
     let acme = config.api.acme.as_ref().expect("[api.acme] switched on");
     assert_eq!(acme.domains, ["calltap.example.com"]);
-    assert_eq!(acme.contact_url().as_deref(), Some("mailto:admin@example.com"));
+    assert_eq!(
+        acme.contact_url().as_deref(),
+        Some("mailto:admin@example.com")
+    );
     assert_eq!(acme.directory_url(), calltap::config::LETS_ENCRYPT);
     assert_eq!(config.api.keys.len(), 1);
     assert_eq!(config.api.keys[0].keys.len(), 2);
     assert_eq!(config.api.ops_keys.len(), 2, "inline and from the file");
-    assert!(config.api.allow_from.contains("203.0.113.9".parse().unwrap()));
+    assert!(config
+        .api
+        .allow_from
+        .contains("203.0.113.9".parse().unwrap()));
     assert!(config.api.trusted_proxies.contains("::1".parse().unwrap()));
     assert_eq!(config.store.path, PathBuf::from("./calltap-data"));
     assert_eq!(

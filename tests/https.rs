@@ -177,7 +177,10 @@ async fn metrics(server: &Server) -> String {
 async fn the_importer_check_passes_over_https() {
     let tool = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/importer-check");
     if !tool.exists() {
-        println!("notice: {} is absent; the importer walk over HTTPS is not run", tool.display());
+        println!(
+            "notice: {} is absent; the importer walk over HTTPS is not run",
+            tool.display()
+        );
         return;
     }
     let server = start("").await;
@@ -187,7 +190,12 @@ async fn the_importer_check_passes_over_https() {
             .arg(&tool)
             .args(["--url", &base, "--key", KEY, "--cacert"])
             .arg(&ca)
-            .args(["--from", &T0.to_string(), "--to", &(T0 + 86_400).to_string()])
+            .args([
+                "--from",
+                &T0.to_string(),
+                "--to",
+                &(T0 + 86_400).to_string(),
+            ])
             .output()
             .expect("python3 runs")
     })
@@ -195,10 +203,18 @@ async fn the_importer_check_passes_over_https() {
     .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     println!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "importer-check over HTTPS failed:\n{stdout}");
+    assert!(
+        output.status.success(),
+        "importer-check over HTTPS failed:\n{stdout}"
+    );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
     // The recording link it downloaded is an https one.
-    assert!(server.state.config().api.link_base().starts_with("https://127.0.0.1:"));
+    assert!(server
+        .state
+        .config()
+        .api
+        .link_base()
+        .starts_with("https://127.0.0.1:"));
     server.stop().await;
 }
 
@@ -288,13 +304,17 @@ fn futures_channel() -> (
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_certificate_replaced_on_disk_is_served_on_the_next_connection() {
     let server = start("").await;
-    assert!(served_names(&server).await.contains(&"first.test".to_owned()));
+    assert!(served_names(&server)
+        .await
+        .contains(&"first.test".to_owned()));
 
     let (cert, key) = server.ca.server_cert(&["127.0.0.1", "second.test"]);
     replace(&server.key_path, &key);
     replace(&server.cert_path, &cert);
     assert!(
-        served_names(&server).await.contains(&"second.test".to_owned()),
+        served_names(&server)
+            .await
+            .contains(&"second.test".to_owned()),
         "the new certificate, on the very next connection"
     );
 
@@ -303,15 +323,24 @@ async fn a_certificate_replaced_on_disk_is_served_on_the_next_connection() {
     let (third, _) = server.ca.server_cert(&["127.0.0.1", "third.test"]);
     replace(&server.cert_path, &third);
     replace(&server.key_path, &other_key);
-    assert!(served_names(&server).await.contains(&"second.test".to_owned()));
+    assert!(served_names(&server)
+        .await
+        .contains(&"second.test".to_owned()));
     // An expired one too, and SIGHUP's reload says the same.
-    let (expired, expired_key) = server.ca.server_cert_valid(&["127.0.0.1", "old.test"], (-100, -10));
+    let (expired, expired_key) = server
+        .ca
+        .server_cert_valid(&["127.0.0.1", "old.test"], (-100, -10));
     replace(&server.cert_path, &expired);
     replace(&server.key_path, &expired_key);
     server.state.reload(server.state.config());
-    assert!(served_names(&server).await.contains(&"second.test".to_owned()));
+    assert!(served_names(&server)
+        .await
+        .contains(&"second.test".to_owned()));
     let text = metrics(&server).await;
-    assert!(text.contains("calltap_tls_certificate_reloads_total{result=\"ok\"} 1"), "{text}");
+    assert!(
+        text.contains("calltap_tls_certificate_reloads_total{result=\"ok\"} 1"),
+        "{text}"
+    );
     let failed: u64 = text
         .lines()
         .find_map(|l| l.strip_prefix("calltap_tls_certificate_reloads_total{result=\"failed\"} "))
@@ -362,8 +391,13 @@ async fn plain_http_to_the_tls_port_is_told_to_use_https() {
     let body = answer.split("\r\n\r\n").nth(1).unwrap();
     let json: serde_json::Value = serde_json::from_str(body).unwrap();
     assert_eq!(json["status"], "error");
-    assert!(json["message"].as_str().unwrap().contains("https://"), "{json}");
-    assert!(metrics(&server).await.contains("calltap_tls_plain_http_total 1"));
+    assert!(
+        json["message"].as_str().unwrap().contains("https://"),
+        "{json}"
+    );
+    assert!(metrics(&server)
+        .await
+        .contains("calltap_tls_plain_http_total 1"));
     server.stop().await;
 }
 
@@ -422,8 +456,18 @@ async fn bad_pairs_at_start_are_errors_that_name_the_file() {
     let expired_key_path = write("expired-key.pem", &expired_key);
     let missing = dir.path().join("missing.pem");
     for (cert, key, expect, named) in [
-        (&cert_path, &other_key_path, "does not belong", &other_key_path),
-        (&expired_path, &expired_key_path, "expired on", &expired_path),
+        (
+            &cert_path,
+            &other_key_path,
+            "does not belong",
+            &other_key_path,
+        ),
+        (
+            &expired_path,
+            &expired_key_path,
+            "expired on",
+            &expired_path,
+        ),
         (&missing, &other_key_path, "cannot read", &missing),
         (&cert_path, &missing, "cannot read", &missing),
     ] {
@@ -455,7 +499,10 @@ async fn bad_pairs_at_start_are_errors_that_name_the_file() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&*other_key_path.display().to_string()), "{stderr}");
+    assert!(
+        stderr.contains(&*other_key_path.display().to_string()),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -484,7 +531,11 @@ async fn the_redirect_listener_sends_plain_http_to_https() {
     assert_eq!(answer.status(), 308);
     assert_eq!(
         answer.headers()["location"],
-        format!("https://127.0.0.1:{}/calls/c-1/recording?x=1", server.addr.port()).as_str()
+        format!(
+            "https://127.0.0.1:{}/calls/c-1/recording?x=1",
+            server.addr.port()
+        )
+        .as_str()
     );
     let json: serde_json::Value = answer.json().await.unwrap();
     assert_eq!(json["status"], "error");

@@ -106,7 +106,11 @@ pub(crate) fn too_many(message: &str, wait: std::time::Duration) -> Response {
 }
 
 /// The middleware (see the module doc).
-pub(crate) async fn gate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+pub(crate) async fn gate(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let live = state.live();
     let info = request.extensions().get::<ConnInfo>().copied();
@@ -408,7 +412,10 @@ mod tests {
     fn forwarded_headers_count_only_from_trusted_proxies() {
         let trusted = set(&["127.0.0.1/32", "10.0.0.0/8"]);
         let h = headers(&[("x-forwarded-for", "203.0.113.9, 10.0.0.2")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.9"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("203.0.113.9")
+        );
         assert_eq!(
             client_address(ip("198.51.100.1"), &h, &trusted),
             ip("198.51.100.1"),
@@ -421,20 +428,38 @@ mod tests {
         // A client cannot hide behind an address it writes itself: the right-most
         // untrusted hop wins.
         let h = headers(&[("x-forwarded-for", "10.0.0.7, 198.51.100.66")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("198.51.100.66"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("198.51.100.66")
+        );
         let h = headers(&[(
             "forwarded",
             "for=192.0.2.60;proto=https, for=\"[2001:db8:cafe::17]:4711\"",
         )]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("2001:db8:cafe::17"));
-        let h = headers(&[("forwarded", "for=192.0.2.43:443"), ("x-forwarded-for", "1.2.3.4")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("192.0.2.43"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("2001:db8:cafe::17")
+        );
+        let h = headers(&[
+            ("forwarded", "for=192.0.2.43:443"),
+            ("x-forwarded-for", "1.2.3.4"),
+        ]);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("192.0.2.43")
+        );
         let unspecified = ip("0.0.0.0");
-        assert_eq!(client_address(ip("127.0.0.1"), &HeaderMap::new(), &trusted), unspecified);
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &HeaderMap::new(), &trusted),
+            unspecified
+        );
         let h = headers(&[("forwarded", "for=unknown")]);
         assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), unspecified);
         let h = headers(&[("x-forwarded-for", "10.0.0.7")]);
-        assert_eq!(client_address(ip("127.0.0.1"), &h, &trusted), ip("10.0.0.7"));
+        assert_eq!(
+            client_address(ip("127.0.0.1"), &h, &trusted),
+            ip("10.0.0.7")
+        );
     }
 
     #[test]

@@ -38,8 +38,12 @@ fn quota(per: u32, burst: u32, every: fn(NonZeroU32) -> Quota) -> Option<Quota> 
 impl Limits {
     pub(crate) fn new(config: &RateLimitConfig) -> Limits {
         Limits {
-            per_source: quota(config.per_source, config.per_source_burst, Quota::per_second)
-                .map(RateLimiter::keyed),
+            per_source: quota(
+                config.per_source,
+                config.per_source_burst,
+                Quota::per_second,
+            )
+            .map(RateLimiter::keyed),
             per_key: quota(config.per_key, config.per_key_burst, Quota::per_second)
                 .map(RateLimiter::keyed),
             failed: quota(

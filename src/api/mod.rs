@@ -523,7 +523,9 @@ mod redirect {
                 };
                 match target.port {
                     443 => format!("https://{}", host.host()),
-                    port if host.host().contains(':') => format!("https://[{}]:{port}", host.host()),
+                    port if host.host().contains(':') => {
+                        format!("https://[{}]:{port}", host.host())
+                    }
                     port => format!("https://{}:{port}", host.host()),
                 }
             }

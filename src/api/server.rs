@@ -594,6 +594,9 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
         self.phase.request_started();
+        // Ends the request however it ends: answered, or dropped unanswered (an HTTP/2
+        // stream the client reset), so the connection's idle timeout is never lost.
+        let in_flight = InFlight(self.phase.clone());
         request.extensions_mut().insert(self.info);
         let deadline = Instant::now() + self.body_timeout;
         let limit = self.body_timeout;
@@ -604,13 +607,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             sleep: None,
         });
         let router = self.router.clone();
-        let phase = self.phase.clone();
         Box::pin(async move {
             let response = match router.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            Ok(response.map(|inner| SentBody { inner, phase }))
+            Ok(response.map(|inner| SentBody {
+                inner,
+                _in_flight: in_flight,
+            }))
         })
     }
 }
@@ -679,10 +684,20 @@ impl HttpBody for DeadlineBody {
     }
 }
 
-/// A response body that marks the connection idle when hyper is done with it.
+/// A request being served, until dropped.
+struct InFlight(Arc<Phase>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// A response body that ends its request (the connection may go idle) when hyper is
+/// done with it.
 struct SentBody {
     inner: Body,
-    phase: Arc<Phase>,
+    _in_flight: InFlight,
 }
 
 impl HttpBody for SentBody {
@@ -702,12 +717,6 @@ impl HttpBody for SentBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for SentBody {
-    fn drop(&mut self) {
-        self.phase.request_ended();
     }
 }
 

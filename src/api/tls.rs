@@ -485,7 +485,10 @@ impl TlsAcceptor {
             return Err(io::ErrorKind::UnexpectedEof.into());
         }
         if first[0] != 0x16 {
-            self.runtime.stats.plain_http.fetch_add(1, Ordering::Relaxed);
+            self.runtime
+                .stats
+                .plain_http
+                .fetch_add(1, Ordering::Relaxed);
             answer_plain_http(tcp).await;
             return Err(io::Error::other("plain HTTP on the TLS port"));
         }
@@ -508,7 +511,10 @@ impl TlsAcceptor {
             let _ = stream.shutdown().await;
             return Err(io::Error::other("ACME TLS-ALPN-01 challenge answered"));
         }
-        self.runtime.stats.handshakes.fetch_add(1, Ordering::Relaxed);
+        self.runtime
+            .stats
+            .handshakes
+            .fetch_add(1, Ordering::Relaxed);
         Ok(stream)
     }
 
@@ -550,7 +556,10 @@ impl TlsAcceptor {
 
 /// A short label for why a handshake failed.
 fn failure_reason(error: &io::Error) -> &'static str {
-    let Some(tls) = error.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) else {
+    let Some(tls) = error
+        .get_ref()
+        .and_then(|e| e.downcast_ref::<rustls::Error>())
+    else {
         return match error.kind() {
             io::ErrorKind::UnexpectedEof
             | io::ErrorKind::ConnectionReset
@@ -641,7 +650,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.contains("/etc/k.pem") && err.contains("does not belong"), "{err}");
+        assert!(
+            err.contains("/etc/k.pem") && err.contains("does not belong"),
+            "{err}"
+        );
         let err = pair_from_pem(
             key.as_bytes(),
             "/etc/c.pem".as_ref(),
@@ -651,7 +663,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.contains("/etc/c.pem") && err.contains("no PEM certificate"), "{err}");
+        assert!(
+            err.contains("/etc/c.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
         let err = pair_from_pem(
             cert.as_bytes(),
             "/etc/c.pem".as_ref(),
@@ -661,7 +676,10 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.contains("/etc/k.pem") && err.contains("no PEM private key"), "{err}");
+        assert!(
+            err.contains("/etc/k.pem") && err.contains("no PEM private key"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -680,6 +698,9 @@ mod tests {
         .err()
         .unwrap()
         .to_string();
-        assert!(err.contains("/etc/old.pem") && err.contains("expired on 2021-01-01"), "{err}");
+        assert!(
+            err.contains("/etc/old.pem") && err.contains("expired on 2021-01-01"),
+            "{err}"
+        );
     }
 }

@@ -839,6 +839,17 @@ impl Config {
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
+        if a.tls()
+            && a.public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+        {
+            out.push(
+                "public_url is http:// but the API serves HTTPS: recording links would not \
+                 work"
+                    .into(),
+            );
+        }
         if a.listen.ip().is_loopback() && behind_tls && a.trusted_proxies.is_empty() && !a.tls() {
             out.push(
                 "public_url is https but the API listens on loopback: behind a reverse proxy \

@@ -317,13 +317,18 @@ pub(crate) fn describe(api: &ApiConfig) -> String {
         lines.push("tls: none (plain HTTP)".into());
     }
     if let Some(addr) = api.redirect_listen {
-        lines.push(format!("redirect: http://{addr} answers with https redirects"));
+        lines.push(format!(
+            "redirect: http://{addr} answers with https redirects"
+        ));
     }
     let nets = |set: &AddressSet| {
         if set.is_empty() {
             "none".to_owned()
         } else {
-            set.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            set.iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     };
     let restricted = api.keys.iter().filter(|k| !k.allow_from.is_empty()).count();
