@@ -163,12 +163,6 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-/// A kept-alive connection that made one request.
-enum Idle {
-    Plain(TcpStream),
-    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
-}
-
 async fn one_request<S: AsyncReadExt + AsyncWriteExt + Unpin>(stream: &mut S) {
     let request = format!("GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Secret-Key: {KEY}\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();
@@ -212,7 +206,8 @@ async fn idle_memory(
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = rss_kib(child.id());
-    let mut open = Vec::new();
+    // Kept-alive connections that made one request, held open until measured.
+    let mut open: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     for _ in 0..conns {
         let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
         let idle = match &tls {
@@ -221,11 +216,11 @@ async fn idle_memory(
                 let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
                 let mut stream = connector.connect(name, tcp).await.unwrap();
                 one_request(&mut stream).await;
-                Idle::Tls(Box::new(stream))
+                Box::new(stream) as Box<dyn std::any::Any + Send>
             }
             None => {
                 one_request(&mut tcp).await;
-                Idle::Plain(tcp)
+                Box::new(tcp)
             }
         };
         open.push(idle);

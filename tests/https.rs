@@ -288,10 +288,13 @@ async fn http2_and_http1_are_chosen_by_alpn() {
     server.stop().await;
 }
 
-/// A request body stream that sends one byte and then nothing until dropped.
+type Chunk = Result<Vec<u8>, std::io::Error>;
+
+/// A request body stream that sends one byte and then nothing until its sender is
+/// dropped.
 fn futures_channel() -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    impl futures_util::Stream<Item = Result<Vec<u8>, std::io::Error>>,
+    tokio::sync::mpsc::Sender<Chunk>,
+    impl futures_util::Stream<Item = Chunk>,
 ) {
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let _ = tx.try_send(Ok(b"{".to_vec()));

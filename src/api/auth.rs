@@ -60,8 +60,7 @@ impl KeyDigests {
     /// `[api] secret_keys` (with their file and environment) and `[[api.keys]]`.
     pub(crate) fn from_config(api: &ApiConfig) -> Self {
         let mut keys = Self::new(&api.secret_keys);
-        let mut bucket = keys.0.len();
-        for entry in &api.keys {
+        for (bucket, entry) in (keys.0.len()..).zip(&api.keys) {
             for key in &entry.keys {
                 let digest = digest(key.expose().as_bytes());
                 keys.0.push(KnownKey {
@@ -71,7 +70,6 @@ impl KeyDigests {
                     bucket,
                 });
             }
-            bucket += 1;
         }
         keys
     }
