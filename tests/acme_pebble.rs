@@ -70,7 +70,8 @@ impl Drop for Running {
     }
 }
 
-/// Pebble and its DNS stand-in, validating on `tls_port` of 127.0.0.1.
+/// Pebble and its DNS stand-in, validating on `tls_port` (TLS-ALPN-01) and `http_port`
+/// (HTTP-01) of 127.0.0.1.
 struct Pebble {
     directory: String,
     management: u16,
@@ -79,20 +80,15 @@ struct Pebble {
     _processes: (Running, Running),
 }
 
-fn start_pebble(dir: &Path, tls_port: u16) -> Option<Pebble> {
+fn start_pebble(dir: &Path, tls_port: u16, http_port: u16) -> Option<Pebble> {
     let (pebble, challtestsrv) = pebble()?;
     let ca = certs::TestCa::new("pebble test CA");
     let ca_path = ca.write(dir);
     let (cert, key) = ca.server_cert(&["127.0.0.1", "localhost"]);
     std::fs::write(dir.join("pebble-cert.pem"), cert).unwrap();
     std::fs::write(dir.join("pebble-key.pem"), key).unwrap();
-    let (listen, management, dns, dns_management, http_port) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-    );
+    let (listen, management, dns, dns_management) =
+        (free_port(), free_port(), free_port(), free_port());
     let config = serde_json::json!({"pebble": {
         "listenAddress": format!("127.0.0.1:{listen}"),
         "managementListenAddress": format!("127.0.0.1:{management}"),
@@ -169,7 +165,19 @@ async fn start_calltap(listener: tokio::net::TcpListener, store: &Path, acme: &s
          [api.acme]\ndomains = [\"{DOMAIN}\"]\ncontact = \"admin@calltap.test\"\n{acme}\n"
     );
     let config = Config::from_toml(&text, "tests/acme_pebble.rs").unwrap();
-    let store = Arc::new(Store::open(store).unwrap());
+    // After a restart in the same test, the last of the old server's tasks may still
+    // be letting go of the store.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let store = loop {
+        match Store::open(store) {
+            Ok(store) => break Arc::new(store),
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("the store does not open again: {e}"),
+        }
+    };
     let state = AppState::new(config, store).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let done = tokio::spawn(api::serve_on(listener, state.clone(), async {
@@ -209,7 +217,7 @@ async fn pebble_issues_a_certificate_that_calltap_serves_caches_and_reuses() {
     let dir = tempfile::tempdir().unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    let Some(pebble) = start_pebble(dir.path(), port) else {
+    let Some(pebble) = start_pebble(dir.path(), port, free_port()) else {
         return;
     };
     let store = dir.path().join("store");
@@ -308,6 +316,52 @@ async fn pebble_issues_a_certificate_that_calltap_serves_caches_and_reuses() {
         metrics.contains("calltap_acme_orders_total{result=\"ok\"} 0"),
         "{metrics}"
     );
+    calltap.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_01_is_answered_by_the_redirect_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let http_port = free_port();
+    let Some(pebble) = start_pebble(dir.path(), free_port(), http_port) else {
+        return;
+    };
+    let acme = format!(
+        "directory = \"{}\"\nca_file = \"{}\"\nchallenge = \"http-01\"",
+        pebble.directory,
+        pebble.ca_path.display()
+    );
+    // redirect_listen is an [api] key: it goes before the [api.acme] table.
+    let addr = listener.local_addr().unwrap();
+    let text = format!(
+        "[api]\nlisten = \"{addr}\"\nsecret_keys = [\"{KEY}\"]\n\
+         redirect_listen = \"127.0.0.1:{http_port}\"\n\
+         [api.acme]\ndomains = [\"{DOMAIN}\"]\n{acme}\n"
+    );
+    let config = Config::from_toml(&text, "tests/acme_pebble.rs").unwrap();
+    assert!(
+        config
+            .warnings()
+            .iter()
+            .any(|w| w.contains("forward port 80")),
+        "{:?}",
+        config.warnings()
+    );
+    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
+    let state = AppState::new(config, store).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(api::serve_on(listener, state.clone(), async {
+        let _ = stopped.await;
+    }));
+    let calltap = Calltap {
+        addr,
+        state,
+        stop: Some(stop),
+        done,
+    };
+    let names = served_certificate(&calltap, Duration::from_secs(60)).await;
+    assert_eq!(names, [DOMAIN]);
     calltap.stop().await;
 }
 

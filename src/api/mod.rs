@@ -243,6 +243,15 @@ pub async fn serve_on(
     if !api.tls() {
         return serve_with(listener, PlainTcp, state, shutdown).await;
     }
+    // Bound first: an address in use stops the start before anything is ordered.
+    let plain = match api.redirect_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ApiError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
     let resolver = Arc::new(tls::Resolver::default());
     let mut tasks = Vec::new();
     let (files, acme_status, tokens) = match &api.acme {
@@ -303,12 +312,9 @@ pub async fn serve_on(
     }
     // One shutdown for the API and the redirect listener.
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let redirect = match api.redirect_listen {
-        Some(addr) => {
-            let plain = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|source| ApiError::Bind { addr, source })?;
-            tracing::info!(%addr, "redirecting plain HTTP to https");
+    let redirect = match plain {
+        Some(plain) => {
+            tracing::info!(addr = ?plain.local_addr().ok(), "redirecting plain HTTP to https");
             let router = redirect::router(&api, tokens);
             let limits = ServerLimits::from_config(&api);
             let mut stopped = stopped.clone();
@@ -338,6 +344,7 @@ pub async fn serve_on(
     drop(stopped);
     for task in tasks {
         task.abort();
+        let _ = task.await;
     }
     if let Some(task) = redirect {
         let _ = task.await;
@@ -380,7 +387,9 @@ pub async fn serve_with<A: Acceptor>(
         })
     };
     server::serve(listener, acceptor, router(state), limits, stats, shutdown).await;
+    // Gone before returning: it holds the state, and with it the store.
     sweeper.abort();
+    let _ = sweeper.await;
     Ok(())
 }
 

@@ -493,11 +493,11 @@ impl TlsAcceptor {
             return Err(io::Error::other("plain HTTP on the TLS port"));
         }
         self.runtime.refresh_if_changed();
+        let peer = tcp.peer_addr().ok();
         let stream = match self.inner.accept(tcp).await {
             Ok(stream) => stream,
             Err(e) => {
-                let peer = e.to_string();
-                self.failed(&e, &peer);
+                self.failed(&e, peer);
                 return Err(e);
             }
         };
@@ -518,7 +518,8 @@ impl TlsAcceptor {
         Ok(stream)
     }
 
-    fn failed(&self, error: &io::Error, _what: &str) {
+    /// Counts a failed handshake by reason, and logs it (once a minute per reason).
+    fn failed(&self, error: &io::Error, peer: Option<std::net::SocketAddr>) {
         let reason = failure_reason(error);
         let stats = &self.runtime.stats;
         *stats
@@ -545,8 +546,10 @@ impl TlsAcceptor {
                 }
                 _ => "",
             };
+            let peer = peer.map_or_else(|| "-".to_owned(), |p| p.to_string());
             tracing::warn!(
                 reason,
+                %peer,
                 "TLS handshake failed: {error}{hint} (further failures of this kind are \
                  counted on /metrics, logged at most once a minute)"
             );

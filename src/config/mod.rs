@@ -839,6 +839,7 @@ impl Config {
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
+        out.extend(security::warnings(a));
         if a.tls()
             && a.public_url
                 .as_deref()

@@ -26,7 +26,7 @@ pub enum AcmeChallenge {
     #[serde(rename = "tls-alpn-01")]
     TlsAlpn01,
     /// HTTP-01: the CA fetches a token over plain HTTP on port 80, answered by the
-    /// `redirect_listen` listener (which must then be on port 80).
+    /// `redirect_listen` listener (on port 80, or one that port 80 is forwarded to).
     #[serde(rename = "http-01")]
     Http01,
 }
@@ -176,6 +176,20 @@ pub(crate) mod optional_addr {
     }
 }
 
+/// Warnings about TLS and ACME settings that load but may not work.
+pub(crate) fn warnings(api: &ApiConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    if let (Some(acme), Some(addr)) = (&api.acme, api.redirect_listen) {
+        if acme.challenge == AcmeChallenge::Http01 && addr.port() != 80 {
+            out.push(format!(
+                "the CA validates http-01 on port 80, but redirect_listen is {addr}: \
+                 forward port 80 to it"
+            ));
+        }
+    }
+    out
+}
+
 /// Checks the TLS, ACME, key and access settings of `[api]`.
 pub(crate) fn check(api: &ApiConfig, loc: &Locator<'_>) -> Result<(), ConfigError> {
     let at = |key: &str| vec![k("api"), k(key)];
@@ -239,26 +253,12 @@ pub(crate) fn check(api: &ApiConfig, loc: &Locator<'_>) -> Result<(), ConfigErro
                 ),
             ));
         }
-        if acme.challenge == AcmeChallenge::Http01 {
-            match api.redirect_listen {
-                Some(addr) if addr.port() == 80 => {}
-                Some(addr) => {
-                    return Err(loc.error(
-                        &at("redirect_listen"),
-                        format!(
-                            "the http-01 challenge is answered on port 80, but \
-                             redirect_listen is {addr}: use e.g. \"0.0.0.0:80\""
-                        ),
-                    ))
-                }
-                None => {
-                    return Err(loc.error(
-                        &at_acme("challenge"),
-                        "the http-01 challenge needs [api] redirect_listen on port 80 \
-                         (e.g. \"0.0.0.0:80\"), which answers the CA's requests",
-                    ))
-                }
-            }
+        if acme.challenge == AcmeChallenge::Http01 && api.redirect_listen.is_none() {
+            return Err(loc.error(
+                &at_acme("challenge"),
+                "the http-01 challenge needs [api] redirect_listen (e.g. \"0.0.0.0:80\"), \
+                 which answers the CA's requests on port 80",
+            ));
         }
     }
     let tls = api.tls_cert.is_some() || api.acme.is_some();
