@@ -133,6 +133,10 @@ fn config(port: u16) -> Config {
         listen = "127.0.0.1:{port}"
         secret_keys = ["{KEY}"]
         link_keys = ["bench-link-key-0123456789"]
+        # The load runs are one source sending as fast as it can: no rate limit.
+        [api.rate_limit]
+        per_source = 0
+        per_key = 0
         "#
     );
     for ext in 100..150 {

@@ -78,7 +78,8 @@ enum Command {
     /// into the store and serves them, until SIGTERM or SIGINT. On stop, calls in
     /// progress end with whoHungUp "system" and the audio so far; after a crash they
     /// are finalised the same way at the next start. SIGHUP reloads operators,
-    /// properties and keys from the configuration file. Under systemd (Type=notify) it
+    /// properties, keys and access rules from the configuration file, and the TLS
+    /// certificate files. Under systemd (Type=notify) it
     /// reports readiness and pets the watchdog.
     ///
     /// Without --config, /etc/calltap/calltap.toml is read when it exists.
@@ -281,7 +282,31 @@ fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
         None => println!("no configuration file: defaults"),
     }
     println!("{}", config.describe());
+    check_tls(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `check-config` can tell of built-in TLS before start: the certificate files
+/// load, match and are in date; ACME's private CA root is readable.
+fn check_tls(config: &Config) -> Result<(), String> {
+    let api = &config.api;
+    if let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) {
+        let loaded = calltap::api::tls::load_pair(cert, key).map_err(|e| e.to_string())?;
+        let days = loaded.days_left(calltap::api::tls::now_unix());
+        println!(
+            "tls: {} is for {} and expires in {:.0} days",
+            cert.display(),
+            loaded.names.join(", "),
+            days.floor()
+        );
+        if days < 14.0 {
+            println!("warning: the certificate expires in less than 14 days: renew it");
+        }
+    }
+    if let Some(ca) = api.acme.as_ref().and_then(|a| a.ca_file.as_ref()) {
+        std::fs::read(ca).map_err(|e| format!("[api.acme] ca_file {}: {e}", ca.display()))?;
+    }
+    Ok(())
 }
 
 /// Expands directories into the capture files inside them, sorted by name.
@@ -587,7 +612,11 @@ fn serve(
             made_key = Some(key);
         }
     }
-    let base = format!("http://{}", config.api.listen);
+    let base = if config.api.tls() {
+        config.api.link_base()
+    } else {
+        format!("http://{}", config.api.listen)
+    };
     let store = Arc::new(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -247,7 +247,8 @@ async fn serve_and_capture(
 
     let housekeeping = tokio::spawn(housekeeping(store.clone(), retention, disk));
 
-    let status = format!("capturing on {what}; API on http://{listen}");
+    let scheme = if config.api.tls() { "https" } else { "http" };
+    let status = format!("capturing on {what}; API on {scheme}://{listen}");
     println!("calltap: {status}");
     notify(&["READY=1", &format!("STATUS={status}")]);
     let watchdog = watchdog_period().map(|period| {
@@ -341,8 +342,9 @@ async fn signals(
     }
 }
 
-/// SIGHUP: operators, properties, keys and numbering from the file again. A file that
-/// does not load leaves the running configuration as it is.
+/// SIGHUP: operators, properties, keys, access rules and numbering from the file
+/// again, and the TLS certificate files. A file that does not load leaves the running
+/// configuration as it is.
 fn reload(options: &RunOptions, state: &crate::api::AppState, control: &Sender<Control>) {
     let Some(path) = &options.config_path else {
         tracing::info!("SIGHUP: no configuration file to reload (running on defaults)");
@@ -354,6 +356,11 @@ fn reload(options: &RunOptions, state: &crate::api::AppState, control: &Sender<C
             // Where data lives and where the API listens are fixed for the process.
             config.store.path = options.config.store.path.clone();
             config.api.listen = options.config.api.listen;
+            // So are TLS's sources (the certificate files themselves are re-read).
+            config.api.tls_cert = options.config.api.tls_cert.clone();
+            config.api.tls_key = options.config.api.tls_key.clone();
+            config.api.acme = options.config.api.acme.clone();
+            config.api.redirect_listen = options.config.api.redirect_listen;
             tracing::info!(
                 "SIGHUP: {} reloaded ({} operators, {} properties)",
                 path.display(),

@@ -98,9 +98,29 @@ fn the_example_with_every_setting_switched_on_is_valid() {
             "/etc/calltap/secret-keys",
             "# rotated 2024-03\nfile-key-1\n\nfile-key-2\n",
         )
-        .file("/etc/calltap/link-keys", "file-link-key\n");
-    let config = Config::from_toml_with(&example_uncommented(), "calltap.toml", &env)
+        .file("/etc/calltap/link-keys", "file-link-key\n")
+        .file("/etc/calltap/ops-keys", "file-ops-key\n")
+        .file(
+            "/etc/calltap/importer-key",
+            "importer-key-1\nimporter-key-2\n",
+        );
+    let config = Config::from_toml_with(&example_switched_on(), "calltap.toml", &env)
         .unwrap_or_else(|e| panic!("{e}"));
+    let acme = config.api.acme.as_ref().expect("[api.acme] switched on");
+    assert_eq!(acme.domains, ["calltap.example.com"]);
+    assert_eq!(
+        acme.contact_url().as_deref(),
+        Some("mailto:admin@example.com")
+    );
+    assert_eq!(acme.directory_url(), calltap::config::LETS_ENCRYPT);
+    assert_eq!(config.api.keys.len(), 1);
+    assert_eq!(config.api.keys[0].keys.len(), 2);
+    assert_eq!(config.api.ops_keys.len(), 2, "inline and from the file");
+    assert!(config
+        .api
+        .allow_from
+        .contains("203.0.113.9".parse().unwrap()));
+    assert!(config.api.trusted_proxies.contains("::1".parse().unwrap()));
     assert_eq!(config.store.path, PathBuf::from("./calltap-data"));
     assert_eq!(
         config.api.secret_keys.len(),
@@ -138,6 +158,16 @@ fn the_example_with_every_setting_switched_on_is_valid() {
     assert_eq!(prefixes.lookup("+380441234567"), Some("Kyiv"));
 }
 
+/// The example with every setting switched on, except its own certificate files:
+/// those and `[api.acme]` are alternatives, and the switched-on example takes ACME.
+fn example_switched_on() -> String {
+    example_uncommented()
+        .lines()
+        .filter(|line| !line.starts_with("tls_cert =") && !line.starts_with("tls_key ="))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Every key of every section (and of an operator and a property entry) must appear
 /// in the example, commented out or not, so the example documents the whole file.
 #[test]
@@ -145,17 +175,33 @@ fn the_example_mentions_every_key() {
     let env = FakeEnv::default()
         .file("/etc/calltap/secret-keys", "k1\n")
         .file("/etc/calltap/link-keys", "k2\n");
-    let config = Config::from_toml_with(&example_uncommented(), "calltap.toml", &env).unwrap();
+    let env = env
+        .file("/etc/calltap/ops-keys", "k3\n")
+        .file("/etc/calltap/importer-key", "k4\n");
+    let config = Config::from_toml_with(&example_switched_on(), "calltap.toml", &env).unwrap();
     let value = serde_json::to_value(&config).unwrap();
     let mut in_struct = BTreeSet::new();
-    for (section, body) in value.as_object().unwrap() {
+    // Tables inside a section (`[api.acme]`, `[[api.keys]]`) are sections of their own.
+    fn keys_of(section: &str, body: &serde_json::Value, out: &mut BTreeSet<String>) {
         let body = match body {
             serde_json::Value::Array(entries) => &entries[0],
             other => other,
         };
-        for key in body.as_object().unwrap().keys() {
-            in_struct.insert(format!("{section}.{key}"));
+        for (key, value) in body.as_object().unwrap() {
+            let nested = match value {
+                serde_json::Value::Object(_) => true,
+                serde_json::Value::Array(items) => items.first().is_some_and(|i| i.is_object()),
+                _ => false,
+            };
+            if nested {
+                keys_of(&format!("{section}.{key}"), value, out);
+            } else {
+                out.insert(format!("{section}.{key}"));
+            }
         }
+    }
+    for (section, body) in value.as_object().unwrap() {
+        keys_of(section, body, &mut in_struct);
     }
     assert!(
         in_struct.contains("api.secret_keys_file") && in_struct.contains("properties.prefixes")

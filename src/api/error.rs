@@ -36,6 +36,9 @@ pub enum ApiError {
     /// The body is over `[api] max_body_bytes`.
     #[error("the request body is larger than the limit of {limit} bytes")]
     PayloadTooLarge { limit: u64 },
+    /// Over a rate limit; `retry_after` seconds go into `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests { message: String, retry_after: u64 },
     /// A Range the file cannot satisfy; `size` goes into `Content-Range: bytes */size`.
     #[error("the requested range is not satisfiable{}", .size.map(|s| format!(": the file has {s} bytes")).unwrap_or_default())]
     RangeNotSatisfiable { size: Option<u64> },
@@ -79,6 +82,7 @@ impl ApiError {
             ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Store(_)
             | ApiError::Internal(_)
             | ApiError::Bind { .. }
@@ -139,6 +143,11 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        if let ApiError::TooManyRequests { retry_after, .. } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after));
         }
         if let ApiError::RangeNotSatisfiable { size: Some(size) } = self {
             if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

@@ -8,6 +8,11 @@
 //! - open: `GET /recordings/{id}.wav?exp=..&sig=..` (the signed link is the credential),
 //!   `GET /metrics` (Prometheus text, no call data), `GET /openapi.json`.
 //!
+//! In front of every route, [`access`]: the client's address (behind trusted proxies),
+//! `allow_from` (403), `ops_from` / ops keys for `/metrics` and `/status`, the
+//! per-source rate limit (429) and the access log. HTTPS is [`tls`] (and [`acme`]),
+//! set up by [`serve_on`] when `[api]` asks for it.
+//!
 //! Every answer that is not 2xx is an [`ApiError`] in the contract's error shape: unknown
 //! paths, wrong methods, extractor rejections and handler panics included. Every request
 //! is logged (tracing) in a span with its request id (`X-Request-Id` taken from the
@@ -19,13 +24,17 @@
 //! [`serve_with`] with another [`Acceptor`] (TLS). Connections, their limits and
 //! timeouts are [`server`]'s (calltap's own accept loop over hyper).
 
+mod access;
+pub mod acme;
 mod auth;
 mod calls;
 mod error;
+mod limits;
 mod links;
 mod openapi;
 mod ops;
 mod server;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -41,15 +50,14 @@ use serde_json::{json, Value};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::TraceLayer;
 
 use crate::config::Config;
 use crate::store::Store;
 
 pub use error::ApiError;
 pub use ops::{prometheus_from_json, MetricsSource, StatusSource};
-pub use server::{Acceptor, PlainTcp, ServerLimits};
+pub use server::{Acceptor, ConnInfo, PlainTcp, Protocol, ServerLimits};
 
 use auth::KeyDigests;
 use links::LinkKeys;
@@ -70,6 +78,9 @@ struct Inner {
     startup_link_key: [u8; 32],
     metrics: ops::Metrics,
     connections: Arc<server::ConnStats>,
+    access: access::AccessStats,
+    /// Built-in TLS, when `serve_on` set it up: reloaded on SIGHUP, shown on /metrics.
+    tls: RwLock<Option<Arc<tls::TlsRuntime>>>,
     slots: ops::Slots,
     started: Instant,
 }
@@ -78,7 +89,9 @@ struct Inner {
 pub(crate) struct Live {
     pub(crate) config: Config,
     pub(crate) api_keys: KeyDigests,
+    pub(crate) ops_keys: KeyDigests,
     pub(crate) link_keys: LinkKeys,
+    pub(crate) limits: limits::Limits,
 }
 
 impl AppState {
@@ -97,6 +110,8 @@ impl AppState {
                 startup_link_key,
                 metrics: ops::Metrics::default(),
                 connections: Arc::default(),
+                access: access::AccessStats::default(),
+                tls: RwLock::new(None),
                 slots: ops::Slots::default(),
                 started: Instant::now(),
             }),
@@ -106,10 +121,25 @@ impl AppState {
     /// Puts a new configuration in force: keys, operators, properties and limits apply to
     /// the next request (the body size limit, the connection limits and the listen
     /// address excepted: they are fixed when the server starts).
+    ///
+    /// With built-in TLS from files, the certificate and key are read again too (their
+    /// paths stay those of the start); a pair that does not load keeps the old one.
     pub fn reload(&self, config: Config) {
         let live = Arc::new(Live::new(config, &self.inner.startup_link_key));
         live.log_warnings();
         *self.inner.live.write().unwrap_or_else(|e| e.into_inner()) = live;
+        if let Some(tls) = self.tls() {
+            tls.reload();
+        }
+    }
+
+    /// Built-in TLS, once the server has set it up.
+    pub fn tls(&self) -> Option<Arc<tls::TlsRuntime>> {
+        self.inner
+            .tls
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// A copy of the configuration in force.
@@ -161,8 +191,10 @@ impl std::ops::Deref for Live {
 impl Live {
     fn new(config: Config, startup_link_key: &[u8; 32]) -> Live {
         Live {
-            api_keys: KeyDigests::new(&config.api.secret_keys),
+            api_keys: KeyDigests::from_config(&config.api),
+            ops_keys: KeyDigests::with_prefix(&config.api.ops_keys, "ops-"),
             link_keys: LinkKeys::new(&config.api.link_keys, startup_link_key),
+            limits: limits::Limits::new(&config.api.rate_limit),
             config,
         }
     }
@@ -198,25 +230,126 @@ pub async fn serve(
     serve_on(listener, state, shutdown).await
 }
 
-/// Runs the API on a socket already bound (tests bind 127.0.0.1:0 and read the port),
-/// over plain TCP.
+/// Runs the API on a socket already bound (tests bind 127.0.0.1:0 and read the port):
+/// over plain TCP, or with `[api] tls_cert`/`tls_key` or `[api.acme]` over HTTPS (with
+/// the certificate watch, ACME's renewals and the `redirect_listen` listener beside
+/// it). A certificate that cannot be loaded at start is an error naming the file.
 pub async fn serve_on(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ApiError> {
-    let live = state.live();
-    if live.api.tls_cert.is_some() {
-        // Serving plain HTTP where the administrator asked for TLS would send keys and
-        // recordings in clear: refuse instead.
-        return Err(ApiError::Config(
-            "[api] tls_cert is set, but built-in TLS is not available in this build: \
-             terminate TLS in a reverse proxy and remove tls_cert/tls_key"
-                .into(),
-        ));
+    let api = state.live().api.clone();
+    if !api.tls() {
+        return serve_with(listener, PlainTcp, state, shutdown).await;
     }
-    drop(live);
-    serve_with(listener, PlainTcp, state, shutdown).await
+    // Bound first: an address in use stops the start before anything is ordered.
+    let plain = match api.redirect_listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| ApiError::Bind { addr, source })?,
+        ),
+        None => None,
+    };
+    let resolver = Arc::new(tls::Resolver::default());
+    let mut tasks = Vec::new();
+    let (files, acme_status, tokens) = match &api.acme {
+        Some(acme_config) => {
+            let acme = acme::Acme::new(
+                acme_config.clone(),
+                state.store().path().join("acme"),
+                resolver.clone(),
+            );
+            if let Some(cert) = acme.load_cached() {
+                tracing::info!(
+                    names = %cert.names.join(","),
+                    "ACME: serving the cached certificate"
+                );
+            }
+            let (status, tokens) = (acme.status(), acme.tokens());
+            tasks.push(tokio::spawn(acme.run()));
+            (None, Some(status), Some(tokens))
+        }
+        None => {
+            let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) else {
+                return Err(ApiError::Config("tls_cert needs tls_key".into()));
+            };
+            let (files, loaded) = tls::CertFiles::open(cert, key)
+                .map_err(|e| ApiError::Config(format!("built-in TLS: {e}")))?;
+            tracing::info!(
+                cert = %cert.display(),
+                names = %loaded.names.join(","),
+                expires_in_days = loaded.days_left(tls::now_unix()).floor(),
+                "TLS certificate loaded"
+            );
+            resolver.set(loaded);
+            (Some(files), None, None)
+        }
+    };
+    let acme_alpn = api
+        .acme
+        .as_ref()
+        .is_some_and(|a| a.challenge == crate::config::AcmeChallenge::TlsAlpn01);
+    let runtime = Arc::new(tls::TlsRuntime {
+        resolver: resolver.clone(),
+        files,
+        stats: tls::TlsStats::default(),
+        acme: acme_status,
+    });
+    *state.inner.tls.write().unwrap_or_else(|e| e.into_inner()) = Some(runtime.clone());
+    let server_config = tls::server_config(resolver, acme_alpn)
+        .map_err(|e| ApiError::Config(format!("built-in TLS: {e}")))?;
+    if runtime.files.is_some() {
+        let watched = runtime.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut every = tokio::time::interval(tls::WATCH_EVERY);
+            loop {
+                every.tick().await;
+                watched.refresh_if_changed();
+            }
+        }));
+    }
+    // One shutdown for the API and the redirect listener.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let redirect = match plain {
+        Some(plain) => {
+            tracing::info!(addr = ?plain.local_addr().ok(), "redirecting plain HTTP to https");
+            let router = redirect::router(&api, tokens);
+            let limits = ServerLimits::from_config(&api);
+            let mut stopped = stopped.clone();
+            Some(tokio::spawn(server::serve(
+                plain,
+                PlainTcp,
+                router,
+                limits,
+                Arc::default(),
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )))
+        }
+        None => None,
+    };
+    let result = serve_with(
+        listener,
+        tls::TlsAcceptor::new(server_config, runtime),
+        state,
+        async move {
+            shutdown.await;
+            let _ = stop.send(true);
+        },
+    )
+    .await;
+    drop(stopped);
+    for task in tasks {
+        task.abort();
+        let _ = task.await;
+    }
+    if let Some(task) = redirect {
+        let _ = task.await;
+    }
+    result
 }
 
 /// Runs the API on a bound socket, each connection going through `acceptor` (plain
@@ -234,6 +367,7 @@ pub async fn serve_with<A: Acceptor>(
     tracing::info!(
         %addr,
         links = %live.api.link_base(),
+        tls = acceptor.is_tls(),
         secret_keys = live.api_keys.len(),
         max_connections = limits.max_connections,
         "API listening"
@@ -241,7 +375,21 @@ pub async fn serve_with<A: Acceptor>(
     live.log_warnings();
     drop(live);
     let stats = state.inner.connections.clone();
+    // Rate-limit buckets of sources not seen lately are forgotten once a minute.
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                state.live().limits.sweep();
+            }
+        })
+    };
     server::serve(listener, acceptor, router(state), limits, stats, shutdown).await;
+    // Gone before returning: it holds the state, and with it the store.
+    sweeper.abort();
+    let _ = sweeper.await;
     Ok(())
 }
 
@@ -306,15 +454,101 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
         .layer(
             ServiceBuilder::new()
                 .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+                // The access log (`access`) is the one line per request.
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(ops::request_span)
-                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                        .on_response(()),
                 )
                 .layer(PropagateRequestIdLayer::x_request_id())
-                .layer(middleware::from_fn_with_state(state, ops::track))
+                .layer(middleware::from_fn_with_state(state.clone(), ops::track))
+                .layer(middleware::from_fn_with_state(state, access::gate))
                 .layer(CatchPanicLayer::custom(panic_response)),
         )
+}
+
+/// The plain-HTTP listener beside HTTPS (`redirect_listen`).
+mod redirect {
+    use std::sync::Arc;
+
+    use axum::extract::{Path, Request, State};
+    use axum::http::{header, HeaderValue, StatusCode};
+    use axum::response::{IntoResponse, Response};
+    use axum::routing::get;
+    use axum::Router;
+
+    use super::acme::Http01Tokens;
+    use super::error::error_response;
+    use crate::config::ApiConfig;
+
+    #[derive(Clone)]
+    struct Target {
+        /// `public_url` or ACME's domain, when known; else the request's Host.
+        base: Option<String>,
+        port: u16,
+        tokens: Option<Arc<Http01Tokens>>,
+    }
+
+    pub(super) fn router(api: &ApiConfig, tokens: Option<Arc<Http01Tokens>>) -> Router {
+        let target = Target {
+            base: (api.public_url.is_some() || api.acme.is_some()).then(|| api.link_base()),
+            port: api.listen.port(),
+            tokens,
+        };
+        Router::new()
+            .route("/.well-known/acme-challenge/{token}", get(challenge))
+            .fallback(redirect)
+            .with_state(target)
+    }
+
+    /// HTTP-01: the key authorization of a token calltap is waiting on.
+    async fn challenge(State(target): State<Target>, Path(token): Path<String>) -> Response {
+        match target.tokens.as_ref().and_then(|t| t.get(&token)) {
+            Some(value) => ([(header::CONTENT_TYPE, "text/plain")], value).into_response(),
+            None => error_response(StatusCode::NOT_FOUND, "no such ACME challenge token"),
+        }
+    }
+
+    /// 308 to the same path and query over https (the method and body are kept).
+    async fn redirect(State(target): State<Target>, request: Request) -> Response {
+        let tail = request
+            .uri()
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let base = match target.base {
+            Some(base) => base,
+            None => {
+                let host = request
+                    .headers()
+                    .get(header::HOST)
+                    .and_then(|h| h.to_str().ok())
+                    .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+                let Some(host) = host else {
+                    return error_response(
+                        StatusCode::BAD_REQUEST,
+                        "calltap's API is served over https; this request names no host",
+                    );
+                };
+                match target.port {
+                    443 => format!("https://{}", host.host()),
+                    port if host.host().contains(':') => {
+                        format!("https://[{}]:{port}", host.host())
+                    }
+                    port => format!("https://{}:{port}", host.host()),
+                }
+            }
+        };
+        let location = format!("{base}{tail}");
+        let mut response = error_response(
+            StatusCode::PERMANENT_REDIRECT,
+            &format!("calltap's API is served over https: {location}"),
+        );
+        if let Ok(value) = HeaderValue::from_str(&location) {
+            response.headers_mut().insert(header::LOCATION, value);
+        }
+        response
+    }
 }
 
 fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {

@@ -25,13 +25,23 @@ pub(crate) async fn document(State(state): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The error answers of an operation: `codes`, and the access gate's 403 and 429, which
+/// every route may answer (src/api/access.rs).
 fn error_responses(codes: &[&str]) -> Value {
     let mut out = serde_json::Map::new();
-    for code in codes {
+    let gate = ["403", "429"];
+    for code in codes
+        .iter()
+        .chain(gate.iter().filter(|g| !codes.contains(g)))
+    {
         let description = match *code {
             "400" => "Malformed request: the message says what was wrong",
             "401" => "Missing or wrong X-Secret-Key",
-            "403" => "Forged, altered or expired link",
+            "403" => {
+                "Refused: the source is not allowed ([api] allow_from, the key's own \
+                 allow_from), or the link is forged, altered or expired"
+            }
+            "429" => "Over a rate limit: retry after the seconds in Retry-After",
             "404" => "Not found",
             "408" => "The body did not arrive within the configured time",
             "413" => "Body over the configured limit",

@@ -282,6 +282,11 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Result<Response, A
         store.corrupt_seen()
     );
 
+    state.inner.access.write_metrics(&mut out);
+    if let Some(tls) = state.tls() {
+        tls.write_metrics(&mut out);
+    }
+
     if let Some(source) = state.inner.slots.metrics() {
         source(&mut out);
     }

@@ -1,4 +1,4 @@
-//! The accept loop: calltap's own, around hyper's HTTP/1 connection, because
+//! The accept loop: calltap's own, around hyper's HTTP/1 and HTTP/2 connections, because
 //! `axum::serve` has no connection cap, no per-connection timeouts and answers hyper's
 //! bare responses to malformed requests.
 //!
@@ -6,12 +6,19 @@
 //! 1. takes a slot: at most `max_connections` at once, `max_connections_per_source`
 //!    from one address; without one it gets a canned 503 and is closed at once (no
 //!    task, no buffer, nothing waits on that client);
-//! 2. goes through the [`Acceptor`] step (plain TCP today; a TLS handshake slots in
-//!    there, under the head timeout);
-//! 3. is served by hyper, watched by [`Phase`]: the head must arrive within
-//!    `header_timeout` of its first byte (of the connection's start, for the first
-//!    request), the body within `body_timeout` of the head ([`DeadlineBody`]: 408),
-//!    and a kept-alive connection closes after `idle_timeout` without a request.
+//! 2. goes through the [`Acceptor`] step (plain TCP, or the TLS handshake of
+//!    `tls.rs`), under the head timeout;
+//! 3. is served by hyper, HTTP/1.1 or, when TLS's ALPN chose it, HTTP/2, watched by
+//!    [`Phase`]: the head must arrive within `header_timeout` of its first byte (of the
+//!    connection's start, for the first request), the body within `body_timeout` of
+//!    the head ([`DeadlineBody`]: 408), and a connection closes after `idle_timeout`
+//!    without a request in flight.
+//!
+//! HTTP/2 keeps every limit but one: its frames (PINGs, window updates) are not
+//! request heads, so bytes arriving on an idle HTTP/2 connection do not start the head
+//! timeout; a stream whose HEADERS never complete is bounded by the idle timeout, its
+//! header block by `MAX_HEAD_BYTES`, and the streams of one connection by
+//! `MAX_H2_STREAMS`.
 //!
 //! A handler's own time and a response's sending are not timed as a whole: `POST /calls`
 //! streams a month of calls as fast as the client reads, and a recording download is as
@@ -39,7 +46,7 @@ use axum::Router;
 use bytes::Bytes;
 use http_body::{Body as HttpBody, Frame, SizeHint};
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Notify};
@@ -57,18 +64,47 @@ const MAX_HEADERS: usize = 100;
 /// bounds what a connection holding a half-sent head costs (256 of them: 32 MiB).
 const MAX_HEAD_BYTES: usize = 128 * 1024;
 
+/// Requests in flight at once on one HTTP/2 connection. The importer runs a poller and
+/// a few downloads; 32 is ample, and it bounds what one connection can ask at once
+/// (hyper's default is 200).
+const MAX_H2_STREAMS: u32 = 32;
+
 /// How long the accept loop pauses after an accept error that is not the client's
 /// (out of descriptors): long enough not to spin, short enough to be unnoticed.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// The step between an accepted TCP connection and HTTP. Plain TCP today; built-in TLS
-/// (a rustls handshake) is another implementation, run under the head timeout and
-/// inside the connection's slot, so a stalled handshake is bounded like a stalled head.
+/// The step between an accepted TCP connection and HTTP: plain TCP, or built-in TLS (a
+/// rustls handshake, `tls.rs`), run under the head timeout and inside the connection's
+/// slot, so a stalled handshake is bounded like a stalled head.
 pub trait Acceptor: Send + Sync + 'static {
     /// The byte stream HTTP is spoken over.
     type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     /// Turns an accepted connection into that stream.
     fn accept(&self, tcp: TcpStream) -> impl Future<Output = io::Result<Self::Io>> + Send;
+    /// The HTTP version to speak on `io` (ALPN's choice, for TLS).
+    fn protocol(_io: &Self::Io) -> Protocol {
+        Protocol::Http1
+    }
+    /// Whether the stream is encrypted (the access log and redirects say so).
+    fn is_tls(&self) -> bool {
+        false
+    }
+}
+
+/// The HTTP version of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// What a request knows of its connection, put into its extensions: the TCP peer,
+/// whether TLS carried it, and the HTTP version.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    pub tls: bool,
+    pub protocol: Protocol,
 }
 
 /// HTTP straight over TCP.
@@ -259,7 +295,7 @@ impl Slots {
 /// dual-stack socket one source however it is written, and an IPv6 /64 one source
 /// (one host usually holds a whole /64, and could otherwise open 64 connections from
 /// each of its addresses).
-fn source_of(ip: IpAddr) -> IpAddr {
+pub(crate) fn source_of(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
         IpAddr::V6(v6) => {
             let prefix = u128::from(v6) & !((1u128 << 64) - 1);
@@ -298,7 +334,7 @@ struct Connection<A> {
 }
 
 impl<A: Acceptor> Connection<A> {
-    async fn run(self, tcp: TcpStream, _slot: Slot, mut stopping: watch::Receiver<bool>) {
+    async fn run(self, tcp: TcpStream, _slot: Slot, stopping: watch::Receiver<bool>) {
         let io = match tokio::time::timeout(self.limits.header_timeout, self.acceptor.accept(tcp))
             .await
         {
@@ -312,23 +348,52 @@ impl<A: Acceptor> Connection<A> {
                 return;
             }
         };
-        let phase = Arc::new(Phase::new());
+        let protocol = A::protocol(&io);
+        let multiplexed = protocol == Protocol::Http2;
+        let phase = Arc::new(Phase::new(multiplexed));
         let service = ConnService {
-            router: self.router,
+            router: self.router.clone(),
             phase: phase.clone(),
             body_timeout: self.limits.body_timeout,
+            info: ConnInfo {
+                peer: self.peer,
+                tls: self.acceptor.is_tls(),
+                protocol,
+            },
         };
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.max_headers(MAX_HEADERS)
-            .max_buf_size(MAX_HEAD_BYTES)
-            // One flat write buffer, so a parse-error answer of hyper's is one
-            // recognisable write (see `GuardedIo`).
-            .writev(false)
-            // The head timeout is `Phase`'s: hyper's would also close an idle
-            // kept-alive connection at the head timeout.
-            .header_read_timeout(None);
-        let io = GuardedIo::new(io, phase.clone(), self.limits.idle_timeout);
-        let conn = http.serve_connection(TokioIo::new(io), service);
+        // hyper's own answers to unparsable requests are HTTP/1's; HTTP/2 has none.
+        let io = GuardedIo::new(io, phase.clone(), self.limits.idle_timeout, !multiplexed);
+        match protocol {
+            Protocol::Http1 => {
+                let mut http = hyper::server::conn::http1::Builder::new();
+                http.max_headers(MAX_HEADERS)
+                    .max_buf_size(MAX_HEAD_BYTES)
+                    // One flat write buffer, so a parse-error answer of hyper's is one
+                    // recognisable write (see `GuardedIo`).
+                    .writev(false)
+                    // The head timeout is `Phase`'s: hyper's would also close an idle
+                    // kept-alive connection at the head timeout.
+                    .header_read_timeout(None);
+                let conn = http.serve_connection(TokioIo::new(io), service);
+                self.drive(conn, &phase, stopping).await;
+            }
+            Protocol::Http2 => {
+                let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                http.max_concurrent_streams(MAX_H2_STREAMS)
+                    .max_header_list_size(MAX_HEAD_BYTES as u32)
+                    .timer(TokioTimer::new());
+                let conn = http.serve_connection(TokioIo::new(io), service);
+                self.drive(conn, &phase, stopping).await;
+            }
+        }
+    }
+
+    /// Runs a hyper connection to its end, a shutdown (the request in flight finishes)
+    /// or a timeout of its [`Phase`].
+    async fn drive<C>(&self, conn: C, phase: &Phase, mut stopping: watch::Receiver<bool>)
+    where
+        C: Future<Output = Result<(), hyper::Error>> + Graceful,
+    {
         tokio::pin!(conn);
         let mut draining = false;
         loop {
@@ -346,7 +411,7 @@ impl<A: Acceptor> Connection<A> {
                     // Shutdown (or the server gone): finish the request in flight.
                     let _ = changed;
                     draining = true;
-                    conn.as_mut().graceful_shutdown();
+                    conn.as_mut().shut_down();
                 }
                 timed_out = phase.expired(&self.limits) => {
                     let counter = match timed_out {
@@ -359,6 +424,38 @@ impl<A: Acceptor> Connection<A> {
                 }
             }
         }
+    }
+}
+
+/// hyper's HTTP/1 and HTTP/2 connections, told to finish what is in flight and close.
+trait Graceful {
+    fn shut_down(self: Pin<&mut Self>);
+}
+
+impl<I, S> Graceful for hyper::server::conn::http1::Connection<I, S>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: HttpBody + 'static,
+    <S::ResBody as HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
+    }
+}
+
+impl<I, S, E> Graceful for hyper::server::conn::http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<Incoming>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin,
+    S::ResBody: HttpBody + Send + 'static,
+    <S::ResBody as HttpBody>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, S::ResBody>,
+{
+    fn shut_down(self: Pin<&mut Self>) {
+        self.graceful_shutdown();
     }
 }
 
@@ -385,32 +482,68 @@ enum Waiting {
 /// byte after idling starts a head), the service (a head complete) and the response
 /// body (sent), and watched by [`Phase::expired`].
 struct Phase {
-    state: Mutex<(State, Instant)>,
+    state: Mutex<PhaseState>,
     changed: Notify,
+    /// HTTP/2: several requests at once, and bytes between them that are not heads.
+    multiplexed: bool,
+}
+
+struct PhaseState {
+    state: State,
+    since: Instant,
+    /// Requests being served (0 or 1 on HTTP/1).
+    in_flight: usize,
 }
 
 impl Phase {
-    fn new() -> Phase {
+    fn new(multiplexed: bool) -> Phase {
         Phase {
-            state: Mutex::new((State::Head, Instant::now())),
+            state: Mutex::new(PhaseState {
+                state: State::Head,
+                since: Instant::now(),
+                in_flight: 0,
+            }),
             changed: Notify::new(),
+            multiplexed,
         }
     }
 
     fn get(&self) -> (State, Instant) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner())
+        let guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        (guard.state, guard.since)
     }
 
-    fn set(&self, state: State) {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = (state, Instant::now());
+    /// A request head is complete: the connection is busy until its answer is sent.
+    fn request_started(&self) {
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        guard.in_flight += 1;
+        guard.state = State::Busy;
+        guard.since = Instant::now();
+        drop(guard);
         self.changed.notify_one();
     }
 
-    /// Bytes arrived: if idle, a new request head has begun.
-    fn bytes_arrived(&self) {
+    /// An answer is sent (or dropped): idle once no other request is in flight.
+    fn request_ended(&self) {
         let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if guard.0 == State::Idle {
-            *guard = (State::Head, Instant::now());
+        guard.in_flight = guard.in_flight.saturating_sub(1);
+        if guard.in_flight == 0 {
+            guard.state = State::Idle;
+            guard.since = Instant::now();
+        }
+        drop(guard);
+        self.changed.notify_one();
+    }
+
+    /// Bytes arrived: if idle, a new request head has begun (HTTP/1 only).
+    fn bytes_arrived(&self) {
+        if self.multiplexed {
+            return;
+        }
+        let mut guard = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if guard.state == State::Idle {
+            guard.state = State::Head;
+            guard.since = Instant::now();
             drop(guard);
             self.changed.notify_one();
         }
@@ -451,6 +584,7 @@ struct ConnService {
     router: Router,
     phase: Arc<Phase>,
     body_timeout: Duration,
+    info: ConnInfo,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnService {
@@ -458,8 +592,12 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<SentBody>, Infallible>> + Send>>;
 
-    fn call(&self, request: Request<Incoming>) -> Self::Future {
-        self.phase.set(State::Busy);
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        self.phase.request_started();
+        // Ends the request however it ends: answered, or dropped unanswered (an HTTP/2
+        // stream the client reset), so the connection's idle timeout is never lost.
+        let in_flight = InFlight(self.phase.clone());
+        request.extensions_mut().insert(self.info);
         let deadline = Instant::now() + self.body_timeout;
         let limit = self.body_timeout;
         let request = request.map(|body| DeadlineBody {
@@ -469,13 +607,15 @@ impl hyper::service::Service<Request<Incoming>> for ConnService {
             sleep: None,
         });
         let router = self.router.clone();
-        let phase = self.phase.clone();
         Box::pin(async move {
             let response = match router.oneshot(request).await {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
-            Ok(response.map(|inner| SentBody { inner, phase }))
+            Ok(response.map(|inner| SentBody {
+                inner,
+                _in_flight: in_flight,
+            }))
         })
     }
 }
@@ -544,10 +684,20 @@ impl HttpBody for DeadlineBody {
     }
 }
 
-/// A response body that marks the connection idle when hyper is done with it.
+/// A request being served, until dropped.
+struct InFlight(Arc<Phase>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+/// A response body that ends its request (the connection may go idle) when hyper is
+/// done with it.
 struct SentBody {
     inner: Body,
-    phase: Arc<Phase>,
+    _in_flight: InFlight,
 }
 
 impl HttpBody for SentBody {
@@ -567,12 +717,6 @@ impl HttpBody for SentBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
-    }
-}
-
-impl Drop for SentBody {
-    fn drop(&mut self) {
-        self.phase.set(State::Idle);
     }
 }
 
@@ -599,16 +743,19 @@ struct GuardedIo<T> {
     /// client that takes nothing is idle), and the timer of the wait in progress.
     stall_limit: Duration,
     stall: Option<Pin<Box<Sleep>>>,
+    /// Whether hyper's HTTP/1 parse-error answers are looked for.
+    rewrite: bool,
 }
 
 impl<T> GuardedIo<T> {
-    fn new(inner: T, phase: Arc<Phase>, stall_limit: Duration) -> Self {
+    fn new(inner: T, phase: Arc<Phase>, stall_limit: Duration, rewrite: bool) -> Self {
         GuardedIo {
             inner,
             phase,
             pending: None,
             stall_limit,
             stall: None,
+            rewrite,
         }
     }
 }
@@ -700,7 +847,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         ready!(self.poll_pending(cx))?;
-        if !self.phase.is_busy() {
+        if self.rewrite && !self.phase.is_busy() {
             if let Some((at, status)) = parse_error_answer(buf) {
                 if at > 0 {
                     // What precedes it (the end of an earlier answer) goes out as is.

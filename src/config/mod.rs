@@ -17,6 +17,7 @@
 mod error;
 mod numbers;
 mod properties;
+mod security;
 mod values;
 
 use std::fmt::Write as _;
@@ -29,6 +30,9 @@ use serde::{Deserialize, Serialize};
 pub use error::ConfigError;
 pub use numbers::NumbersConfig;
 pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKind};
+pub use security::{
+    AcmeChallenge, AcmeConfig, KeyEntry, RateLimitConfig, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
+};
 pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
 
 use error::{k, Locator, PathSeg};
@@ -181,10 +185,40 @@ pub struct ApiConfig {
     /// set it to `max_connections` there.
     pub max_connections_per_source: u64,
     /// PEM certificate chain for built-in TLS; set with `tls_key`, or neither (plain
-    /// HTTP, e.g. behind a TLS-terminating proxy). Default none.
+    /// HTTP, e.g. behind a TLS-terminating proxy). Re-read on SIGHUP and when the
+    /// files change. Default none.
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for built-in TLS. Default none.
     pub tls_key: Option<PathBuf>,
+    /// With built-in TLS, a plain-HTTP address that answers every request with a
+    /// redirect to https (and ACME's http-01 challenges). Default none.
+    #[serde(with = "security::optional_addr")]
+    pub redirect_listen: Option<SocketAddr>,
+    /// `[api.acme]`: a certificate obtained and renewed automatically. Default none.
+    pub acme: Option<AcmeConfig>,
+    /// Sources (IPs or CIDR networks) the API answers; any other gets 403 before its
+    /// key is looked at. Default empty: every source (the key alone guards the API).
+    pub allow_from: AddressSet,
+    /// `[[api.keys]]`: more API keys, each from a file, with a name and its own
+    /// allow-list. Default none.
+    pub keys: Vec<KeyEntry>,
+    /// Reverse proxies whose `X-Forwarded-For` / `Forwarded` headers name the client;
+    /// from any other peer those headers are ignored. Default none.
+    pub trusted_proxies: AddressSet,
+    /// Recording links work from any source, whatever `allow_from` says. Default true:
+    /// the importer may download from a storage tier on other addresses than the ones
+    /// that call the API, and a link is a signed, expiring credential of its own.
+    pub links_from_anywhere: bool,
+    /// Keys for `/metrics` and `/status` only (`Authorization: Bearer` or
+    /// `X-Secret-Key`), accepted from any source. Default none.
+    pub ops_keys: Vec<SecretKey>,
+    /// A file with ops keys, one per line. Default none.
+    pub ops_keys_file: Option<PathBuf>,
+    /// Sources that reach `/metrics` (and `/status`, with a key) without an ops key.
+    /// Default (unset): loopback plus `allow_from`.
+    pub ops_from: Option<AddressSet>,
+    /// `[api.rate_limit]`: requests per source and per key.
+    pub rate_limit: RateLimitConfig,
 }
 
 impl Default for ApiConfig {
@@ -206,23 +240,41 @@ impl Default for ApiConfig {
             max_connections_per_source: 64,
             tls_cert: None,
             tls_key: None,
+            redirect_listen: None,
+            acme: None,
+            allow_from: AddressSet::default(),
+            keys: Vec::new(),
+            trusted_proxies: AddressSet::default(),
+            links_from_anywhere: true,
+            ops_keys: Vec::new(),
+            ops_keys_file: None,
+            ops_from: None,
+            rate_limit: RateLimitConfig::default(),
         }
     }
 }
 
 impl ApiConfig {
+    /// Whether the API serves HTTPS itself (certificate files or ACME).
+    pub fn tls(&self) -> bool {
+        self.tls_cert.is_some() || self.acme.is_some()
+    }
+
     /// The base URL of recording links, without a trailing slash: `public_url` when
-    /// set, otherwise `http(s)://` + `listen` (an unspecified listen address becomes
+    /// set; with ACME, `https://` + its first domain (and the port, unless 443);
+    /// otherwise `http(s)://` + `listen` (an unspecified listen address becomes
     /// loopback, since "0.0.0.0" is not an address a client can use).
     pub fn link_base(&self) -> String {
         if let Some(url) = &self.public_url {
             return url.clone();
         }
-        let scheme = if self.tls_cert.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        if let Some(domain) = self.acme.as_ref().and_then(|a| a.domains.first()) {
+            return match self.listen.port() {
+                443 => format!("https://{domain}"),
+                port => format!("https://{domain}:{port}"),
+            };
+        }
+        let scheme = if self.tls() { "https" } else { "http" };
         let ip = match self.listen.ip() {
             IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
             IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
@@ -558,6 +610,7 @@ impl Config {
                 &mut api.secret_keys,
             ),
             ("link_keys_file", &api.link_keys_file, &mut api.link_keys),
+            ("ops_keys_file", &api.ops_keys_file, &mut api.ops_keys),
         ] {
             let Some(file) = file else { continue };
             let at = [k("api"), k(key)];
@@ -580,6 +633,28 @@ impl Config {
                 ));
             }
             add_keys(keys, found);
+        }
+        for (i, entry) in api.keys.iter_mut().enumerate() {
+            let at = [k("api"), k("keys"), PathSeg::Index(i), k("key_file")];
+            let text = env
+                .read_file(&entry.key_file)
+                .map_err(|e| loc.file_error(&at, entry.key_file.clone(), e))?;
+            let found: Vec<SecretKey> = text
+                .lines()
+                .map(str::trim)
+                .filter(|line| !line.starts_with('#'))
+                .filter_map(SecretKey::new)
+                .collect();
+            if found.is_empty() {
+                return Err(loc.error(
+                    &at,
+                    format!(
+                        "{} holds no key (one key per line; lines starting with # are comments)",
+                        entry.key_file.display()
+                    ),
+                ));
+            }
+            entry.keys = found;
         }
         Ok(())
     }
@@ -621,7 +696,13 @@ impl Config {
             "api: listening on {} ({}); {}, {}; links {}/recordings/..., valid {}; windows up to {} days; bodies up to {}; \
              {} connections ({} per source); timeouts: head {}, body {}, idle {}",
             a.listen,
-            if a.tls_cert.is_some() { "TLS" } else { "plain HTTP" },
+            if a.acme.is_some() {
+                "TLS, certificate by ACME"
+            } else if a.tls_cert.is_some() {
+                "TLS"
+            } else {
+                "plain HTTP"
+            },
             plural(a.secret_keys.len(), "secret key"),
             plural(a.link_keys.len(), "link key"),
             a.link_base(),
@@ -634,6 +715,7 @@ impl Config {
             secs(a.body_timeout_secs),
             secs(a.idle_timeout_secs),
         );
+        let _ = writeln!(out, "{}", security::describe(a));
         let c = &self.capture;
         let ports: Vec<String> = c.sip_ports.iter().map(u16::to_string).collect();
         let _ = writeln!(
@@ -761,7 +843,27 @@ impl Config {
             .public_url
             .as_deref()
             .is_some_and(|u| u.starts_with("https://"));
-        if !a.listen.ip().is_loopback() && a.tls_cert.is_none() && !behind_tls {
+        out.extend(security::warnings(a));
+        if a.tls()
+            && a.public_url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("http://"))
+        {
+            out.push(
+                "public_url is http:// but the API serves HTTPS: recording links would not \
+                 work"
+                    .into(),
+            );
+        }
+        if a.listen.ip().is_loopback() && behind_tls && a.trusted_proxies.is_empty() && !a.tls() {
+            out.push(
+                "public_url is https but the API listens on loopback: behind a reverse proxy \
+                 on this host set trusted_proxies = [\"127.0.0.1\"], or every client looks \
+                 like 127.0.0.1 (allow-lists, rate limits and ops_from then see the proxy)"
+                    .into(),
+            );
+        }
+        if !a.listen.ip().is_loopback() && !a.tls() && !behind_tls {
             out.push(format!(
                 "the API listens on {} without TLS: keys and recordings cross the \
                  network in clear",
@@ -828,6 +930,7 @@ impl FileConfig {
             }
             _ => {}
         }
+        security::check(a, loc)?;
 
         // (section, key, value, least, why the least)
         let minimums: [(&str, &str, u64, u64, &str); 19] = [
