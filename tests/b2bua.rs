@@ -4,6 +4,9 @@
 //!
 //! "Conversations" below are the records that are not merged into another one.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::path::PathBuf;
 
 use calltap::call::{CallRecord, Direction, Outcome, Party, WhoHungUp};
@@ -71,10 +74,10 @@ fn shared_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "notice: {} is absent; shared capture tests skipped",
+        skip::skip(format!(
+            "{} is absent; shared capture tests skipped",
             dir.display()
-        );
+        ));
         None
     }
 }

@@ -12,12 +12,15 @@
 //! its own operators: other tests may be calling on lo at the same time.
 //!
 //! Needs baresip (Debian: baresip-core) and AF_PACKET (root or CAP_NET_RAW); skipped with
-//! a notice otherwise.
+//! a reason otherwise (listed at the end of `cargo test`).
 
 #[path = "support/baresip.rs"]
 mod baresip;
 #[path = "support/e2e.rs"]
 mod e2e;
+
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -614,14 +617,14 @@ fn baresip_calls_through_calltap_run() {
     let baresip = match baresip::find() {
         Ok(b) => b,
         Err(why) => {
-            println!("notice: {why} (Debian: baresip-core); baresip test skipped");
+            skip::skip(format!(
+                "{why} (Debian: baresip-core); baresip test skipped"
+            ));
             return;
         }
     };
     if !af_packet_allowed() {
-        println!(
-            "notice: AF_PACKET not permitted (needs root or CAP_NET_RAW); baresip test skipped"
-        );
+        skip::skip("AF_PACKET not permitted (needs root or CAP_NET_RAW); baresip test skipped");
         return;
     }
     let began = Instant::now();
@@ -640,7 +643,7 @@ fn baresip_calls_through_calltap_run() {
 
     let tcpdump = Tcpdump::start(&plan, dir.path().join("lo.pcap"));
     if tcpdump.is_none() {
-        println!("notice: tcpdump unavailable; the replay comparison is skipped");
+        skip::skip("tcpdump unavailable; the replay comparison is skipped");
     }
     let run_base = format!("http://127.0.0.1:{}", plan.run_api());
     let run_log = dir.path().join("run.log");
@@ -866,7 +869,7 @@ fn baresip_calls_through_calltap_run() {
         .args(["--url", &serve_base, "--key", KEY])
         .args(["--from", &from.to_string(), "--to", &to.to_string()]);
     if !checker.exists() {
-        println!("notice: ../shared/tools/importer-check absent; importer walk skipped");
+        skip::skip("../shared/tools/importer-check absent; importer walk skipped");
     } else if let Ok(out) = walk.output() {
         assert!(
             out.status.success(),
@@ -875,7 +878,7 @@ fn baresip_calls_through_calltap_run() {
             text(&out.stderr)
         );
     } else {
-        println!("notice: python3 unavailable; importer walk skipped");
+        skip::skip("python3 unavailable; importer walk skipped");
     }
     sigterm(&serve.0);
     wait_exit(&mut serve.0, SHUTDOWN_LIMIT).unwrap_or_else(|e| panic!("calltap serve: {e}"));

@@ -5,6 +5,9 @@
 //! The capture is fed through a named pipe, so the process is killed at a known point
 //! (half the capture read, every call in progress) rather than after a guessed delay.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -53,7 +56,7 @@ fn sigkill_mid_replay_then_restart_finalises_the_calls() {
     let fifo = dir.path().join("capture.pcap");
     let made = Command::new("mkfifo").arg(&fifo).status();
     if !made.is_ok_and(|s| s.success()) {
-        println!("notice: mkfifo unavailable; crash test skipped");
+        skip::skip("mkfifo unavailable; crash test skipped");
         return;
     }
     let mut replay = Command::new(env!("CARGO_BIN_EXE_calltap"))

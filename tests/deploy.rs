@@ -2,6 +2,9 @@
 //! configuration and packaging/install.sh, checked without touching the real system
 //! (the unit is verified from a copy, the install script runs under a staging root).
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
@@ -82,7 +85,7 @@ fn systemd_analyze(args: &[&str]) -> Option<Output> {
     match Command::new("systemd-analyze").args(args).output() {
         Ok(out) => Some(out),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("notice: systemd-analyze is absent (apt-get install systemd); skipped");
+            skip::skip("systemd-analyze is absent (apt-get install systemd); skipped");
             None
         }
         Err(e) => panic!("systemd-analyze: {e}"),

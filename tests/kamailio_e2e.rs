@@ -8,7 +8,7 @@
 //! The three calls run at once and `run` is stopped by SIGTERM afterwards (which flushes
 //! the dialogs still lingering), so the test takes a few seconds, not a linger.
 //! Needs kamailio (Debian: kamailio), baresip (Debian: baresip-core) and AF_PACKET (root
-//! or CAP_NET_RAW); skipped with a notice otherwise.
+//! or CAP_NET_RAW); listed as skipped otherwise (tests/support/skip.rs).
 
 // Shared with baresip_e2e, which uses all of it.
 #[allow(dead_code)]
@@ -18,6 +18,9 @@ mod baresip;
 mod e2e;
 #[path = "support/kamailio.rs"]
 mod kamailio;
+
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -313,21 +316,21 @@ fn calls_through_kamailio_are_one_call_each() {
     let kam = match kamailio::find() {
         Ok(k) => k,
         Err(why) => {
-            println!("notice: {why} (Debian: kamailio); kamailio test skipped");
+            skip::skip(format!("{why} (Debian: kamailio); kamailio test skipped"));
             return;
         }
     };
     let phone_install = match baresip::find() {
         Ok(b) => b,
         Err(why) => {
-            println!("notice: {why} (Debian: baresip-core); kamailio test skipped");
+            skip::skip(format!(
+                "{why} (Debian: baresip-core); kamailio test skipped"
+            ));
             return;
         }
     };
     if !af_packet_allowed() {
-        println!(
-            "notice: AF_PACKET not permitted (needs root or CAP_NET_RAW); kamailio test skipped"
-        );
+        skip::skip("AF_PACKET not permitted (needs root or CAP_NET_RAW); kamailio test skipped");
         return;
     }
     let began = Instant::now();

@@ -1,8 +1,11 @@
 //! Live capture on this host's loopback and in network namespaces the tests make.
 //!
-//! Needs CAP_NET_RAW (root in CI); without it each test prints a notice and passes.
+//! Needs CAP_NET_RAW (root in CI); without it each test is listed as skipped.
 //! Every test sends from its own 127.x.0.0/16 addresses and looks only at datagrams to
 //! or from them, since other tests (and other programs) use loopback at the same time.
+
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
@@ -37,11 +40,11 @@ fn open(options: &LiveOptions) -> Option<LiveCapture> {
     match LiveCapture::open(options) {
         Ok(capture) => Some(capture),
         Err(LiveError::Permission { .. }) => {
-            println!("notice: live capture tests need CAP_NET_RAW; skipped");
+            skip::skip("live capture tests need CAP_NET_RAW; skipped");
             None
         }
         Err(LiveError::Unsupported { .. }) => {
-            println!("notice: this kernel has no AF_PACKET sockets; live capture test skipped");
+            skip::skip("this kernel has no AF_PACKET sockets; live capture test skipped");
             None
         }
         Err(e) => panic!("opening live capture: {e}"),
@@ -443,7 +446,7 @@ fn without_cap_net_raw_open_names_the_capability() {
     .join()
     .expect("thread");
     match result {
-        Err(e) => println!("notice: cannot drop a capability here ({e}); skipped"),
+        Err(e) => skip::skip(format!("cannot drop a capability here ({e})")),
         Ok(Ok(())) => panic!("live capture opened without CAP_NET_RAW"),
         Ok(Err(e)) => {
             let text = e.to_string();
@@ -501,7 +504,7 @@ fn promiscuity(name: &str) -> u32 {
 #[test]
 fn an_interface_that_appears_later_is_picked_up() {
     if Command::new("ip").arg("-V").output().is_err() {
-        println!("notice: `ip` (iproute2) is absent; interface hot-plug test skipped");
+        skip::skip("`ip` (iproute2) is absent; interface hot-plug test skipped");
         return;
     }
     std::thread::spawn(appearing_interface)
@@ -514,10 +517,10 @@ fn appearing_interface() {
     // SAFETY: unshare(2) with a constant flag; it moves only this thread into a new,
     // empty network namespace (gone when the thread and its sockets end).
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        println!(
-            "notice: cannot make a network namespace ({}); hot-plug test skipped",
+        skip::skip(format!(
+            "cannot make a network namespace ({}); hot-plug test skipped",
             std::io::Error::last_os_error()
-        );
+        ));
         return;
     }
     // Promiscuous mode through PACKET_ADD_MEMBERSHIP needs CAP_NET_RAW only: prove it by
@@ -624,7 +627,7 @@ fn appearing_interface() {
 #[test]
 fn a_device_without_ethernet_framing_is_captured_cooked() {
     if Command::new("ip").arg("-V").output().is_err() {
-        println!("notice: `ip` (iproute2) is absent; tun capture test skipped");
+        skip::skip("`ip` (iproute2) is absent; tun capture test skipped");
         return;
     }
     std::thread::spawn(tun_device)
@@ -637,7 +640,7 @@ fn a_device_without_ethernet_framing_is_captured_cooked() {
 fn tun_device() {
     // SAFETY: as in `appearing_interface`.
     if unsafe { libc::unshare(libc::CLONE_NEWNET) } != 0 {
-        println!("notice: cannot make a network namespace; tun capture test skipped");
+        skip::skip("cannot make a network namespace; tun capture test skipped");
         return;
     }
     let Ok(tun) = std::fs::OpenOptions::new()
@@ -645,7 +648,7 @@ fn tun_device() {
         .write(true)
         .open("/dev/net/tun")
     else {
-        println!("notice: /dev/net/tun cannot be opened; tun capture test skipped");
+        skip::skip("/dev/net/tun cannot be opened; tun capture test skipped");
         return;
     };
     let name = "ct-tun0";

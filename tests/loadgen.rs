@@ -4,6 +4,9 @@
 //! gives the records the scenarios promise, and recordings with the caller's 440 Hz on
 //! one channel and the callee's 1000 Hz on the other.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -259,7 +262,7 @@ fn what_the_agents_send_replays_into_the_records_the_scenarios_promise() {
     let tcpdump = match Tcpdump::start(&pcap, &filter) {
         Ok(t) => t,
         Err(why) => {
-            eprintln!("notice: capture test skipped: {why}");
+            skip::skip(format!("capture test skipped: {why}"));
             return;
         }
     };
@@ -421,14 +424,6 @@ fn health(addr: SocketAddr, key: &str) -> Option<u16> {
 #[test]
 fn calltap_run_on_lo_records_the_agents_calls_live() {
     let bin = env!("CARGO_BIN_EXE_calltap");
-    let has_run = Command::new(bin)
-        .args(["run", "--help"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !has_run {
-        eprintln!("notice: live test skipped: this calltap has no `run` command");
-        return;
-    }
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("calltap.toml");
     std::fs::write(&config, "[capture]\ninterfaces = [\"lo\"]\n").expect("config");
@@ -461,7 +456,7 @@ fn calltap_run_on_lo_records_the_agents_calls_live() {
             let lower = err.to_lowercase();
             // calltap's own words for a missing CAP_NET_RAW or a kernel without AF_PACKET.
             if lower.contains("not permitted") || lower.contains("no af_packet") {
-                eprintln!("notice: live test skipped: {err}");
+                skip::skip(format!("live test skipped: {err}"));
                 return;
             }
             panic!("calltap run exited with {status}: {err}");

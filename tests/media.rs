@@ -2,6 +2,9 @@
 //! with pcapgen's encoders and known signals, and ended; the WAV and the summary are
 //! checked against what the packets carried.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -1454,10 +1457,10 @@ mod shared {
         if d.is_dir() {
             Some(d)
         } else {
-            println!(
-                "notice: {} is absent; shared capture media tests skipped",
+            skip::skip(format!(
+                "{} is absent; shared capture media tests skipped",
                 d.display()
-            );
+            ));
             None
         }
     }

@@ -4,6 +4,9 @@
 //! disk falling below `min_free` during a replay (records kept, audio stopped, resumed
 //! above the floor, one log line per change); and a real full disk (a tiny tmpfs).
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -709,7 +712,7 @@ impl TinyDisk {
         match status {
             Ok(s) if s.success() => Some(TinyDisk { dir }),
             _ => {
-                eprintln!("notice: cannot mount a tmpfs (needs root): full-disk test skipped");
+                skip::skip("cannot mount a tmpfs (needs root): full-disk test skipped");
                 None
             }
         }

@@ -2,8 +2,11 @@
 //! put on the wire through a packet socket at their own pace, then the signals an
 //! administrator and systemd send (TERM, KILL, HUP) and what each must leave behind.
 //!
-//! Needs CAP_NET_RAW (root in CI); without it every test prints a notice and passes.
+//! Needs CAP_NET_RAW (root in CI); without it every test is listed as skipped.
 //! The tests share `lo`, so they run one at a time.
+
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader};
@@ -79,7 +82,7 @@ impl Drop for Injector {
 fn capture_allowed() -> Option<Injector> {
     let injector = Injector::open();
     if injector.is_none() {
-        eprintln!("notice: live capture needs CAP_NET_RAW; calltap run tests skipped");
+        skip::skip("live capture needs CAP_NET_RAW; calltap run tests skipped");
     }
     injector
 }
@@ -458,7 +461,7 @@ fn without_cap_net_raw_the_error_says_which_capability() {
         .arg(dir.path().join("data"))
         .output();
     let Ok(out) = out else {
-        eprintln!("notice: setpriv is missing; the unprivileged run check skipped");
+        skip::skip("setpriv is missing; the unprivileged run check skipped");
         return;
     };
     assert_eq!(out.status.code(), Some(2), "{out:?}");

@@ -4,6 +4,9 @@
 //! of a B2BUA conversation stay one record each (the merged ones marked and not
 //! exported; tests/b2bua.rs checks the conversations).
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::path::PathBuf;
 
 use calltap::call::{CallRecord, Outcome, Party};
@@ -204,10 +207,10 @@ fn records(path: &PathBuf) -> Vec<CallRecord> {
 fn shared_captures_give_the_dialogs_the_manifest_describes() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
     if !dir.is_dir() {
-        println!(
-            "notice: {} is absent; shared capture tests skipped",
+        skip::skip(format!(
+            "{} is absent; shared capture tests skipped",
             dir.display()
-        );
+        ));
         return;
     }
     let mut listed = 0;
@@ -278,10 +281,10 @@ fn avaya_trunk_over_tcp(dir: &std::path::Path) -> usize {
 fn replaying_a_capture_twice_gives_the_same_ids() {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/pcaps");
     if !dir.is_dir() {
-        println!(
-            "notice: {} is absent; shared capture tests skipped",
+        skip::skip(format!(
+            "{} is absent; shared capture tests skipped",
             dir.display()
-        );
+        ));
         return;
     }
     let path = dir.join("aaa.pcap");

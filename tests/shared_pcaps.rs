@@ -2,6 +2,9 @@
 //! and gives the datagram counts tshark gives (tests/data/tshark_counts.tsv, with the
 //! commands that made them).
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -13,10 +16,10 @@ fn shared_pcaps() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!(
-            "notice: {} is absent; shared capture tests skipped",
+        skip::skip(format!(
+            "{} is absent; shared capture tests skipped",
             dir.display()
-        );
+        ));
         None
     }
 }

@@ -1,6 +1,9 @@
 //! The SIP scanner against RFC 4475's torture messages, what real PBXs send, and random
 //! mutations; and the cases where rsip alone would lose the call.
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use calltap::sip::{
     self, parse, parse_stream, Defect, Direction, RequestUri, SessionDescription, SipError,
     SipMessage, Via,
@@ -13,7 +16,10 @@ fn torture_dir() -> Option<PathBuf> {
     if dir.is_dir() {
         Some(dir)
     } else {
-        println!("notice: {} is absent; torture tests skipped", dir.display());
+        skip::skip(format!(
+            "{} is absent; torture tests skipped",
+            dir.display()
+        ));
         None
     }
 }

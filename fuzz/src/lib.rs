@@ -5,6 +5,8 @@
 //! `seed.py` writes the same formats from real captures, so the corpora start from
 //! frames and segments the decoder really sees.
 
+pub mod targets;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
