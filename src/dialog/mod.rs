@@ -404,9 +404,7 @@ impl DialogTable {
                 }
             }
         }
-        let from_caller = msg
-            .from_tag()
-            .is_some_and(|t| d.caller_tags.iter().any(|c| c.as_bytes() == t));
+        let from_caller = d.sent_by_caller(msg);
         let cseq = msg.cseq().number;
         if d.phase == Phase::Answered && msg.to_tag().is_some() && !d.facts.to_tag.is_empty() {
             // Once answered, the call is the dialog of the answering fork: a request
@@ -739,10 +737,7 @@ impl DialogTable {
         let to_tag = msg.to_tag();
         // Which side sent the request this answers: the callee numbers its own requests
         // (RFC 3261 12.2.1.1), so its re-INVITE may carry the initial INVITE's CSeq.
-        let to_caller = match msg.from_tag() {
-            Some(tag) => tag == d.facts.from_tag.as_bytes(),
-            None => d.facts.from_tag.is_empty(),
-        };
+        let to_caller = d.sent_by_caller(msg);
         if !to_caller || cseq != d.initial_cseq || !cseq_method_is(msg, b"INVITE") {
             // A re-INVITE's or UPDATE's answer: new media, maybe hold or resume.
             let side = usize::from(!to_caller);
@@ -1061,6 +1056,21 @@ impl DialogTable {
 const RECENT_REQUESTS: usize = 8;
 
 impl Dialog {
+    /// Whether `msg` (a request, or the response to one: its From is the request's) is
+    /// the caller's side of the dialog. One rule for requests and responses: the From
+    /// tag is any the INVITE arrived with (a hop that rewrites the tag shows the caller
+    /// under both); without a From tag (an RFC 2543 caller), the From URI is the
+    /// INVITE's.
+    fn sent_by_caller(&self, msg: &SipMessage<'_>) -> bool {
+        match msg.from_tag() {
+            Some(tag) => self.caller_tags.iter().any(|c| c.as_bytes() == tag),
+            None => {
+                self.caller_tags.iter().any(|c| c.is_empty())
+                    && bounded(msg.from().uri) == self.facts.from.uri
+            }
+        }
+    }
+
     /// Whether this request was seen already; remembers it if not.
     fn seen(&mut self, from_caller: bool, cseq: u32, method: &[u8]) -> bool {
         if self
@@ -1116,4 +1126,114 @@ pub fn record_id(call_id: &[u8], from_tag: &[u8], invite_cseq: u32) -> String {
 fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len())
         .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CALL_ID: &str = "rewritten-tags@203.0.113.50";
+
+    fn at(ms: u64) -> Timestamp {
+        Timestamp::from_nanos(1_768_471_200_000_000_000 + ms * 1_000_000)
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().expect("address")
+    }
+
+    fn sdp(ip: &str, port: u16) -> String {
+        format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0\r\n")
+    }
+
+    fn message(start: &str, from: &str, to: &str, cseq: &str, body: &str) -> String {
+        let ctype = if body.is_empty() {
+            ""
+        } else {
+            "Content-Type: application/sdp\r\n"
+        };
+        format!(
+            "{start}\r\nVia: SIP/2.0/UDP 10.0.0.5;branch=z9hG4bK{}\r\nFrom: {from}\r\nTo: {to}\r\n\
+             Call-ID: {CALL_ID}\r\nCSeq: {cseq}\r\n{ctype}Content-Length: {}\r\n\r\n{body}",
+            start.len(),
+            body.len()
+        )
+    }
+
+    fn feed(table: &mut DialogTable, ms: u64, src: &str, dst: &str, text: &str) {
+        let (msg, _) = crate::sip::parse(text.as_bytes()).expect("valid SIP");
+        table.message(at(ms), &msg, addr(src), addr(dst), Transport::Udp);
+    }
+
+    fn events(table: &mut DialogTable) -> Vec<DialogEvent> {
+        std::iter::from_fn(|| table.poll()).collect()
+    }
+
+    /// A proxy that rewrites the From tag (tag A before it, B after it) on one Call-ID:
+    /// the phone's 200 OK, seen under tag B, is the answer to the caller's INVITE, and
+    /// its SDP is the callee's.
+    #[test]
+    fn a_response_under_a_rewritten_from_tag_answers_the_caller() {
+        let mut t = DialogTable::new(DialogLimits::default());
+        let (client, proxy, phone) = ("203.0.113.50:5060", "10.0.0.5:5060", "10.0.0.21:5060");
+        let offer = sdp("203.0.113.50", 31000);
+        let inv = |tag: &str| {
+            message(
+                "INVITE sip:201@10.0.0.21 SIP/2.0",
+                &format!("<sip:+15551230199@203.0.113.50>;tag={tag}"),
+                "<sip:201@10.0.0.5>",
+                "1 INVITE",
+                &offer,
+            )
+        };
+        feed(&mut t, 0, client, proxy, &inv("A"));
+        feed(&mut t, 2, proxy, phone, &inv("B"));
+        let answer = sdp("10.0.0.21", 16002);
+        let ok = message(
+            "SIP/2.0 200 OK",
+            "<sip:+15551230199@203.0.113.50>;tag=B",
+            "<sip:201@10.0.0.5>;tag=P",
+            "1 INVITE",
+            &answer,
+        );
+        feed(&mut t, 4_000, phone, proxy, &ok);
+        let sides: Vec<(Party, u16)> = events(&mut t)
+            .into_iter()
+            .filter_map(|e| match e {
+                DialogEvent::Sdp { side, sdp, .. } => {
+                    Some((side, sdp.audio_rtp_addr().map_or(0, |a| a.port())))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(sides, [(Party::Caller, 31000), (Party::Callee, 16002)]);
+    }
+
+    /// An RFC 2543 caller sends no From tag: its BYE (no tag, its own From URI) is the
+    /// caller's, not the callee's.
+    #[test]
+    fn a_bye_without_a_from_tag_from_the_caller_is_the_callers() {
+        let mut t = DialogTable::new(DialogLimits::default());
+        let (client, phone) = ("203.0.113.50:5060", "10.0.0.21:5060");
+        let from = "<sip:+15551230199@203.0.113.50>";
+        let to = "<sip:201@10.0.0.21>";
+        let inv = message("INVITE sip:201@10.0.0.21 SIP/2.0", from, to, "1 INVITE", "");
+        feed(&mut t, 0, client, phone, &inv);
+        let to_tagged = "<sip:201@10.0.0.21>;tag=P";
+        let ok = message("SIP/2.0 200 OK", from, to_tagged, "1 INVITE", "");
+        feed(&mut t, 3_000, phone, client, &ok);
+        let bye = message(
+            "BYE sip:201@10.0.0.21 SIP/2.0",
+            from,
+            to_tagged,
+            "2 BYE",
+            "",
+        );
+        feed(&mut t, 9_000, client, phone, &bye);
+        let hung_up = events(&mut t).into_iter().find_map(|e| match e {
+            DialogEvent::HungUp(d) => Some(d.hung_up_by),
+            _ => None,
+        });
+        assert_eq!(hung_up, Some(Some(Party::Caller)));
+    }
 }
