@@ -763,6 +763,56 @@ fn register_discovers_an_operator_and_makes_no_call() {
     assert_eq!(run.stats.dialogs.dialogs_created, 0);
 }
 
+/// Phones registered under names ("frontdesk"), not numbers: a call from one, or from
+/// the address one registered from, is the operator's outgoing call, where the number
+/// shapes alone would have made it incoming.
+#[test]
+fn a_user_that_registered_under_a_name_is_an_extension() {
+    let desk = Ua::new("frontdesk", "10.0.0.31".parse().unwrap())
+        .display("Front Desk")
+        .rtp_port(16030);
+    let client = Ua::new("+15551239999", "203.0.113.80".parse().unwrap()).rtp_port(31080);
+    let call = |seed: u64, caller: Ua| {
+        let mut d = Dialog::new(seed, caller, client.clone());
+        let inv = d.invite(at(10_000));
+        d.reply(at(10_002), &inv, 100);
+        d.reply(at(13_000), &inv, Reply::new(200).answer());
+        d.ack(at(13_003), &inv);
+        let bye = d.bye(at(20_000), Party::Caller);
+        d.reply(at(20_002), &bye, 200);
+        d
+    };
+    // Without the REGISTER, nothing says "frontdesk" is local.
+    let alone = run(&Scenario::new().dialog(call(40, desk.clone())));
+    assert_eq!(one(&alone).direction, Direction::Incoming);
+
+    let mut s = Scenario::new();
+    s.register(41, &desk, &pbx(), at(0));
+    s.add(call(42, desk.clone()));
+    // The same phone, presenting another name.
+    let lobby = Ua::new("Lobby", "10.0.0.31".parse().unwrap()).rtp_port(16032);
+    s.add(call(43, lobby));
+    let run = run(&s);
+    assert_eq!(run.calls.len(), 2, "{:#?}", run.calls);
+    for r in &run.calls {
+        assert_eq!(r.direction, Direction::Outgoing, "{}", r.sip.from_uri);
+        assert_eq!(r.client_number.as_deref(), Some("+15551239999"));
+    }
+    assert!(run.calls.iter().any(|r| r.operator.id == "frontdesk"));
+}
+
+/// An INVITE nobody answers at all is a missed call, for want of any response.
+#[test]
+fn an_invite_with_no_response_at_all_is_missed() {
+    let mut d = Dialog::new(44, client(), phone("201"));
+    d.invite(at(0));
+    let run = run(&Scenario::new().dialog(d));
+    let r = one(&run);
+    assert_eq!(r.outcome, Outcome::Missed);
+    assert_eq!(r.end_reason, EndReason::NoResponse);
+    assert_eq!(r.sip.final_status, 0);
+}
+
 #[test]
 fn options_keepalives_make_nothing() {
     let mut s = Scenario::new();

@@ -29,6 +29,17 @@ pub struct Classifier {
     /// Display names phones registered with: an incoming call's To rarely carries the
     /// operator's name, the phone's REGISTER does.
     registered_names: HashMap<String, String>,
+    /// Users that registered (lower case) and the addresses they registered from: a
+    /// local user named "alice" or "frontdesk" is an extension although no number
+    /// shape says so, and so is whoever calls from a phone that registered.
+    registered: Registered,
+}
+
+/// Who registered, bounded.
+#[derive(Clone, Default)]
+struct Registered {
+    users: std::collections::HashSet<String>,
+    addresses: std::collections::HashSet<IpAddr>,
 }
 
 /// Registered names remembered: far more extensions than one PBX has, and bounded.
@@ -58,6 +69,7 @@ impl Classifier {
             by_extension,
             by_phone,
             registered_names: HashMap::new(),
+            registered: Registered::default(),
         }
     }
 
@@ -66,8 +78,10 @@ impl Classifier {
     /// since phones re-register only every hour or so.
     pub fn reload(&mut self, config: &Config) {
         let registered_names = std::mem::take(&mut self.registered_names);
+        let registered = std::mem::take(&mut self.registered);
         *self = Classifier::new(config);
         self.registered_names = registered_names;
+        self.registered = registered;
     }
 
     pub fn config(&self) -> &Config {
@@ -79,10 +93,12 @@ impl Classifier {
     }
 
     /// A short, dialable user part: what PBX extensions look like.
+    /// A local user: a short numeric one, or any name a phone registered with.
     fn is_extension(&self, user: &str) -> bool {
-        !user.is_empty()
+        (!user.is_empty()
             && user.len() < self.config.numbers.min_external_digits
-            && user.bytes().all(|b| b.is_ascii_digit())
+            && user.bytes().all(|b| b.is_ascii_digit()))
+            || self.registered_user(user)
     }
 
     fn operator_for(&self, user: &str) -> Option<&Operator> {
@@ -149,11 +165,18 @@ impl Classifier {
                 _ => {}
             }
         }
-        match (self.is_extension(caller), self.is_extension(callee)) {
+        let caller_local =
+            self.is_extension(caller) || self.registered.addresses.contains(&src.to_canonical());
+        let callee_local = self.is_extension(callee);
+        match (caller_local, callee_local) {
             (true, true) => Direction::Internal,
             (true, false) => Direction::Outgoing,
             _ => Direction::Incoming,
         }
+    }
+
+    fn registered_user(&self, user: &str) -> bool {
+        !user.is_empty() && self.registered.users.contains(&user.to_ascii_lowercase())
     }
 
     /// The record, and the internal parties found that no configuration names.
@@ -328,6 +351,7 @@ impl Classifier {
     /// A REGISTER names an extension: an operator when it looks like one (short and
     /// numeric, or registering from a configured internal network), and not configured.
     pub fn registration(&mut self, r: &Registration) -> Option<DiscoveredOperator> {
+        self.remember_registration(r);
         let internal = &self.config.network.internal;
         let from_inside = !internal.is_empty() && internal.contains(r.source.ip());
         if !(self.is_extension(&r.user) || from_inside) || self.operator_for(&r.user).is_some() {
@@ -347,6 +371,33 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// A REGISTER makes its user, and the address it came from, local: what a PBX's
+    /// phones do. Not a REGISTER the PBX itself sends to a trunk (from a configured
+    /// `[network] pbx` address, or to a configured trunk): that account is the
+    /// provider's, not a phone. Without that configuration a PBX registering upstream
+    /// is taken for a phone; `[network] internal` is the sure way.
+    fn remember_registration(&mut self, r: &Registration) {
+        let net = &self.config.network;
+        let ip = r.source.ip().to_canonical();
+        let upstream = (!net.pbx.is_empty() && net.pbx.contains(ip))
+            || r.registrar
+                .is_some_and(|to| !net.trunks.is_empty() && net.trunks.contains(to.ip()));
+        if upstream || r.user.is_empty() {
+            return;
+        }
+        let user = r.user.to_ascii_lowercase();
+        if self.registered.users.len() < MAX_REGISTERED_NAMES
+            || self.registered.users.contains(&user)
+        {
+            self.registered.users.insert(user);
+        }
+        if self.registered.addresses.len() < MAX_REGISTERED_NAMES {
+            self.registered.addresses.insert(ip);
+        }
+    }
+}
+
 /// The outcome of the attempt, from its final response and how it ended.
 pub fn outcome_of(d: &FinishedDialog) -> Outcome {
     if d.answer_time.is_some() {
@@ -359,7 +410,11 @@ pub fn outcome_of(d: &FinishedDialog) -> Outcome {
         486 | 600 => Outcome::Busy,
         403 | 603 | 607 | 608 => Outcome::Rejected,
         408 | 480 | 487 => Outcome::Missed,
-        0 if d.end_reason == EndReason::RingTimeout || d.ring_time.is_some() => Outcome::Missed,
+        0 if matches!(d.end_reason, EndReason::RingTimeout | EndReason::NoResponse)
+            || d.ring_time.is_some() =>
+        {
+            Outcome::Missed
+        }
         _ => Outcome::Failed,
     }
 }

@@ -102,6 +102,9 @@ pub enum EndReason {
     NotAnswered,
     /// No final answer before the ring timeout.
     RingTimeout,
+    /// No response at all to the INVITE, not even 100 Trying (a scanner, a flood, or
+    /// traffic seen only one way).
+    NoResponse,
     /// Answered, then no BYE before the session timer ran out.
     SessionExpired,
     /// Longer than the configured longest call.

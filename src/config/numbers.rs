@@ -35,13 +35,22 @@ impl Default for NumbersConfig {
     }
 }
 
+/// `+digits` when `digits` can be an E.164 number: a country code never starts with 0,
+/// and the whole is at most 15 digits.
+fn e164(digits: &str) -> Option<String> {
+    (!digits.starts_with('0') && !digits.is_empty() && digits.len() <= 15)
+        .then(|| format!("+{digits}"))
+}
+
 impl NumbersConfig {
     /// Normalises a dialled or presented number:
     /// - spaces, dashes, dots and parentheses are dropped (`+1 (555) 123-0101`);
     /// - a leading `+` means international and is kept: `+15551230101`;
     /// - anything else that is not all digits (`alice`, `*97`) is returned as cleaned;
     /// - fewer than `min_external_digits` digits: an extension, returned as is;
-    /// - the international prefix becomes `+` (`00380...` -> `+380...`);
+    /// - the international prefix becomes `+` (`00380...` -> `+380...`), also after a `+`
+    ///   (`+00380...`); a result that cannot be E.164 (`0000...`: the next digit is 0,
+    ///   or more than 15 digits) stays as dialled, never `+0...`;
     /// - with a country code, the national prefix becomes `+CC` (`050...` -> `+38050...`);
     /// - other digits are returned unchanged: without a prefix we cannot tell a
     ///   national number from one that already starts with a country code.
@@ -58,26 +67,42 @@ impl NumbersConfig {
             return cleaned;
         }
         if international {
-            return format!("+{digits}");
+            // "+0049..." is "+49..." written with the prefix kept; what still starts with
+            // 0 is no E.164 number, and stays as dialled, without a "+" it never had.
+            let digits = self.without_international_prefix(digits).unwrap_or(digits);
+            return e164(digits).unwrap_or_else(|| digits.to_owned());
         }
         if digits.len() < self.min_external_digits {
             return digits.to_owned();
         }
-        if !self.international_prefix.is_empty() {
-            if let Some(rest) = digits.strip_prefix(self.international_prefix.as_str()) {
-                if !rest.is_empty() {
-                    return format!("+{rest}");
-                }
-            }
+        if let Some(rest) = self.without_international_prefix(digits) {
+            // "000..." and the like: a longer prefix than the plan's, or a mistake.
+            return e164(rest).unwrap_or_else(|| digits.to_owned());
         }
         if let Some(cc) = &self.country_code {
             if !self.national_prefix.is_empty() {
                 if let Some(rest) = digits.strip_prefix(self.national_prefix.as_str()) {
-                    return format!("+{cc}{rest}");
+                    let national = format!("{cc}{rest}");
+                    if !rest.starts_with('0') {
+                        if let Some(n) = e164(&national) {
+                            return n;
+                        }
+                    }
+                    return digits.to_owned();
                 }
             }
         }
         digits.to_owned()
+    }
+
+    /// `digits` after the international prefix, when they start with it.
+    fn without_international_prefix<'a>(&self, digits: &'a str) -> Option<&'a str> {
+        if self.international_prefix.is_empty() {
+            return None;
+        }
+        digits
+            .strip_prefix(self.international_prefix.as_str())
+            .filter(|rest| !rest.is_empty())
     }
 
     /// Checks the plan makes sense; returns the key at fault and why.
@@ -160,6 +185,25 @@ mod tests {
             north_america().normalize_number("011380501234567"),
             "+380501234567"
         );
+    }
+
+    #[test]
+    fn extra_zeros_never_make_a_plus_zero_number() {
+        let n = ukraine();
+        assert_eq!(n.normalize_number("+00380501234567"), "+380501234567");
+        assert_eq!(n.normalize_number("000380501234567"), "000380501234567");
+        assert_eq!(n.normalize_number("0000000"), "0000000");
+        assert_eq!(n.normalize_number("+0123456789"), "0123456789");
+        assert_eq!(
+            n.normalize_number("00 1234 5678 9012 3456"),
+            "001234567890123456"
+        );
+        let default = NumbersConfig::default();
+        assert_eq!(default.normalize_number("00015551230101"), "00015551230101");
+        for raw in ["0000", "00000000000", "+00000", "+0", "00+1"] {
+            assert!(!default.normalize_number(raw).starts_with("+0"), "{raw}");
+            assert!(!n.normalize_number(raw).starts_with("+0"), "{raw}");
+        }
     }
 
     #[test]

@@ -150,6 +150,8 @@ pub struct Registration {
     pub user: String,
     pub display: Option<String>,
     pub source: SocketAddr,
+    /// Where the REGISTER went.
+    pub registrar: Option<SocketAddr>,
 }
 
 #[derive(Clone, Debug)]
@@ -361,6 +363,7 @@ impl DialogTable {
                         .display
                         .or_else(|| msg.from().display_name_lossy().filter(|d| !d.is_empty())),
                     source: src,
+                    registrar: Some(dst),
                 }));
             }
             return;
@@ -956,8 +959,11 @@ impl DialogTable {
         if matches!(d.phase, Phase::Ended { .. }) {
             return;
         }
+        let mut reason = reason;
         if std::mem::take(&mut d.awaiting_response) {
-            // Nobody ever answered it: a record only within the flood budgets.
+            // Nobody ever answered it: a record only within the flood budgets, missed
+            // for want of any response however it ended.
+            reason = EndReason::NoResponse;
             self.no_response.settled();
             let (source, invited) = (d.facts.invite_src.ip(), d.facts.invite_time);
             if !self.no_response.admit(source, invited) {
