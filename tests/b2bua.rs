@@ -511,3 +511,33 @@ fn finished_legs_wait_for_their_partners_in_capture_time() {
     engine.finish();
     assert!(engine.poll().is_none());
 }
+
+/// A carrier SBC that takes the call on one address and places the inner leg from
+/// another is one B2BUA: with `[network] pbx` naming a subnet that holds both, and
+/// without any configuration (the guess finds the pair), one record.
+#[test]
+fn an_sbc_with_two_addresses_is_one_b2bua() {
+    let scenario = b2bua::sbc_two_addresses(11);
+    let configured = Config::from_toml("[network]\npbx = [\"198.51.100.0/24\"]\n", "sbc").unwrap();
+    for (name, config) in [("configured", configured), ("guessed", Config::default())] {
+        let run = run_scenario(&scenario, &config);
+        let c = run.conversations();
+        assert_eq!(c.len(), 1, "{name}: {:#?}", run.records);
+        assert_eq!(run.merged().len(), 1, "{name}");
+        let call = c[0];
+        assert_eq!(call.client_number.as_deref(), Some(CLIENT), "{name}");
+        assert_eq!(call.who_hung_up, WhoHungUp::Client, "{name}");
+        assert_eq!(run.exported().len(), 1, "{name}");
+    }
+    let guessed = run_scenario(&scenario, &Config::default());
+    let guess = guessed
+        .stats
+        .correlation
+        .pbx_guess
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        guess.contains(b2bua::SBC_OUTSIDE) && guess.contains(b2bua::SBC_INSIDE),
+        "{guess}"
+    );
+}

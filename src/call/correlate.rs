@@ -64,6 +64,10 @@ const MAX_MERGED_HEADERS: usize = 32;
 /// `5551230199`): the national significant number of most plans.
 const SUFFIX_MATCH_DIGITS: usize = 9;
 
+/// How soon a relaying SBC places the inner leg of a trunk-to-trunk call: milliseconds
+/// in every capture we have; a PBX that answers and then dials out takes longer.
+const RELAY_WINDOW: Duration = Duration::from_secs(2);
+
 /// A match on the configured correlation header outranks any heuristic.
 const HEADER_SCORE: u32 = 1000;
 const DIALLED_SCORE: u32 = 10;
@@ -73,7 +77,8 @@ const CALLER_SCORE: u32 = 5;
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct CorrelationStats {
     /// With no `[network] pbx`: the address calltap took for the PBX (an INVITE went to
-    /// it while an overlapping INVITE came from it), if any.
+    /// it while an overlapping INVITE came from it), or the two addresses of one box
+    /// ("A and B": a call in on one, relayed out of the other at once), if any.
     pub pbx_guess: Option<String>,
     /// Pairs of overlapping legs that pointed at the guessed address.
     pub pbx_guess_sightings: u64,
@@ -166,8 +171,10 @@ pub struct Correlator {
     /// Answered legs still up, by record id.
     open: HashMap<String, Leg>,
     /// Overlapping-leg sightings per address, for the PBX guess.
-    sightings: BTreeMap<IpAddr, u64>,
-    guess: Option<IpAddr>,
+    /// Sightings per address, or per pair of addresses of one box (lowest first; a single
+    /// address is the pair of itself).
+    sightings: BTreeMap<(IpAddr, IpAddr), u64>,
+    guess: Vec<IpAddr>,
     seq: u64,
     stats: CorrelationStats,
     /// Legs tracked for call events, by record id (see `live`).
@@ -184,7 +191,7 @@ impl Correlator {
             held: Vec::new(),
             open: HashMap::new(),
             sightings: BTreeMap::new(),
-            guess: None,
+            guess: Vec::new(),
             seq: 0,
             stats: CorrelationStats::default(),
             live: HashMap::new(),
@@ -199,9 +206,10 @@ impl Correlator {
         s
     }
 
-    /// The PBX calltap guessed (only without `[network] pbx`).
-    pub fn pbx_guess(&self) -> Option<IpAddr> {
-        self.guess
+    /// The PBX's addresses calltap guessed (only without `[network] pbx`): one, or two
+    /// for a box that takes calls on one and places them from the other.
+    pub fn pbx_guess(&self) -> &[IpAddr] {
+        &self.guess
     }
 
     fn leg(&mut self, dialog: FinishedDialog, record: Option<CallRecord>) -> Leg {
@@ -270,7 +278,7 @@ impl Correlator {
         if !pbx.is_empty() {
             return pbx.contains(ip);
         }
-        self.guess == Some(ip)
+        self.guess.contains(&ip)
     }
 
     /// Which way the leg crosses the PBX and what is at its far end; `None` for a leg
@@ -352,12 +360,17 @@ impl Correlator {
 
     /// [`score`](Self::score) with both legs already placed (inbound, outbound).
     fn score_placed(&self, i: &Leg, i_role: Role, o: &Leg, o_role: Role) -> Option<u32> {
-        if i_role == Role::Trunk && o_role == Role::Trunk {
-            return None;
-        }
         // Placed while the inbound leg was ringing or up.
         if o.invite_ns() < i.invite_ns() || o.invite_ns() > i.end_ns() {
             return None;
+        }
+        if i_role == Role::Trunk && o_role == Role::Trunk {
+            // Trunk to trunk is a relay (an SBC), not a PBX placing a call: only the
+            // same caller to the same number, placed at once, is the same call.
+            let relayed = o.invite_ns() - i.invite_ns() <= RELAY_WINDOW.as_nanos() as u64
+                && self.any_same(&caller_ids(&i.dialog), &caller_ids(&o.dialog))
+                && self.any_same(&callee_ids(&i.dialog), &callee_ids(&o.dialog));
+            return relayed.then_some(DIALLED_SCORE + CALLER_SCORE);
         }
         if let (Some(a), Some(b)) = (&i.header, &o.header) {
             return (a == b).then_some(HEADER_SCORE);
@@ -391,26 +404,50 @@ impl Correlator {
             };
             // INVITE into an address, then an INVITE out of it to somebody else.
             if first.dst() == second.src() && first.src() != second.dst() {
-                seen.push(first.dst());
+                seen.push((first.dst(), first.dst()));
+            } else if self.relayed(first, second) {
+                // Into one address and out of another at once, same numbers: one box
+                // with two addresses (an SBC's outside and inside).
+                let (a, b) = (first.dst(), second.src());
+                seen.push((a.min(b), a.max(b)));
             }
         }
-        for ip in seen {
-            *self.sightings.entry(ip).or_default() += 1;
+        for key in seen {
+            *self.sightings.entry(key).or_default() += 1;
         }
-        // Most sightings; the lowest address on a tie, so the guess is deterministic.
+        // Most sightings; the lowest addresses on a tie, so the guess is deterministic.
         let best = self
             .sightings
             .iter()
             .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(ip, n)| (*ip, *n));
-        if let Some((ip, n)) = best {
-            if self.guess != Some(ip) {
-                tracing::info!("no [network] pbx configured: taking {ip} for the PBX");
+            .map(|(key, n)| (*key, *n));
+        if let Some(((a, b), n)) = best {
+            let guess = if a == b { vec![a] } else { vec![a, b] };
+            let named = guess
+                .iter()
+                .map(IpAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(" and ");
+            if self.guess != guess {
+                tracing::info!("no [network] pbx configured: taking {named} for the PBX");
             }
-            self.guess = Some(ip);
-            self.stats.pbx_guess = Some(ip.to_string());
+            self.guess = guess;
+            self.stats.pbx_guess = Some(named);
             self.stats.pbx_guess_sightings = n;
         }
+    }
+
+    /// Whether `second` looks like `first` relayed by a B2BUA with two addresses: placed
+    /// within the relay window from an address other than the one `first` went to, by
+    /// neither of `first`'s ends, with the same caller and the same dialled number.
+    fn relayed(&self, first: &Leg, second: &Leg) -> bool {
+        second.invite_ns().saturating_sub(first.invite_ns()) <= RELAY_WINDOW.as_nanos() as u64
+            && first.dst() != second.src()
+            && second.src() != first.src()
+            && second.dst() != first.dst()
+            && second.dst() != first.src()
+            && self.any_same(&caller_ids(&first.dialog), &caller_ids(&second.dialog))
+            && self.any_same(&callee_ids(&first.dialog), &callee_ids(&second.dialog))
     }
 
     /// Whether a partner of held leg `h` may still be up.

@@ -297,3 +297,33 @@ pub fn attended_transfer(seed: u64) -> Scenario {
     hang_up(&mut c2, Party::Caller, 60_004);
     Scenario::new().dialog(t).dialog(a).dialog(c1).dialog(c2)
 }
+
+/// The outside address of a carrier SBC (where the trunk leg arrives).
+pub const SBC_OUTSIDE: &str = "198.51.100.10";
+/// Its inside address (where it sends the inner leg from).
+pub const SBC_INSIDE: &str = "198.51.100.11";
+
+/// A carrier SBC with two addresses relaying one call, SIP only: the client's call
+/// arrives on the outside address at 0, the SBC places the inner leg from its inside
+/// address to the PBX 4 ms later with the same numbers; the PBX answers at 6 s and the
+/// SBC answers outside 59 ms later; the client hangs up at 40 s and the SBC relays the
+/// BYE 13 ms later.
+pub fn sbc_two_addresses(seed: u64) -> Scenario {
+    let mut outer = Dialog::new(
+        seed,
+        Ua::new(CLIENT, ip(TRUNK_ADDR)).user_agent("Carrier core"),
+        Ua::new(DID, ip(SBC_OUTSIDE)).user_agent("Carrier SBC 4.2"),
+    );
+    let oi = ring(&mut outer, 0);
+    let mut inner = Dialog::new(
+        seed + 1,
+        Ua::new(CLIENT, ip(SBC_INSIDE)).user_agent("Carrier SBC 4.2"),
+        pbx(DID),
+    );
+    let ii = ring(&mut inner, 4);
+    answer(&mut inner, &ii, 6_000);
+    answer(&mut outer, &oi, 6_059);
+    hang_up(&mut outer, Party::Caller, 40_000);
+    hang_up(&mut inner, Party::Caller, 40_013);
+    Scenario::new().dialog(outer).dialog(inner)
+}
