@@ -56,16 +56,25 @@ impl CaptureClock {
     }
 }
 
+/// A call in progress as a crash would leave it: its record so far, and its dialog's
+/// facts, so that recovery can merge the legs of one B2BUA conversation as the records
+/// would have been merged.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct InProgress {
+    pub record: CallRecord,
+    pub dialog: FinishedDialog,
+}
+
 /// What the engine reports.
 #[derive(Clone, Debug)]
 pub enum EngineEvent {
     /// A call was answered: its record so far (ending at the answer), kept while the
     /// call is in progress so a crash can finalise it.
-    Answered(Box<CallRecord>),
+    Answered(Box<InProgress>),
     /// An answered call hung up: its record as of the hang-up (who, when, why), kept in
     /// place of the answered one while the dialog lingers, so a crash then still
     /// finalises it with the right party.
-    HungUp(Box<CallRecord>),
+    HungUp(Box<InProgress>),
     /// A dialog ended: its record, to be stored.
     Call(Box<CallRecord>),
     /// An internal party not in the configuration (from a call or a REGISTER), and
@@ -381,7 +390,10 @@ impl Engine {
                         }
                     }
                     self.events
-                        .push_back(EngineEvent::Answered(Box::new(record)));
+                        .push_back(EngineEvent::Answered(Box::new(InProgress {
+                            record,
+                            dialog: *d,
+                        })));
                 }
                 DialogEvent::HungUp(d) => {
                     self.media.hung_up(&d.record_id, d.end_time);
@@ -393,7 +405,11 @@ impl Engine {
                         }
                         self.leg_over(&d, so_far);
                     }
-                    self.events.push_back(EngineEvent::HungUp(Box::new(record)));
+                    self.events
+                        .push_back(EngineEvent::HungUp(Box::new(InProgress {
+                            record,
+                            dialog: *d,
+                        })));
                 }
                 DialogEvent::Started(d) => {
                     let start = self.correlator.live_started(&d);

@@ -6,9 +6,13 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::call::classify::Classifier;
+use crate::call::correlate::Correlator;
 use crate::call::{CallRecord, EndReason, Outcome, WhoHungUp};
 use crate::capture::{Frame, Timestamp};
-use crate::engine::{Engine, EngineEvent};
+use crate::config::Config;
+use crate::dialog::FinishedDialog;
+use crate::engine::{Engine, EngineEvent, InProgress};
 use crate::events::Event;
 use crate::net::stats::Counters;
 use crate::replay::FrameSink;
@@ -110,17 +114,18 @@ impl<'s> Ingest<'s> {
     fn drain(&mut self) {
         while let Some(event) = self.engine.poll() {
             match event {
-                EngineEvent::Answered(record) | EngineEvent::HungUp(record) => {
-                    if self.stored_whole(&record.id) {
+                EngineEvent::Answered(progress) | EngineEvent::HungUp(progress) => {
+                    let id = progress.record.id.clone();
+                    if self.stored_whole(&id) {
                         // Seen again (a repeat replay): nothing to keep, and the stored
                         // recording must not be rewritten under a crash's threat.
-                        self.engine.skip_recording(&record.id);
+                        self.engine.skip_recording(&id);
                         continue;
                     }
                     // Kept until the call's record is stored (which removes it), so a
                     // crash in between is finalised on restart.
-                    let state = serde_json::to_vec(&*record).unwrap_or_default();
-                    if let Err(e) = self.store.put_in_progress(&record.id, &state) {
+                    let state = serde_json::to_vec(&*progress).unwrap_or_default();
+                    if let Err(e) = self.store.put_in_progress(&id, &state) {
                         self.error(e);
                     }
                     self.unsynced = true;
@@ -263,18 +268,26 @@ pub struct Recovery {
 ///   replayed later replaces it with the whole call.
 ///
 /// Partial files no call claims are removed last, so none is ever served or left.
-pub fn recover_interrupted(store: &Store) -> Result<Recovery, StoreError> {
+pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, StoreError> {
     let mut done = Recovery::default();
     let dir = store.recordings_dir().to_path_buf();
     let io_err = |path: &std::path::Path, what| {
         let path = path.to_owned();
         move |source| StoreError::Io { path, what, source }
     };
+    let mut finalised: Vec<(Option<FinishedDialog>, CallRecord)> = Vec::new();
     for (id, state) in store.in_progress()? {
-        let Ok(mut record) = serde_json::from_slice::<CallRecord>(&state) else {
-            tracing::warn!("in-progress state of {id} is unreadable; dropped");
-            store.remove_in_progress(&id)?;
-            continue;
+        // A state saved with its dialog (today's), or a record alone (older stores).
+        let (dialog, mut record) = match serde_json::from_slice::<InProgress>(&state) {
+            Ok(p) => (Some(p.dialog), p.record),
+            Err(_) => match serde_json::from_slice::<CallRecord>(&state) {
+                Ok(record) => (None, record),
+                Err(_) => {
+                    tracing::warn!("in-progress state of {id} is unreadable; dropped");
+                    store.remove_in_progress(&id)?;
+                    continue;
+                }
+            },
         };
         let name = crate::media::file_name(&record.id);
         let part = dir.join(format!("{name}.wav.part"));
@@ -333,10 +346,11 @@ pub fn recover_interrupted(store: &Store) -> Result<Recovery, StoreError> {
             record.end_reason = EndReason::Shutdown;
         }
         record.recovered = true;
-        store.put_call(&record)?;
-        store.remove_in_progress(&id)?;
-        done.finalised += 1;
+        finalised.push((dialog, record));
     }
+    done.finalised = finalised.len();
+    let records = merge_recovered_legs(finalised, config);
+    store.put_calls(&records)?;
     // Partial files of no call in progress: a repeat replay's file of a call stored
     // whole, or a header written just before the crash took the call's state.
     let entries = std::fs::read_dir(&dir).map_err(io_err(&dir, "list the recordings folder"))?;
@@ -349,6 +363,48 @@ pub fn recover_interrupted(store: &Store) -> Result<Recovery, StoreError> {
         }
     }
     Ok(done)
+}
+
+/// The legs of one B2BUA conversation, finalised one by one, merged into one record as
+/// they would have been had calltap not stopped (the correlator's rules, on the facts
+/// each leg had when the crash came). Legs saved without their dialog (an older store)
+/// stay as they are.
+fn merge_recovered_legs(
+    legs: Vec<(Option<FinishedDialog>, CallRecord)>,
+    config: &Config,
+) -> Vec<CallRecord> {
+    let classifier = Classifier::new(config);
+    let mut correlator = Correlator::new(config);
+    let mut out = Vec::new();
+    let mut known = Vec::new();
+    for (dialog, record) in legs {
+        match dialog {
+            Some(mut d) => {
+                // The dialog's end as the record now has it (the audio's end for a
+                // call that was still talking).
+                d.end_time = Timestamp::from_nanos(record.end_ns);
+                d.end_reason = record.end_reason;
+                d.hung_up_by = record.hung_up_by;
+                known.push((d, record));
+            }
+            None => out.push(record),
+        }
+    }
+    // Every leg is seen up first, so the PBX guess (without `[network] pbx`) knows the
+    // box before any leg is placed.
+    for (d, _) in &known {
+        if d.answer_time.is_some() {
+            correlator.answered(d);
+        }
+    }
+    for (d, record) in known {
+        out.extend(correlator.ended(d, record));
+    }
+    out.extend(correlator.flush(&classifier));
+    for r in &mut out {
+        r.recovered = true;
+    }
+    out
 }
 
 fn remove_if_present(path: &std::path::Path) -> std::io::Result<()> {

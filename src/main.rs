@@ -249,7 +249,7 @@ fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
         .clone()
         .unwrap_or_else(|| config.store.path.clone());
     let store = Store::open(&dir).map_err(|e| e.to_string())?;
-    match calltap::ingest::recover_interrupted(&store) {
+    match calltap::ingest::recover_interrupted(&store, config) {
         Ok(r) => {
             if r.finalised > 0 {
                 tracing::warn!(

@@ -87,7 +87,12 @@ fn a_crash_during_a_call_is_finalised_on_restart() {
     }
     // The next start finds the call in progress and its partial recording.
     let store = Store::open(dir.path()).expect("reopen");
-    assert_eq!(recover_interrupted(&store).expect("recovery").finalised, 1);
+    assert_eq!(
+        recover_interrupted(&store, &Config::default())
+            .expect("recovery")
+            .finalised,
+        1
+    );
     assert!(store.in_progress().expect("in progress").is_empty());
     let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
     assert_eq!(calls.len(), 1);
@@ -220,7 +225,7 @@ fn a_repeat_replay_touches_no_recording_and_leaves_nothing_in_progress() {
     drop(store);
     let store = Store::open(dir.path()).expect("reopen");
     assert_eq!(
-        recover_interrupted(&store).expect("recovery"),
+        recover_interrupted(&store, &Config::default()).expect("recovery"),
         calltap::ingest::Recovery::default()
     );
 }
@@ -279,4 +284,54 @@ fn a_media_timeout_across_a_clock_jump_ends_where_the_call_was_last_heard() {
     assert!(stale.end_ns <= last_sip, "{} > {last_sip}", stale.end_ns);
     assert!(stale.duration <= 10, "{} s", stale.duration);
     assert_eq!(stale.end_time, stale.start_time + stale.duration);
+}
+
+/// A crash in the middle of a conversation through a B2BUA (trunk leg and phone leg,
+/// both up): at the restart the two legs are finalised and merged as they would have
+/// been, one record for the importer, not two.
+#[test]
+fn a_crash_during_a_b2bua_call_gives_one_conversation() {
+    use calltap::pcapgen::{b2bua, Link};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = Config::from_toml(b2bua::CONFIG, "b2bua").expect("config");
+    let capture = b2bua::incoming_answered(3).pcap(Link::Ethernet);
+    {
+        let store = Store::open(dir.path()).expect("store");
+        let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+        let mut ingest = Ingest::new(engine, &store);
+        // Both legs answered by 5 s; the crash comes at 30 s, mid-conversation.
+        let cut = b2bua::at(30_000).as_nanos();
+        let mut reader = CaptureReader::new("b2bua", capture.as_slice()).expect("capture");
+        ingest.begin_file();
+        while let Some(Ok(frame)) = reader.next_frame() {
+            if frame.time.as_nanos() > cut {
+                break;
+            }
+            ingest.frame(&frame);
+        }
+        std::mem::forget(ingest);
+        assert_eq!(store.in_progress().expect("in progress").len(), 2);
+        drop(store);
+    }
+    let store = Store::open(dir.path()).expect("reopen");
+    let recovery = recover_interrupted(&store, &config).expect("recovery");
+    assert_eq!(recovery.finalised, 2);
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    let exported: Vec<_> = calls.iter().filter(|c| c.exported).collect();
+    assert_eq!(
+        exported.len(),
+        1,
+        "one conversation, one record: {calls:#?}"
+    );
+    let conversation = exported[0];
+    assert_eq!(conversation.operator.id, "201");
+    assert_eq!(conversation.client_number.as_deref(), Some(b2bua::CLIENT));
+    assert_eq!(conversation.who_hung_up, WhoHungUp::System);
+    assert!(calls.iter().all(|c| c.recovered));
+    let merged = calls.iter().find(|c| !c.exported).expect("the trunk leg");
+    assert_eq!(
+        merged.conversation.merged_into.as_deref(),
+        Some(conversation.id.as_str())
+    );
 }

@@ -10,7 +10,20 @@ pub mod stream;
 ///
 /// The engine's only clock. Nanoseconds in a `u64` reach the year 2554, and every
 /// capture format calltap reads (pcap micro/nano, pcapng any resolution) fits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct Timestamp(u64);
 
 impl Timestamp {

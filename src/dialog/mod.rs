@@ -79,7 +79,7 @@ impl DialogLimits {
 }
 
 /// A party as the headers name it.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Identity {
     pub uri: String,
     /// The user part of the URI (the number or extension), or the tel: number.
@@ -106,7 +106,7 @@ impl Identity {
 }
 
 /// Everything the call layer needs from one INVITE dialog, once it is over.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, serde::Deserialize)]
 pub struct FinishedDialog {
     /// The call record's id (see [`record_id`]).
     pub record_id: String,

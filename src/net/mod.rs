@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 
 use crate::capture::Timestamp;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Transport {
     Udp,
     /// One SIP message cut out of a reassembled TCP stream.

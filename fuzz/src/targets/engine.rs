@@ -12,9 +12,10 @@ use std::hint::black_box;
 fn drain(engine: &mut Engine) {
     while let Some(event) = engine.poll() {
         match event {
-            EngineEvent::Answered(record)
-            | EngineEvent::HungUp(record)
-            | EngineEvent::Call(record) => {
+            EngineEvent::Answered(progress) | EngineEvent::HungUp(progress) => {
+                black_box(&progress);
+            }
+            EngineEvent::Call(record) => {
                 black_box(&record);
             }
             EngineEvent::Operator(op, seen) => {
