@@ -8,16 +8,18 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
-use crate::call::{CallRecord, Direction, EndReason, MediaFacts, Party, RecordingFile};
+use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
 use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog};
 use crate::events::{call_event, unanswered_kind, Event, EventKind};
-use crate::media::{AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Recording};
+use crate::media::{
+    realign, AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Realign, Recording,
+};
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
@@ -255,7 +257,8 @@ impl Engine {
     }
 
     /// A call's record is made: out it goes, with `recording.ready` when it has one.
-    fn record(&mut self, record: CallRecord) {
+    fn record(&mut self, mut record: CallRecord) {
+        align_borrowed(self.media.recordings_dir(), &mut record);
         if self.call_events.is_some()
             && record.media.recording.is_some()
             && record.conversation.merged_into.is_none()
@@ -364,11 +367,7 @@ impl Engine {
                 } => self.media.describe(&id, time, side, &sdp),
                 DialogEvent::Answered(d) => {
                     let (record, _) = self.classifier.classify(&d);
-                    // Operator on the left channel: the callee of an incoming call.
-                    let operator = match record.direction {
-                        Direction::Incoming => Party::Callee,
-                        Direction::Outgoing | Direction::Internal => Party::Caller,
-                    };
+                    let operator = record.direction.operator_party();
                     let at = d.answer_time.unwrap_or(d.invite_time);
                     self.media.answered(&d.record_id, at, operator);
                     self.correlator.answered(&d);
@@ -496,6 +495,40 @@ impl Engine {
     }
 }
 
+/// Makes a recording taken from another leg of the conversation the record's own (see
+/// [`crate::call::Alignment`]): from the record's answer for its talk time, operator
+/// left, under the record's name. If that fails, the record keeps the other leg's file
+/// as it is and the log says why.
+pub(crate) fn align_borrowed(dir: &Path, record: &mut CallRecord) {
+    let Some(align) = record.media.align.take() else {
+        return;
+    };
+    let Some(file) = record.media.recording.as_ref().map(|r| r.file.clone()) else {
+        return;
+    };
+    let source = dir.join(&file);
+    let target = dir.join(format!("{}.wav", crate::media::file_name(&record.id)));
+    let how = Realign {
+        head_ns: align.head_ns,
+        keep_ns: align.keep_ns,
+        swap: align.swap,
+    };
+    match realign(&source, &target, how) {
+        Ok(done) => {
+            if !align.source_shared && source != target {
+                if let Err(e) = std::fs::remove_file(&source) {
+                    tracing::warn!("{}: not removed after alignment: {e}", source.display());
+                }
+            }
+            record.media.recording = Some(recording_file(&done));
+        }
+        Err(e) => tracing::warn!(
+            "call {}: the recording taken from {file} is kept unaligned: {e}",
+            record.id
+        ),
+    }
+}
+
 /// What the call record keeps of the media layer's summary.
 fn media_facts(s: MediaSummary) -> MediaFacts {
     let jitter = s.caller.jitter_ms.max(s.callee.jitter_ms);
@@ -509,6 +542,7 @@ fn media_facts(s: MediaSummary) -> MediaFacts {
         dtmf_digits: s.dtmf_digits,
         caller_packets: s.caller.received,
         callee_packets: s.callee.received,
+        align: None,
     }
 }
 

@@ -349,7 +349,10 @@ pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, S
         finalised.push((dialog, record));
     }
     done.finalised = finalised.len();
-    let records = merge_recovered_legs(finalised, config);
+    let mut records = merge_recovered_legs(finalised, config);
+    for record in &mut records {
+        crate::engine::align_borrowed(&dir, record);
+    }
     store.put_calls(&records)?;
     // Partial files of no call in progress: a repeat replay's file of a call stored
     // whole, or a header written just before the crash took the call's state.

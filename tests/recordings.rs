@@ -335,3 +335,114 @@ fn a_crash_during_a_b2bua_call_gives_one_conversation() {
         Some(conversation.id.as_str())
     );
 }
+
+/// A B2BUA conversation whose phone leg carried no RTP takes the trunk leg's recording;
+/// the PBX answered the trunk at 1 s (an announcement) and the operator at 5 s. The
+/// record's file must start at the record's start (5 s), end with its talk time, keep
+/// the operator's voice (what the PBX sends the trunk) left and the client's right, and
+/// leave no other copy behind.
+#[test]
+fn a_recording_borrowed_from_the_trunk_leg_starts_at_the_records_start() {
+    use calltap::pcapgen::b2bua::{self, at, CLIENT};
+    use calltap::pcapgen::g711::ulaw_to_linear;
+    use calltap::pcapgen::scenario::{Dialog, Scenario};
+    use calltap::pcapgen::Link;
+    use calltap::pcapgen::Party;
+
+    const FIRST_MS: u64 = 1_100;
+    const LAST_MS: u64 = 64_900;
+    let client_code = |k: u64| 0x10 + (k % 100) as u8;
+    let pbx_code = |k: u64| 0x90 + (k % 100) as u8;
+
+    let mut t = b2bua::trunk_in(7, CLIENT);
+    let ti = b2bua::ring(&mut t, 0);
+    b2bua::answer(&mut t, &ti, 1_000);
+    let mut p = Dialog::new(8, b2bua::pbx(CLIENT).rtp_port(20_002), b2bua::phone("201"));
+    let pi = b2bua::ring(&mut p, 20);
+    b2bua::answer(&mut p, &pi, 5_000);
+    b2bua::hang_up(&mut t, Party::Caller, 65_000);
+    b2bua::hang_up(&mut p, Party::Caller, 65_005);
+    let mut s = Scenario::new().dialog(t).dialog(p);
+    let trunk_rtp: std::net::SocketAddr = "203.0.113.10:30000".parse().expect("addr");
+    let pbx_rtp: std::net::SocketAddr = "10.0.0.5:20000".parse().expect("addr");
+    let packet = |k: u64, ssrc: u32, code: u8| {
+        let mut b = vec![0x80, 0x00];
+        b.extend_from_slice(&(k as u16).to_be_bytes());
+        b.extend_from_slice(&((k * 160) as u32).to_be_bytes());
+        b.extend_from_slice(&ssrc.to_be_bytes());
+        b.extend(std::iter::repeat_n(code, 160));
+        b
+    };
+    for k in 0..=(LAST_MS - FIRST_MS) / 20 {
+        let when = at(FIRST_MS + 20 * k);
+        s.raw(when, trunk_rtp, pbx_rtp, &packet(k, 0x1111, client_code(k)));
+        s.raw(when, pbx_rtp, trunk_rtp, &packet(k, 0x2222, pbx_code(k)));
+    }
+    let capture_dir = tempfile::tempdir().expect("temp dir");
+    let capture = capture_dir.path().join("borrowed.pcap");
+    std::fs::write(&capture, s.pcap(Link::Ethernet)).expect("write capture");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let config = Config::from_toml(b2bua::CONFIG, "b2bua").expect("config");
+    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = Ingest::new(engine, &store);
+    replay_files(&[capture], &mut ingest, false);
+    drop(ingest);
+
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    let exported: Vec<_> = calls.iter().filter(|c| c.exported).collect();
+    assert_eq!(exported.len(), 1, "{calls:#?}");
+    let call = exported[0];
+    assert_eq!(call.operator.id, "201");
+    let answer = call.answer_ns.expect("answered");
+    assert_eq!(answer, at(5_000).as_nanos());
+    let rec = call
+        .media
+        .recording
+        .as_ref()
+        .expect("the trunk leg's audio");
+    assert_eq!(rec.file, format!("{}.wav", call.id), "named by the record");
+    let talk_ms = (call.end_ns - answer) / 1_000_000;
+    assert_eq!(rec.duration_ms, talk_ms, "as long as the talk time");
+
+    let path = store.recordings_dir().join(&rec.file);
+    let mut reader = hound::WavReader::open(&path).expect("a valid WAV");
+    let samples: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    assert_eq!(samples.len() as u64, 2 * talk_ms * 8);
+    // Frame i is capture time 5 s + i/8000 s: in the trunk leg's timeline, packet k
+    // covers 1.1 s + 20k ms onwards.
+    let mut wrong = 0;
+    for (i, frame) in samples.chunks_exact(2).enumerate() {
+        let ms = 5_000 + i as u64 / 8;
+        if ms >= LAST_MS + 20 {
+            break;
+        }
+        let k = (ms - FIRST_MS) / 20;
+        let want = [ulaw_to_linear(pbx_code(k)), ulaw_to_linear(client_code(k))];
+        if frame != want {
+            wrong += 1;
+        }
+    }
+    assert_eq!(
+        wrong, 0,
+        "frames away from their place or on the wrong channel"
+    );
+
+    // The trunk leg's own copy is gone: every file on disk is a record's.
+    let names: Vec<String> = calls
+        .iter()
+        .filter_map(|c| c.media.recording.as_ref().map(|r| r.file.clone()))
+        .collect();
+    for entry in std::fs::read_dir(store.recordings_dir()).expect("recordings") {
+        let name = entry
+            .expect("entry")
+            .file_name()
+            .to_string_lossy()
+            .into_owned();
+        assert!(names.contains(&name), "{name} belongs to no record");
+    }
+}

@@ -37,7 +37,9 @@ use crate::config::Config;
 use crate::dialog::{FinishedDialog, Identity, LINGER};
 
 use super::classify::Classifier;
-use super::record::{CallRecord, Conversation, EndReason, MediaFacts, Outcome, Party, WhoHungUp};
+use super::record::{
+    Alignment, CallRecord, Conversation, EndReason, MediaFacts, Outcome, Party, WhoHungUp,
+};
 
 mod live;
 
@@ -764,8 +766,10 @@ impl Correlator {
                 phone.record.as_ref().map(|r| &r.media),
                 other.record.as_ref().map(|r| &r.media),
             );
+            let mut media = media;
             if from_other {
                 recording_taken_from.push(other.dialog.record_id.clone());
+                media.align = borrowed_alignment(&record, other, !phone_is_outbound);
             }
             record.media = media;
             record.conversation = Conversation {
@@ -781,6 +785,7 @@ impl Correlator {
             records.push(record);
         }
 
+        mark_shared_sources(&mut records);
         let primary = match records.first() {
             Some(r) => r.id.clone(),
             None => {
@@ -849,6 +854,58 @@ fn choose_media(phone: Option<&MediaFacts>, other: Option<&MediaFacts>) -> (Medi
         }
         (Some(p), _) => (p.clone(), false),
         (None, _) => (MediaFacts::default(), false),
+    }
+}
+
+/// How the recording of leg `other` must change to be `record`'s: it was started at
+/// that leg's answer, with that leg's operator on the left, where the record starts at
+/// its own answer, with the operator's voice left. In the other leg, the operator's
+/// voice is what the PBX sends: as the caller of a leg it placed (`other_is_outbound`),
+/// as the callee of a leg it received. `None` when nothing needs changing.
+fn borrowed_alignment(
+    record: &CallRecord,
+    other: &Leg,
+    other_is_outbound: bool,
+) -> Option<Alignment> {
+    let other_record = other.record.as_ref()?;
+    let file_start = other
+        .dialog
+        .answer_time
+        .unwrap_or(other.dialog.invite_time)
+        .as_nanos();
+    let head_ns = record
+        .answer_ns
+        .map_or(0, |start| start as i128 - file_start as i128);
+    let head_ns = i64::try_from(head_ns).unwrap_or(0);
+    let voice_of_operator = if other_is_outbound {
+        Party::Caller
+    } else {
+        Party::Callee
+    };
+    let swap = other_record.direction.operator_party() != voice_of_operator;
+    let keep_ns = record
+        .answer_ns
+        .map(|start| record.end_ns.saturating_sub(start));
+    Some(Alignment {
+        head_ns,
+        keep_ns,
+        swap,
+        source_shared: false,
+    })
+}
+
+/// Marks the borrowed files a later record takes too, so only the last one's
+/// alignment lets the source go.
+fn mark_shared_sources(records: &mut [CallRecord]) {
+    let mut later: Vec<String> = Vec::new();
+    for record in records.iter_mut().rev() {
+        let Some(file) = record.media.recording.as_ref().map(|r| r.file.clone()) else {
+            continue;
+        };
+        if let Some(align) = record.media.align.as_mut() {
+            align.source_shared = later.contains(&file);
+        }
+        later.push(file);
     }
 }
 

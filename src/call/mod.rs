@@ -6,6 +6,6 @@ pub mod properties;
 pub mod record;
 
 pub use record::{
-    CallRecord, Conversation, Direction, EndReason, MediaFacts, OperatorRef, Outcome, Party,
-    RecordingFile, WhoHungUp,
+    Alignment, CallRecord, Conversation, Direction, EndReason, MediaFacts, OperatorRef, Outcome,
+    Party, RecordingFile, WhoHungUp,
 };

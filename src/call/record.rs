@@ -56,6 +56,15 @@ pub enum Direction {
 }
 
 impl Direction {
+    /// The party whose voice is the operator's, left in the recording: the callee of an
+    /// incoming call, the caller of an outgoing or internal one.
+    pub fn operator_party(self) -> Party {
+        match self {
+            Direction::Incoming => Party::Callee,
+            Direction::Outgoing | Direction::Internal => Party::Caller,
+        }
+    }
+
     /// The contract's value: internal calls are exported from the caller's side.
     pub fn contract(self) -> &'static str {
         match self {
@@ -214,6 +223,27 @@ pub struct MediaFacts {
     /// RTP packets received from the callee.
     #[serde(default)]
     pub callee_packets: u64,
+    /// On a recording taken from another leg of the conversation: how its file must be
+    /// rewritten to fit this record (set by the correlator, applied before the record is
+    /// stored, never stored itself).
+    #[serde(skip)]
+    pub align: Option<Alignment>,
+}
+
+/// How a recording taken from another leg is made this record's: the other leg was
+/// recorded from its own answer, with its own idea of who the operator is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alignment {
+    /// Nanoseconds from the file's start to the record's answer: cut from the head when
+    /// positive, silence put before it when negative.
+    pub head_ns: i64,
+    /// The record's talk time: what is kept after the head (the other leg may go on,
+    /// to another operator after a transfer).
+    pub keep_ns: Option<u64>,
+    /// The file's channels are the wrong way round (client left, operator right).
+    pub swap: bool,
+    /// A later record of the conversation takes the same file: it stays.
+    pub source_shared: bool,
 }
 
 impl MediaFacts {

@@ -51,7 +51,8 @@ pub use gate::{AudioGate, GATE_CLOSED_REASON};
 pub const ALREADY_STORED_REASON: &str = "already stored";
 pub use quality::DirectionQuality;
 pub use wav::{
-    describe as describe_recording, is_disk_full, partial_duration_ms, repair_partial, Recording,
+    describe as describe_recording, is_disk_full, partial_duration_ms, realign, repair_partial,
+    Realign, Recording,
 };
 
 use codec::PtMap;
@@ -787,6 +788,11 @@ impl MediaTable {
             }
         }
         dead
+    }
+
+    /// Where recordings are written.
+    pub fn recordings_dir(&self) -> &std::path::Path {
+        &self.opts.recordings_dir
     }
 
     pub fn stats(&self) -> MediaStats {

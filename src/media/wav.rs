@@ -497,6 +497,79 @@ pub fn repair_partial(path: &Path) -> io::Result<Recording> {
     })
 }
 
+/// What [`realign`] does to a recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Realign {
+    /// Nanoseconds cut from the head; negative puts that much silence before it.
+    pub head_ns: i64,
+    /// At most this much is kept after the head.
+    pub keep_ns: Option<u64>,
+    /// Left and right exchanged.
+    pub swap: bool,
+}
+
+/// Writes recording `source` again as `target` (which may be the same file), changed as
+/// `how` says. Written under the target's `.part` name and renamed at the end, so a
+/// crash leaves the source whole (and crash recovery treats the part as any other).
+pub fn realign(source: &Path, target: &Path, how: Realign) -> io::Result<Recording> {
+    let mut reader = hound::WavReader::open(source).map_err(hound_io)?;
+    let got = reader.spec();
+    if got.channels != 2
+        || got.bits_per_sample != 16
+        || got.sample_format != hound::SampleFormat::Int
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{} is not 16-bit stereo", source.display()),
+        ));
+    }
+    let rate = got.sample_rate;
+    let frames_of = |ns: u64| (u128::from(ns) * u128::from(rate) / 1_000_000_000) as u64;
+    let skip = frames_of(how.head_ns.max(0) as u64);
+    let silence = frames_of(how.head_ns.min(0).unsigned_abs());
+    let keep = how.keep_ns.map_or(u64::MAX, frames_of);
+    let part = {
+        let mut name = target.as_os_str().to_owned();
+        name.push(".part");
+        PathBuf::from(name)
+    };
+    let file = File::create(&part)?;
+    let write = |reader: &mut hound::WavReader<io::BufReader<File>>| -> io::Result<()> {
+        let mut writer =
+            hound::WavWriter::new(io::BufWriter::new(file), spec(rate)).map_err(hound_io)?;
+        let mut written = 0u64;
+        while written < silence.min(keep) {
+            writer.write_sample(0i16).map_err(hound_io)?;
+            writer.write_sample(0i16).map_err(hound_io)?;
+            written += 1;
+        }
+        let mut samples = reader.samples::<i16>().skip(2 * skip as usize);
+        while written < keep {
+            let (Some(left), Some(right)) = (samples.next(), samples.next()) else {
+                break;
+            };
+            let (left, right) = (left.map_err(hound_io)?, right.map_err(hound_io)?);
+            let (left, right) = if how.swap {
+                (right, left)
+            } else {
+                (left, right)
+            };
+            writer.write_sample(left).map_err(hound_io)?;
+            writer.write_sample(right).map_err(hound_io)?;
+            written += 1;
+        }
+        writer.finalize().map_err(hound_io)
+    };
+    if let Err(e) = write(&mut reader) {
+        let _ = fs::remove_file(&part);
+        return Err(e);
+    }
+    drop(reader);
+    File::open(&part)?.sync_all()?;
+    fs::rename(&part, target)?;
+    describe(target)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -569,5 +642,52 @@ mod tests {
         assert!(is_disk_full(&e), "{e}");
         assert!(!part.exists() && part.symlink_metadata().is_err());
         assert!(!dir.path().join("c-1.wav").exists());
+    }
+
+    fn stereo(path: &Path, frames: &[[i16; 2]]) {
+        let mut w = hound::WavWriter::create(path, spec(8000)).expect("create");
+        for f in frames {
+            w.write_sample(f[0]).expect("left");
+            w.write_sample(f[1]).expect("right");
+        }
+        w.finalize().expect("finalize");
+    }
+
+    fn frames_of(path: &Path) -> Vec<[i16; 2]> {
+        let mut r = hound::WavReader::open(path).expect("open");
+        let s: Vec<i16> = r.samples::<i16>().map(|s| s.expect("sample")).collect();
+        s.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
+    }
+
+    #[test]
+    fn realign_cuts_pads_keeps_and_swaps() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let source = dir.path().join("a.wav");
+        let frames: Vec<[i16; 2]> = (0..80).map(|i| [i, -i]).collect();
+        stereo(&source, &frames);
+        // 1 ms = 8 frames cut, 5 ms = 40 frames kept, channels exchanged.
+        let target = dir.path().join("b.wav");
+        let how = Realign {
+            head_ns: 1_000_000,
+            keep_ns: Some(5_000_000),
+            swap: true,
+        };
+        let done = realign(&source, &target, how).expect("realign");
+        let want: Vec<[i16; 2]> = (8..48).map(|i| [-i, i]).collect();
+        assert_eq!(frames_of(&target), want);
+        assert_eq!(done.duration_ms, 5);
+        assert!(source.exists(), "the source is the caller's to remove");
+        // Silence before (2 ms = 16 frames), in place, nothing cut at the end.
+        let how = Realign {
+            head_ns: -2_000_000,
+            keep_ns: None,
+            swap: false,
+        };
+        realign(&source, &source, how).expect("in place");
+        let got = frames_of(&source);
+        assert_eq!(got.len(), 96);
+        assert!(got[..16].iter().all(|f| *f == [0, 0]));
+        assert_eq!(&got[16..], &frames[..]);
+        assert!(!dir.path().join("a.wav.part").exists());
     }
 }
