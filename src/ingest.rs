@@ -233,10 +233,14 @@ impl FrameSink for Ingest<'_> {
         self.drain();
     }
 
+    fn end_file(&mut self) {
+        self.sync();
+    }
+
     fn finish(&mut self) {
         self.engine.finish();
         self.drain();
-        self.write();
+        self.sync();
     }
 
     fn take_counters(&mut self) -> Counters {
@@ -254,6 +258,9 @@ pub struct Recovery {
     pub already_whole: usize,
     /// Partial recordings left by a crash with no call to belong to, removed.
     pub stray_parts: usize,
+    /// Whole recordings of calls whose record and state a crash took before they were
+    /// durable, removed (replaying the same traffic again brings them back whole).
+    pub stray_recordings: usize,
 }
 
 /// Finalises the calls a crash (or SIGKILL) left in progress (DESIGN.md, "Nothing is
@@ -270,6 +277,7 @@ pub struct Recovery {
 /// Partial files no call claims are removed last, so none is ever served or left.
 pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, StoreError> {
     let mut done = Recovery::default();
+    let interrupted = store.begin_session()?;
     let dir = store.recordings_dir().to_path_buf();
     let io_err = |path: &std::path::Path, what| {
         let path = path.to_owned();
@@ -354,18 +362,47 @@ pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, S
         crate::engine::align_borrowed(&dir, record);
     }
     store.put_calls(&records)?;
+    store.flush()?;
     // Partial files of no call in progress: a repeat replay's file of a call stored
     // whole, or a header written just before the crash took the call's state.
     let entries = std::fs::read_dir(&dir).map_err(io_err(&dir, "list the recordings folder"))?;
     for entry in entries {
         let entry = entry.map_err(io_err(&dir, "list the recordings folder"))?;
-        if entry.file_name().to_string_lossy().ends_with(".wav.part") {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".wav.part") {
             let path = entry.path();
             remove_if_present(&path).map_err(io_err(&path, "remove a partial recording"))?;
             done.stray_parts += 1;
+        } else if interrupted && !is_named_by_a_record(store, &name)? {
+            // Stores are made durable per poll or per file, not per call: a crash can
+            // take a call's record and state while its recording is complete on disk.
+            let path = entry.path();
+            remove_if_present(&path).map_err(io_err(&path, "remove a recording"))?;
+            done.stray_recordings += 1;
         }
     }
     Ok(done)
+}
+
+/// Whether file `name` in the recordings folder is the recording a stored record names.
+/// Recordings are named by their record's id.
+fn is_named_by_a_record(store: &Store, name: &str) -> Result<bool, StoreError> {
+    let Some(id) = name.strip_suffix(".wav") else {
+        return Ok(true);
+    };
+    let record = match store.get_call(id) {
+        Ok(record) => record,
+        // Kept: a record that does not decode is not proof the file is no one's.
+        Err(
+            StoreError::Corrupt { .. }
+            | StoreError::InvalidRecord { .. }
+            | StoreError::Dangling { .. },
+        ) => return Ok(true),
+        Err(e) => return Err(e),
+    };
+    Ok(record
+        .and_then(|r| r.media.recording)
+        .is_some_and(|r| r.file == name))
 }
 
 /// The legs of one B2BUA conversation, finalised one by one, merged into one record as

@@ -269,6 +269,13 @@ fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
                     r.stray_parts
                 );
             }
+            if r.stray_recordings > 0 {
+                tracing::warn!(
+                    "{} recordings whose calls a crash took before they were stored were \
+                     removed (replaying the same traffic brings them back)",
+                    r.stray_recordings
+                );
+            }
         }
         Err(e) => return Err(format!("finalising interrupted calls: {e}")),
     }

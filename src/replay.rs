@@ -19,6 +19,8 @@ pub trait FrameSink {
     /// A new file starts: its clock owes nothing to the previous file's.
     fn begin_file(&mut self) {}
     fn frame(&mut self, frame: &Frame<'_>);
+    /// A file is read to its end: what it gave is made durable here.
+    fn end_file(&mut self) {}
     /// End of all input.
     fn finish(&mut self);
     /// Packet counters since the last call.
@@ -87,6 +89,7 @@ pub fn replay_files<P: AsRef<Path>, S: FrameSink>(
         if i + 1 == paths.len() {
             sink.finish();
         }
+        sink.end_file();
         let report = FileReport {
             counters: sink.take_counters(),
             capture_errors,
@@ -119,6 +122,7 @@ pub fn replay_bytes<S: FrameSink>(name: &str, bytes: &[u8], sink: &mut S) -> Fil
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     sink.finish();
+    sink.end_file();
     FileReport {
         counters: sink.take_counters(),
         capture_errors,

@@ -91,9 +91,11 @@ impl FrameSource for crate::capture::stream::PcapStream {
 const POLL_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// How often, in wall time, the capture thread advances a quiet line's clock and
-/// publishes its counters. Records are stored after every poll; a finished call
+/// publishes its counters. Records are stored within SYNC_EVERY; a finished call
 /// reaches the API after the dialog layer's own 32 s linger for late NOTIFYs.
 const TICK_EVERY: Duration = Duration::from_secs(1);
+/// How often the capture loop makes what it stored durable (one fsync at most).
+const SYNC_EVERY: Duration = Duration::from_millis(200);
 
 /// A quiet-line tick runs this far behind the wall clock: frames still waiting in the
 /// kernel ring carry earlier stamps, and capture time must not run ahead of them.
@@ -488,6 +490,7 @@ fn capture_loop(
     let mut frames = 0u64;
     let mut frames_at_tick = 0u64;
     let mut next_tick = Instant::now() + TICK_EVERY;
+    let mut last_sync = Instant::now();
     loop {
         shared.beat();
         match commands.recv_timeout(Duration::ZERO) {
@@ -500,8 +503,12 @@ fn capture_loop(
         }) {
             Ok(n) => {
                 frames += n as u64;
-                // Durable before the next poll: a SIGKILL loses at most one poll's calls.
-                ingest.sync();
+                // Durable within SYNC_EVERY: a SIGKILL loses at most that much of calls'
+                // starts and ends, at a few fsyncs a second however fast blocks come.
+                if last_sync.elapsed() >= SYNC_EVERY {
+                    ingest.sync();
+                    last_sync = Instant::now();
+                }
             }
             Err(e) => {
                 tracing::error!("capture failed: {e}");

@@ -380,3 +380,80 @@ fn sigkill_at_random_moments_loses_and_shortens_nothing() {
         assert_eq!(soak.stored(store), reference, "{}", store.display());
     }
 }
+
+/// The store is made durable per poll or per file, not per call, so a crash can take a
+/// call's record while its recording is complete on disk. The next start after a crash
+/// removes such a file; after a clean stop nothing is touched.
+#[test]
+fn a_recording_no_record_names_is_removed_after_a_crash_only() {
+    assert!(mkfifo_available(), "mkfifo (coreutils) is needed");
+    let soak = Soak::new();
+    let store = soak.dir.path().join("store");
+    soak.replay(&store);
+    let recordings = store.join("recordings");
+    let wavs = |dir: &Path| -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .expect("recordings")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    };
+    let whole = wavs(&recordings);
+    assert!(!whole.is_empty());
+    let orphan = recordings.join("c-0123456789abcdef01234567.wav");
+    std::fs::copy(recordings.join(&whole[0]), &orphan).expect("orphan");
+
+    // A clean start: the file is someone's business, not a crash's.
+    let opened = soak
+        .calltap()
+        .args(["calls", "--all", "--config"])
+        .arg(&soak.config)
+        .arg("--data")
+        .arg(&store)
+        .output()
+        .expect("calltap runs");
+    assert!(opened.status.success());
+    assert!(orphan.exists(), "removed without a crash");
+
+    // A crash: replay waits on an empty pipe, holding the store, and is killed.
+    let fifo = soak.dir.path().join("feed.pcap");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let mut child = soak
+        .calltap()
+        .args(["replay", "-q"])
+        .arg(&fifo)
+        .arg("--config")
+        .arg(&soak.config)
+        .arg("--data")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("calltap runs");
+    // The store is opened (and marked) before the pipe: wait for its lock.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::time::Instant::now() < deadline && !lock_held(&store) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let calls = soak.stored(&store);
+    assert!(!orphan.exists(), "kept after a crash");
+    assert_eq!(wavs(&recordings), whole, "every record's recording stays");
+    assert_eq!(calls.len(), CALLS);
+}
+
+/// Whether a process holds the store's lock.
+fn lock_held(store: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(store.join("calltap.lock")) else {
+        return false;
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    !free
+}

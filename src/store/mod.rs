@@ -63,6 +63,8 @@ pub const SCHEMA_VERSION: u32 = 2;
 const CACHE_BYTES: u64 = 256 * 1024 * 1024;
 
 const SCHEMA_KEY: &[u8] = b"schema_version";
+/// Present while a process writes the store; found at open, the last one crashed.
+const SESSION_KEY: &[u8] = b"session_open";
 const EXPORTED_COUNTER: &str = "count/exported";
 const RECORDINGS_COUNTER: &str = "recordings/count";
 const RECORDING_BYTES_COUNTER: &str = "recordings/bytes";
@@ -138,6 +140,8 @@ pub struct Store {
     events: sled::Tree,
     event_ids: sled::Tree,
     corrupt: Arc<AtomicU64>,
+    /// This process marked the store as being written (see [`Store::begin_session`]).
+    in_session: std::sync::atomic::AtomicBool,
     root: PathBuf,
     recordings: PathBuf,
     _lock: File,
@@ -181,6 +185,7 @@ impl Store {
             event_ids: tree("event_ids")?,
             db,
             corrupt: Arc::new(AtomicU64::new(0)),
+            in_session: std::sync::atomic::AtomicBool::new(false),
             root: dir.to_owned(),
             recordings,
             _lock: lock,
@@ -295,12 +300,16 @@ impl Store {
     /// `Completed`.
     pub fn put_call(&self, record: &CallRecord) -> Result<Inserted, StoreError> {
         let inserted = self.put_calls(std::slice::from_ref(record))?;
+        if inserted[0] != Inserted::Duplicate {
+            self.flush()?;
+        }
         Ok(inserted[0])
     }
 
-    /// [`put_call`](Store::put_call) for many calls, in one transaction and one flush:
-    /// replay's path. Answers one `Inserted` per record, in order; a repeated id within
-    /// the batch is a `Duplicate` like any other.
+    /// [`put_call`](Store::put_call) for many calls, in one transaction: ingest's path.
+    /// Answers one `Inserted` per record, in order; a repeated id within the batch is a
+    /// `Duplicate` like any other. Durable with the caller's next
+    /// [`flush`](Store::flush) (per poll live, per file in replay).
     ///
     /// A stored record of the same id is replaced only when it is partial
     /// ([`CallRecord::is_partial`]): a replay of the same traffic completes what a crash
@@ -393,9 +402,6 @@ impl Store {
                 Ok(inserted)
             })
             .map_err(transaction_error)?;
-        if inserted.iter().any(|i| *i != Inserted::Duplicate) {
-            self.flush()?;
-        }
         Ok(inserted)
     }
 
@@ -744,13 +750,32 @@ impl Store {
         Ok(out)
     }
 
-    /// Saves the state of a call in progress (replacing any earlier state for `id`), and
-    /// flushes, so that after a crash [`in_progress`](Store::in_progress) returns it.
+    /// Marks the store as being written by this process until it is dropped, and
+    /// answers whether the last process that did so ended without dropping it (a crash,
+    /// a SIGKILL, a power cut): then what it wrote last may not all be durable.
+    pub fn begin_session(&self) -> Result<bool, StoreError> {
+        let interrupted = self
+            .meta
+            .contains_key(SESSION_KEY)
+            .map_err(StoreError::db("meta"))?;
+        self.meta
+            .insert(SESSION_KEY, &[1u8])
+            .map_err(StoreError::db("meta"))?;
+        self.flush()?;
+        self.in_session.store(true, Ordering::Relaxed);
+        Ok(interrupted)
+    }
+
+    /// Saves the state of a call in progress (replacing any earlier state for `id`), so
+    /// that after a crash [`in_progress`](Store::in_progress) returns it. Durable with the
+    /// next [`flush`](Store::flush), which the caller paces (per poll live, per file in
+    /// replay): a flush per call cost replay 6,500 fsyncs and 100,000 futex wake-ups
+    /// for 3,200 calls.
     pub fn put_in_progress(&self, id: &str, state: &[u8]) -> Result<(), StoreError> {
         self.in_progress
             .insert(id.as_bytes(), state)
             .map_err(StoreError::db("in_progress"))?;
-        self.flush()
+        Ok(())
     }
 
     /// Drops a call's in-progress state. Not flushed: if a crash brings it back, the
@@ -823,6 +848,20 @@ impl Store {
 
 /// Adds `plus` to and takes `minus` from a counter in `meta`, within a transaction. A
 /// counter never goes below zero (a count rebuilt after damage may be short).
+impl Drop for Store {
+    /// A clean end: the session mark goes, with everything written before it.
+    fn drop(&mut self) {
+        if self.in_session.load(Ordering::Relaxed) {
+            let cleared = self.meta.remove(SESSION_KEY).is_ok();
+            if let Err(e) = self.db.flush() {
+                tracing::error!("store: last flush failed: {e}");
+            } else if !cleared {
+                tracing::error!("store: the session mark could not be cleared");
+            }
+        }
+    }
+}
+
 fn add_counter(
     meta: &sled::transaction::TransactionalTree,
     name: &str,
