@@ -8,9 +8,9 @@
 //! a TCP byte stream instead: Content-Length is required, and a short buffer is
 //! [`SipError::Incomplete`].
 
-use super::fields::{
-    is_lws, is_token, lossy, multipart_parts, parse_u32, parse_u64, trim, CSeq, CommaList,
-    ContentType, NameAddr, Replaces, Via,
+use super::fields::{multipart_parts, CSeq, ContentType, NameAddr, Replaces, Via};
+use super::text::{
+    is_lws, is_token, lossy, method_from_token, parse_u32, parse_u64, trim, CommaList,
 };
 use super::uri::RequestUri;
 use std::borrow::Cow;
@@ -291,29 +291,6 @@ fn classify(name: &[u8]) -> Option<Known> {
         .iter()
         .find(|(n, _)| n.len() == name.len() && n.eq_ignore_ascii_case(name))
         .map(|&(_, k)| k)
-}
-
-/// rsip's method type from a method token, matched as RFC 3261 7.1 says: case-sensitive.
-/// (rsip's own `FromStr` ignores case and trims.) Extension methods give `None`.
-pub fn method_from_token(token: &[u8]) -> Option<rsip::Method> {
-    use rsip::Method as M;
-    Some(match token {
-        b"INVITE" => M::Invite,
-        b"ACK" => M::Ack,
-        b"BYE" => M::Bye,
-        b"CANCEL" => M::Cancel,
-        b"OPTIONS" => M::Options,
-        b"REGISTER" => M::Register,
-        b"PRACK" => M::PRack,
-        b"UPDATE" => M::Update,
-        b"INFO" => M::Info,
-        b"REFER" => M::Refer,
-        b"NOTIFY" => M::Notify,
-        b"SUBSCRIBE" => M::Subscribe,
-        b"MESSAGE" => M::Message,
-        b"PUBLISH" => M::Publish,
-        _ => return None,
-    })
 }
 
 /// One SIP message, validated, as a view over the bytes it came in.

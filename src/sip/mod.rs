@@ -21,15 +21,14 @@
 pub mod fields;
 pub mod message;
 pub mod sdp;
+pub mod text;
 pub mod uri;
 
-pub use fields::{
-    lossy, multipart_parts, param, trim, unescape_quoted, BodyPart, CSeq, CommaList, ContentType,
-    NameAddr, Params, Replaces, Via,
-};
+pub use fields::{multipart_parts, BodyPart, CSeq, ContentType, NameAddr, Replaces, Via};
 pub use message::{
-    expand_compact, header_name_eq, method_from_token, parse, parse_stream, Defect, Defects,
-    Framing, HeaderIter, SipError, SipMessage, StartLine, MAX_BODY, MAX_HEADERS, MAX_LINE,
+    expand_compact, header_name_eq, parse, parse_stream, Defect, Defects, Framing, HeaderIter,
+    SipError, SipMessage, StartLine, MAX_BODY, MAX_HEADERS, MAX_LINE,
 };
 pub use sdp::{Direction, MediaDescription, RtcpAttr, RtpMap, SdpError, SessionDescription};
+pub use text::{lossy, method_from_token, param, trim, unescape_quoted, CommaList, Params};
 pub use uri::{RequestUri, UriParts};

@@ -2,7 +2,7 @@
 //! in which direction, and whether it is encrypted. The result is owned: it outlives the
 //! packet, kept in the dialog until the next offer or answer replaces it.
 
-use super::fields::{parse_u16, parse_u32, trim};
+use super::text::{parse_u16, parse_u32, trim};
 use std::borrow::Cow;
 use std::net::{IpAddr, SocketAddr};
 

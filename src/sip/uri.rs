@@ -3,7 +3,7 @@
 //! host reference, and it reads `sip:user;par=x@host` as the host `user`; the split
 //! below handles all three, which is why it exists (see the tests in this module).
 
-use super::fields::{lossy, param, split_host_port, trim};
+use super::text::{lossy, param, split_host_port, trim};
 use std::borrow::Cow;
 
 /// A URI cut into its parts without copying: `scheme:user@host:port;params?headers`.
