@@ -15,6 +15,7 @@ use calltap::capture::stream::PcapStream;
 use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
+use calltap::net::filter::PreFilter;
 use calltap::replay::{replay_bytes, replay_files, FileReport};
 use calltap::store::Store;
 
@@ -701,8 +702,14 @@ fn run(
             }
             // Capture first: a missing capability is the likeliest first-run mistake,
             // and it should be reported before anything is written.
+            let ports = &config.capture;
+            let filter = Arc::new(PreFilter::new(
+                &ports.sip_ports,
+                ports.rtp_ports.start..=ports.rtp_ports.end,
+            ));
             Box::new(
-                LiveCapture::open(&LiveOptions::from_config(&config)).map_err(|e| e.to_string())?,
+                LiveCapture::open(&LiveOptions::from_config(&config, filter))
+                    .map_err(|e| e.to_string())?,
             )
         }
     };

@@ -9,11 +9,13 @@ mod skip;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use calltap::capture::live::{InterfaceState, LiveCapture, LiveError, LiveOptions};
 use calltap::capture::{LinkType, Timestamp};
 use calltap::config::{Config, PortRange};
+use calltap::net::filter::PreFilter;
 use calltap::net::{Decoder, DecoderOptions, Transport};
 
 const SIP: u16 = 25_060;
@@ -23,10 +25,9 @@ const RTP: PortRange = PortRange::new(40_000, 40_100);
 const PATIENCE: Duration = Duration::from_secs(10);
 
 fn options(interfaces: &[&str]) -> LiveOptions {
-    let mut o = LiveOptions::from_config(&Config::default());
+    let filter = Arc::new(PreFilter::new(&[SIP], RTP.start..=RTP.end));
+    let mut o = LiveOptions::from_config(&Config::default(), filter);
     o.interfaces = interfaces.iter().map(|s| s.to_string()).collect();
-    o.sip_ports = vec![SIP];
-    o.rtp_ports = RTP;
     // Small rings and short timeouts: tests send a handful of packets and wait for them.
     o.ring_bytes = 4 << 20;
     o.block_timeout = Duration::from_millis(10);

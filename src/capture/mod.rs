@@ -121,3 +121,10 @@ pub struct Frame<'a> {
     /// Length on the wire; larger than `data.len()` when the snap length cut the frame.
     pub orig_len: u32,
 }
+
+/// Decides per frame, before anything else reads it, whether calltap wants it: live
+/// capture drops the rest of a mirror port's traffic at the ring. The packet layer
+/// provides the one it uses (`net::filter::PreFilter`).
+pub trait FrameFilter: Send + Sync + std::fmt::Debug {
+    fn wants(&self, link: LinkType, frame: &[u8]) -> bool;
+}

@@ -29,7 +29,9 @@ pub struct Datagram<'a> {
 pub mod stats;
 
 pub mod defrag;
+pub mod filter;
 pub mod link;
+mod proto;
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -41,21 +43,10 @@ use defrag::{DefragLimits, Defragmenter, FragKey, FragOutcome, Fragment};
 use link::{be16, be32, LinkPayload};
 use stats::{Counters, Ignored, Undecodable};
 
-const IPPROTO_IPIP: u8 = 4;
-const IPPROTO_TCP: u8 = 6;
-const IPPROTO_UDP: u8 = 17;
-const IPPROTO_IPV6: u8 = 41;
-const IPPROTO_GRE: u8 = 47;
-const IPPROTO_ICMP: u8 = 1;
-const IPPROTO_ICMPV6: u8 = 58;
-
-const GRE_PROTO_TEB: u16 = 0x6558;
-const GRE_PROTO_ERSPAN_2: u16 = 0x88BE;
-const GRE_PROTO_ERSPAN_3: u16 = 0x22EB;
-
-/// Tunnels a mirror port stacks (GRE, ERSPAN, IP-in-IP). Two is the most seen in
-/// practice; past four it is a loop or garbage.
-const MAX_TUNNEL_DEPTH: u8 = 4;
+use proto::{
+    PortSet, GRE_PROTO_ERSPAN_2, GRE_PROTO_ERSPAN_3, GRE_PROTO_TEB, IPPROTO_GRE, IPPROTO_ICMP,
+    IPPROTO_ICMPV6, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_TCP, IPPROTO_UDP, MAX_TUNNEL_DEPTH,
+};
 
 /// How often, in capture time, stale fragments and TCP streams are swept.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -99,24 +90,6 @@ impl DecoderOptions {
     }
 }
 
-/// A set of ports, one bit each: membership is a shift and a mask.
-struct PortSet(Box<[u64; 1024]>);
-
-impl PortSet {
-    fn new(ports: &[u16]) -> Self {
-        let mut bits = Box::new([0u64; 1024]);
-        for &p in ports {
-            bits[usize::from(p >> 6)] |= 1 << (p & 63);
-        }
-        PortSet(bits)
-    }
-
-    #[inline]
-    fn contains(&self, port: u16) -> bool {
-        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
-    }
-}
-
 /// The packet layer as a state machine: frames in, datagrams out. It keeps fragment
 /// and TCP stream state between frames and never reads a clock.
 pub struct Decoder {
@@ -130,7 +103,7 @@ pub struct Decoder {
 impl Decoder {
     pub fn new(options: &DecoderOptions) -> Self {
         Decoder {
-            sip_ports: PortSet::new(&options.sip_ports),
+            sip_ports: PortSet::new(options.sip_ports.iter().copied()),
             defrag: Defragmenter::new(options.defrag),
             tcp: tcp::TcpStreams::new(options.tcp),
             counters: Counters::default(),

@@ -3,8 +3,8 @@
 //! trusted. The first byte picks a raw or a cooked (SLL) socket.
 
 use super::super::touch;
-use calltap::capture::live::{walk_block_untrusted, PreFilter};
-use calltap::config::PortRange;
+use calltap::capture::live::walk_block_untrusted;
+use calltap::net::filter::PreFilter;
 use calltap::net::{Decoder, DecoderOptions};
 
 /// One input through the target.
@@ -13,13 +13,7 @@ pub fn run(data: &[u8]) {
         return;
     };
     let mut block = rest.to_vec();
-    let filter = PreFilter::new(
-        &[5060, 5061],
-        PortRange {
-            start: 1024,
-            end: 65535,
-        },
-    );
+    let filter = PreFilter::new(&[5060, 5061], 1024..=65535);
     let mut decoder = Decoder::new(&DecoderOptions::default());
     walk_block_untrusted(&mut block, mode & 1 == 1, &filter, &mut |frame| {
         assert!(

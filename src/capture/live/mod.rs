@@ -28,7 +28,6 @@
 //!   closes, even after a crash.
 
 mod block;
-pub mod filter;
 mod ring;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -38,9 +37,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Frame, LinkType};
-use crate::config::{Config, PortRange};
-pub use filter::PreFilter;
+use std::sync::Arc;
+
+use super::{Frame, FrameFilter, LinkType};
+use crate::config::Config;
 use ring::{Control, PacketRing, RingShape, SetupError};
 
 /// The interface name that captures every interface.
@@ -73,13 +73,13 @@ const MAX_BLOCK_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_INTERFACE_NAME: usize = 15;
 
 /// What to capture and how.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct LiveOptions {
     /// Interface names; `"any"` alone captures every interface.
     pub interfaces: Vec<String>,
     pub promiscuous: bool,
-    pub sip_ports: Vec<u16>,
-    pub rtp_ports: PortRange,
+    /// Which frames are handed on (the packet layer's pre-filter).
+    pub filter: Arc<dyn FrameFilter>,
     /// Receive ring size per interface, rounded down to whole 256 KiB blocks.
     pub ring_bytes: usize,
     /// The kernel hands over a block not yet full after this long (1 ms to 60 s).
@@ -89,13 +89,13 @@ pub struct LiveOptions {
 }
 
 impl LiveOptions {
-    pub fn from_config(config: &Config) -> LiveOptions {
+    /// The configuration's capture settings, with `filter` deciding what is kept.
+    pub fn from_config(config: &Config, filter: Arc<dyn FrameFilter>) -> LiveOptions {
         let capture = &config.capture;
         LiveOptions {
             interfaces: capture.interfaces.clone(),
             promiscuous: capture.promiscuous,
-            sip_ports: capture.sip_ports.clone(),
-            rtp_ports: capture.rtp_ports,
+            filter,
             ring_bytes: capture.ring_size.as_usize(),
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
@@ -336,7 +336,7 @@ impl Interface {
     }
 
     /// Hands on every frame in the blocks the kernel has retired.
-    fn drain(&mut self, filter: &PreFilter, on_frame: &mut dyn FnMut(&Frame<'_>)) -> usize {
+    fn drain(&mut self, filter: &dyn FrameFilter, on_frame: &mut dyn FnMut(&Frame<'_>)) -> usize {
         let Some(ring) = self.ring.as_mut() else {
             return 0;
         };
@@ -377,7 +377,7 @@ impl Interface {
         (c.delivered - before) as usize
     }
 
-    fn close(&mut self, filter: &PreFilter, on_frame: &mut dyn FnMut(&Frame<'_>)) -> usize {
+    fn close(&mut self, filter: &dyn FrameFilter, on_frame: &mut dyn FnMut(&Frame<'_>)) -> usize {
         let delivered = self.drain(filter, on_frame);
         self.harvest();
         self.ring = None;
@@ -388,7 +388,7 @@ impl Interface {
 /// Live capture on the configured interfaces.
 pub struct LiveCapture {
     interfaces: Vec<Interface>,
-    filter: PreFilter,
+    filter: Arc<dyn FrameFilter>,
     control: Control,
     shape: RingShape,
     promiscuous: bool,
@@ -437,7 +437,7 @@ impl LiveCapture {
                     counters: LiveCounters::default(),
                 })
                 .collect(),
-            filter: PreFilter::new(&options.sip_ports, options.rtp_ports),
+            filter: Arc::clone(&options.filter),
             control,
             shape,
             promiscuous: options.promiscuous,
@@ -523,7 +523,7 @@ impl LiveCapture {
     }
 
     fn drain_all(&mut self, on_frame: &mut dyn FnMut(&Frame<'_>)) -> usize {
-        let filter = &self.filter;
+        let filter = &*self.filter;
         self.interfaces
             .iter_mut()
             .map(|iface| iface.drain(filter, on_frame))
@@ -592,7 +592,7 @@ impl LiveCapture {
                     return Ok(0);
                 }
                 // Gone, or deleted and made again under a new index.
-                _ => delivered += iface.close(&self.filter, on_frame),
+                _ => delivered += iface.close(&*self.filter, on_frame),
             }
         }
         let Some(info) = info else {
@@ -645,7 +645,7 @@ impl LiveCapture {
 pub fn walk_block_untrusted(
     block: &mut [u8],
     cooked: bool,
-    filter: &PreFilter,
+    filter: &dyn FrameFilter,
     on_frame: &mut dyn FnMut(&Frame<'_>),
 ) -> bool {
     let link = if cooked {
@@ -670,8 +670,18 @@ pub fn walk_block_untrusted(
 mod tests {
     use super::*;
 
+    /// Keeps every frame: these tests are about options, not filtering.
+    #[derive(Debug)]
+    struct Everything;
+
+    impl FrameFilter for Everything {
+        fn wants(&self, _: LinkType, _: &[u8]) -> bool {
+            true
+        }
+    }
+
     fn options(interfaces: &[&str]) -> LiveOptions {
-        let mut o = LiveOptions::from_config(&Config::default());
+        let mut o = LiveOptions::from_config(&Config::default(), Arc::new(Everything));
         o.interfaces = interfaces.iter().map(|s| s.to_string()).collect();
         o
     }
@@ -688,13 +698,9 @@ mod tests {
         let mut config = Config::default();
         config.capture.interfaces = vec!["eth1".into()];
         config.capture.promiscuous = true;
-        config.capture.sip_ports = vec![5080];
-        config.capture.rtp_ports = PortRange::new(10_000, 20_000);
-        let o = LiveOptions::from_config(&config);
+        let o = LiveOptions::from_config(&config, Arc::new(Everything));
         assert_eq!(o.interfaces, ["eth1"]);
         assert!(o.promiscuous);
-        assert_eq!(o.sip_ports, [5080]);
-        assert_eq!(o.rtp_ports, PortRange::new(10_000, 20_000));
         assert_eq!(
             o.ring_bytes, DEFAULT_RING_BYTES,
             "[capture] ring_size's default"
@@ -710,7 +716,7 @@ mod tests {
             "test",
         )
         .expect("valid");
-        let o = LiveOptions::from_config(&config);
+        let o = LiveOptions::from_config(&config, Arc::new(Everything));
         assert_eq!(o.ring_bytes, 256 << 20);
         let shape = o.check().expect("valid");
         assert_eq!(shape.block_count * shape.block_size, 256 << 20);

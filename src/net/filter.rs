@@ -13,81 +13,69 @@
 //! What the filter cannot read (a truncated or malformed header) is passed, so the
 //! decoder counts it under its reason in /metrics instead of it vanishing here.
 
-use crate::capture::LinkType;
-use crate::config::PortRange;
-use crate::net::link::{self, be16, LinkPayload};
+use std::ops::RangeInclusive;
 
-const PROTO_HOPOPT: u8 = 0;
-const PROTO_IPIP: u8 = 4;
-const PROTO_TCP: u8 = 6;
-const PROTO_UDP: u8 = 17;
-const PROTO_IPV6: u8 = 41;
-const PROTO_ROUTING: u8 = 43;
-const PROTO_FRAGMENT: u8 = 44;
-const PROTO_GRE: u8 = 47;
-const PROTO_AH: u8 = 51;
-const PROTO_DSTOPTS: u8 = 60;
+use super::link::{self, be16, LinkPayload};
+use super::proto::{
+    PortSet, GRE_PROTO_ERSPAN_2, GRE_PROTO_ERSPAN_3, GRE_PROTO_TEB, IPPROTO_AH, IPPROTO_DSTOPTS,
+    IPPROTO_FRAGMENT, IPPROTO_GRE, IPPROTO_HOPOPT, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_ROUTING,
+    IPPROTO_TCP, IPPROTO_UDP, MAX_TUNNEL_DEPTH,
+};
+use crate::capture::{FrameFilter, LinkType};
 
-const GRE_PROTO_TEB: u16 = 0x6558;
-const GRE_PROTO_ERSPAN_2: u16 = 0x88BE;
-const GRE_PROTO_ERSPAN_3: u16 = 0x22EB;
-
-/// Tunnels looked into; the decoder stops at the same depth.
-const MAX_TUNNEL_DEPTH: u8 = 4;
 /// IPv6 extension headers walked before giving up (and passing the packet on).
 const MAX_IPV6_EXTENSIONS: usize = 8;
 
-/// One bit per port: membership is a shift and a mask (8 KiB a set).
-struct PortBits(Box<[u64; 1024]>);
-
-impl PortBits {
-    fn new(ports: impl IntoIterator<Item = u16>) -> Self {
-        let mut bits = Box::new([0u64; 1024]);
-        for p in ports {
-            bits[usize::from(p >> 6)] |= 1 << (p & 63);
-        }
-        PortBits(bits)
-    }
-
-    #[inline]
-    fn contains(&self, port: u16) -> bool {
-        self.0[usize::from(port >> 6)] & (1 << (port & 63)) != 0
-    }
-
-    #[inline]
-    fn either(&self, ports: &[u8]) -> bool {
-        match (be16(ports, 0), be16(ports, 2)) {
-            (Some(s), Some(d)) => self.contains(s) || self.contains(d),
-            // No room for the ports: the decoder counts the bad header.
-            _ => true,
-        }
+/// Either port of a UDP or TCP header in `set`.
+#[inline]
+fn either(set: &PortSet, ports: &[u8]) -> bool {
+    match (be16(ports, 0), be16(ports, 2)) {
+        (Some(s), Some(d)) => set.contains(s) || set.contains(d),
+        // No room for the ports: the decoder counts the bad header.
+        _ => true,
     }
 }
 
 /// Decides per frame whether calltap wants it.
 pub struct PreFilter {
-    udp: PortBits,
-    tcp: PortBits,
+    udp: PortSet,
+    tcp: PortSet,
 }
 
 impl PreFilter {
-    pub fn new(sip_ports: &[u16], rtp_ports: PortRange) -> Self {
-        let rtcp_top = rtp_ports.end.saturating_add(1);
+    /// Keeps SIP on `sip_ports` (UDP and TCP) and UDP in `rtp_ports` (plus one above its
+    /// top, where the last port's RTCP goes).
+    pub fn new(sip_ports: &[u16], rtp_ports: RangeInclusive<u16>) -> Self {
+        let rtcp_top = rtp_ports.end().saturating_add(1);
         PreFilter {
-            udp: PortBits::new(sip_ports.iter().copied().chain(rtp_ports.start..=rtcp_top)),
-            tcp: PortBits::new(sip_ports.iter().copied()),
+            udp: PortSet::new(
+                sip_ports
+                    .iter()
+                    .copied()
+                    .chain(*rtp_ports.start()..=rtcp_top),
+            ),
+            tcp: PortSet::new(sip_ports.iter().copied()),
         }
     }
+}
 
-    /// Whether to hand the frame on.
-    pub fn wants(&self, link: LinkType, frame: &[u8]) -> bool {
+impl std::fmt::Debug for PreFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PreFilter")
+    }
+}
+
+impl FrameFilter for PreFilter {
+    fn wants(&self, link: LinkType, frame: &[u8]) -> bool {
         match link::decode(link, frame) {
             Ok(LinkPayload::Ip(ip)) => self.ip(ip, 0),
             Ok(LinkPayload::Ignored(_)) => false,
             Err(_) => true,
         }
     }
+}
 
+impl PreFilter {
     fn ip(&self, p: &[u8], depth: u8) -> bool {
         match p.first().map(|b| b >> 4) {
             Some(4) => self.ipv4(p, depth),
@@ -117,15 +105,18 @@ impl PreFilter {
         for _ in 0..MAX_IPV6_EXTENSIONS {
             let ext = (p.get(at).copied(), p.get(at + 1).copied());
             match (next, ext) {
-                (PROTO_HOPOPT | PROTO_ROUTING | PROTO_DSTOPTS, (Some(following), Some(len))) => {
+                (
+                    IPPROTO_HOPOPT | IPPROTO_ROUTING | IPPROTO_DSTOPTS,
+                    (Some(following), Some(len)),
+                ) => {
                     at += (usize::from(len) + 1) * 8;
                     next = following;
                 }
-                (PROTO_AH, (Some(following), Some(len))) => {
+                (IPPROTO_AH, (Some(following), Some(len))) => {
                     at += (usize::from(len) + 2) * 4;
                     next = following;
                 }
-                (PROTO_FRAGMENT, (Some(following), _)) => {
+                (IPPROTO_FRAGMENT, (Some(following), _)) => {
                     match be16(p, at + 2) {
                         Some(offset) if offset >> 3 == 0 => {}
                         // A fragment after the first, or a cut fragment header.
@@ -135,9 +126,11 @@ impl PreFilter {
                     next = following;
                 }
                 // An extension header cut short: the decoder counts it.
-                (PROTO_HOPOPT | PROTO_ROUTING | PROTO_DSTOPTS | PROTO_AH | PROTO_FRAGMENT, _) => {
-                    return true
-                }
+                (
+                    IPPROTO_HOPOPT | IPPROTO_ROUTING | IPPROTO_DSTOPTS | IPPROTO_AH
+                    | IPPROTO_FRAGMENT,
+                    _,
+                ) => return true,
                 (proto, _) => return self.transport(proto, p.get(at..).unwrap_or(&[]), depth),
             }
         }
@@ -146,12 +139,12 @@ impl PreFilter {
 
     fn transport(&self, proto: u8, data: &[u8], depth: u8) -> bool {
         match proto {
-            PROTO_UDP => self.udp.either(data),
-            PROTO_TCP => self.tcp.either(data),
-            PROTO_IPIP | PROTO_IPV6 if depth < MAX_TUNNEL_DEPTH => self.ip(data, depth + 1),
-            PROTO_GRE if depth < MAX_TUNNEL_DEPTH => self.gre(data, depth + 1),
+            IPPROTO_UDP => either(&self.udp, data),
+            IPPROTO_TCP => either(&self.tcp, data),
+            IPPROTO_IPIP | IPPROTO_IPV6 if depth < MAX_TUNNEL_DEPTH => self.ip(data, depth + 1),
+            IPPROTO_GRE if depth < MAX_TUNNEL_DEPTH => self.gre(data, depth + 1),
             // Too deep: the decoder counts it.
-            PROTO_IPIP | PROTO_IPV6 | PROTO_GRE => true,
+            IPPROTO_IPIP | IPPROTO_IPV6 | IPPROTO_GRE => true,
             _ => false,
         }
     }
@@ -214,7 +207,7 @@ mod tests {
     const SIP: u16 = 5060;
 
     fn filter() -> PreFilter {
-        PreFilter::new(&[SIP, 5061], PortRange::new(10_000, 20_000))
+        PreFilter::new(&[SIP, 5061], 10_000..=20_000)
     }
 
     fn v4(a: u8, port: u16) -> SocketAddr {
@@ -268,7 +261,7 @@ mod tests {
         assert!(wants(&udp(30_000, 20_001)));
         assert!(!wants(&udp(30_000, 20_002)));
         assert!(!wants(&udp(53, 9_999)));
-        let f = PreFilter::new(&[SIP], PortRange::new(1024, 65535));
+        let f = PreFilter::new(&[SIP], 1024..=65535);
         assert!(f.wants(LinkType::Ethernet, &eth(&udp(1024, 80))));
         assert!(!f.wants(LinkType::Ethernet, &eth(&udp(53, 1023))));
     }
