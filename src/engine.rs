@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use std::path::{Path, PathBuf};
 
+use crate::base::{Frame, Timestamp};
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
 use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
-use crate::capture::{Frame, Timestamp};
 use crate::config::Config;
 use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog};
 use crate::events::{call_event, unanswered_kind, Event, EventKind};

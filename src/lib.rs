@@ -6,6 +6,7 @@
 //! The engine is synchronous and never reads the wall clock: time comes from packets.
 
 pub mod api;
+pub mod base;
 pub mod call;
 pub mod capture;
 pub mod config;

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 use crate::config::Config;
 use crate::dialog::{FinishedDialog, Identity, LINGER};
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::base::{EndReason, Party, Transfer};
+
 /// How the attempt ended. Only `Answered` calls are conversations the importer sees.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -94,40 +96,6 @@ impl WhoHungUp {
     }
 }
 
-/// Which SIP party sent the BYE (before direction maps it to operator or client).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Party {
-    Caller,
-    Callee,
-}
-
-/// Why the dialog ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EndReason {
-    Bye,
-    /// Not answered: CANCEL or a final non-2xx.
-    NotAnswered,
-    /// No final answer before the ring timeout.
-    RingTimeout,
-    /// No response at all to the INVITE, not even 100 Trying (a scanner, a flood, or
-    /// traffic seen only one way).
-    NoResponse,
-    /// Answered, then no BYE before the session timer ran out.
-    SessionExpired,
-    /// Longer than the configured longest call.
-    MaxDuration,
-    /// No RTP and no SIP for the media timeout.
-    MediaTimeout,
-    /// The capture ended with the dialog still open.
-    EndOfCapture,
-    /// The dialog table was full and this was the stalest dialog.
-    Evicted,
-    /// calltap stopped (or crashed) during the call.
-    Shutdown,
-}
-
 /// The operator as the contract names them.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OperatorRef {
@@ -139,20 +107,6 @@ pub struct OperatorRef {
     pub department: Option<String>,
     /// Configured (true) or discovered from traffic (false).
     pub configured: bool,
-}
-
-/// A transfer the call went through.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Transfer {
-    /// "blind" (REFER) or "attended" (REFER with Replaces, or INVITE with Replaces).
-    pub kind: String,
-    /// The user part (or whole URI) of the transfer target.
-    pub target: String,
-    /// Which side asked for the transfer.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub by: Option<Party>,
-    /// Whether a NOTIFY reported the transfer target answered.
-    pub completed: bool,
 }
 
 /// The SIP facts behind the record, for operations and debugging.

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::call::record::{EndReason, Party, Transfer};
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
+use crate::base::{EndReason, Party, Transfer};
 use crate::net::Transport;
 use crate::sip::{lossy, NameAddr, SessionDescription, SipMessage};
 

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use serde::Serialize;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 /// Source addresses counted one by one; past this many, the rest are counted together
 /// (a flood from spoofed addresses cannot grow the table).

@@ -16,7 +16,7 @@ pub fn call_event(
     kind: EventKind,
     key: &str,
     nth: u32,
-    at: crate::capture::Timestamp,
+    at: crate::base::Timestamp,
     record: &CallRecord,
     config: &Config,
 ) -> Event {

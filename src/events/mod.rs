@@ -26,7 +26,7 @@ pub use build::{call_event, unanswered_kind};
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 /// What happened.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::call::record::Party;
-use crate::capture::Timestamp;
+use crate::base::Party;
+use crate::base::Timestamp;
 use crate::net::{Datagram, Transport};
 use crate::sip::sdp::SessionDescription;
 

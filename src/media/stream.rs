@@ -23,7 +23,7 @@
 
 use std::net::SocketAddr;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 use super::codec::{decode_g711, Kind, ALAW, ULAW};
 use super::g722::G722;

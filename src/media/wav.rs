@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 /// Frames (one sample per channel) held in memory per call: 16 KiB. At 8 kHz that is
 /// 512 ms, at 16 kHz 256 ms; it must hold the reorder horizon, one flush batch and the

@@ -13,7 +13,7 @@ use std::time::Duration;
 use etherparse::defrag::IpDefragBuf;
 use etherparse::{IpFragOffset, IpNumber};
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 /// Bounds of the reassembly pool.
 #[derive(Clone, Copy, Debug)]

@@ -21,7 +21,7 @@ use super::proto::{
     IPPROTO_FRAGMENT, IPPROTO_GRE, IPPROTO_HOPOPT, IPPROTO_IPIP, IPPROTO_IPV6, IPPROTO_ROUTING,
     IPPROTO_TCP, IPPROTO_UDP, MAX_TUNNEL_DEPTH,
 };
-use crate::capture::{FrameFilter, LinkType};
+use crate::base::{FrameFilter, LinkType};
 
 /// IPv6 extension headers walked before giving up (and passing the packet on).
 const MAX_IPV6_EXTENSIONS: usize = 8;
@@ -200,7 +200,7 @@ mod tests {
     use std::net::{Ipv4Addr, SocketAddr};
 
     use super::*;
-    use crate::capture::Timestamp;
+    use crate::base::Timestamp;
     use crate::pcapgen::wire::{self, tcp_flags, Fragmentation, IpOpts, Ipv6Ext};
     use crate::pcapgen::{Link, Tunnel};
 

@@ -4,7 +4,7 @@
 //! offsets, etherparse has no SLL2, NULL or PPPoE, and a frame is walked once, without
 //! building header structs calltap does not read.
 
-use crate::capture::LinkType;
+use crate::base::LinkType;
 
 use super::stats::{Ignored, Undecodable};
 

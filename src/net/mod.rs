@@ -5,7 +5,7 @@ pub mod tcp;
 
 use std::net::SocketAddr;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use etherparse::{Ipv6ExtensionSlice, LaxIpSlice};
 
-use crate::capture::Frame;
+use crate::base::Frame;
 use defrag::{DefragLimits, Defragmenter, FragKey, FragOutcome, Fragment};
 use link::{be16, be32, LinkPayload};
 use stats::{Counters, Ignored, Undecodable};

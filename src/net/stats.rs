@@ -5,7 +5,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use crate::capture::LinkType;
+use crate::base::LinkType;
 
 /// Why a frame, or part of one, could not be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 use crate::net::{Datagram, Transport};
 
 /// Connections tracked at once. A PBX with a few thousand TCP phones plus trunks stays

@@ -14,7 +14,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::capture::Timestamp;
+use crate::base::Timestamp;
 use crate::dialog::FinishedDialog;
 use crate::events::EventKind;
 
