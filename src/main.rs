@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
@@ -16,7 +17,7 @@ use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::net::filter::PreFilter;
-use calltap::replay::{replay_bytes, replay_files, FileReport};
+use calltap::replay::{replay_bytes, replay_files, replay_files_until, FileReport};
 use calltap::store::Store;
 
 #[derive(Parser)]
@@ -381,7 +382,8 @@ fn replay(
             engine.emit_call_events(&config);
         }
         let mut ingest = Ingest::new(engine, &store);
-        let reports = replay_files(&paths, &mut ingest, progress);
+        stop_replay_on_signals();
+        let reports = replay_files_until(&paths, &mut ingest, progress, &STOP_REPLAY);
         let summary = ingest.summary().clone();
         (
             reports,
@@ -455,7 +457,34 @@ fn replay(
     })
 }
 
+/// Set by SIGTERM or SIGINT during `replay`.
+static STOP_REPLAY: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn request_replay_stop(_: libc::c_int) {
+    // An atomic store is async-signal-safe.
+    STOP_REPLAY.store(true, Ordering::Relaxed);
+}
+
+/// SIGTERM and SIGINT stop a replay at the next frame with the store durable, instead
+/// of killing it with a batch of records not yet written.
+fn stop_replay_on_signals() {
+    let handler = request_replay_stop as extern "C" fn(libc::c_int) as libc::sighandler_t;
+    // SAFETY: the handler only stores to an atomic.
+    unsafe {
+        libc::signal(libc::SIGTERM, handler);
+        libc::signal(libc::SIGINT, handler);
+    }
+}
+
 fn print_file_summary(name: &str, report: &FileReport) {
+    if report.failed.as_deref() == Some(calltap::replay::INTERRUPTED) {
+        eprintln!(
+            "calltap: {name}: interrupted; what was read is stored, and the calls still \
+             open are finalised at the next start (a later replay of the same traffic \
+             completes them)"
+        );
+        return;
+    }
     if let Some(why) = &report.failed {
         eprintln!("calltap: {why}");
         return;

@@ -4,6 +4,7 @@
 //! several files (tcpdump -C/-G) continues across them; counters are kept per file.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
@@ -83,10 +84,30 @@ pub fn replay_files<P: AsRef<Path>, S: FrameSink>(
     sink: &mut S,
     progress: bool,
 ) -> Vec<(String, FileReport)> {
+    replay_files_until(paths, sink, progress, &AtomicBool::new(false))
+}
+
+/// What [`FileReport::failed`] says of a file whose replay `stop` cut short.
+pub const INTERRUPTED: &str = "interrupted";
+
+/// [`replay_files`] that stops reading as soon as `stop` is set (a signal handler sets
+/// it): what was read is made durable ([`FrameSink::end_file`]), but calls still open
+/// are not ended, since the rest of their traffic was never read; they stay in
+/// progress, and the next start finalises them as a crash's (partial, completed by a
+/// later replay of the same traffic). The cut file's report says [`INTERRUPTED`].
+pub fn replay_files_until<P: AsRef<Path>, S: FrameSink>(
+    paths: &[P],
+    sink: &mut S,
+    progress: bool,
+    stop: &AtomicBool,
+) -> Vec<(String, FileReport)> {
     let mut reports = Vec::with_capacity(paths.len());
     for (i, path) in paths.iter().enumerate() {
-        let (capture_errors, failed) = replay_file(path.as_ref(), sink, progress);
-        if i + 1 == paths.len() {
+        let (capture_errors, mut failed) = replay_file(path.as_ref(), sink, progress, stop);
+        let stopped = stop.load(Ordering::Relaxed);
+        if stopped {
+            failed = failed.or_else(|| Some(INTERRUPTED.to_string()));
+        } else if i + 1 == paths.len() {
             sink.finish();
         }
         sink.end_file();
@@ -96,6 +117,9 @@ pub fn replay_files<P: AsRef<Path>, S: FrameSink>(
             failed,
         };
         reports.push((path.as_ref().display().to_string(), report));
+        if stopped {
+            break;
+        }
     }
     reports
 }
@@ -105,20 +129,24 @@ fn replay_file<S: FrameSink>(
     path: &Path,
     sink: &mut S,
     progress: bool,
+    stop: &AtomicBool,
 ) -> (Vec<String>, Option<String>) {
     let reader = match CaptureReader::open(path) {
         Ok(r) => r,
         Err(e) => return (Vec::new(), Some(e.to_string())),
     };
     let bar = progress.then(|| progress_bar(path));
-    (replay_reader(reader, sink, bar.as_ref()), None)
+    (replay_reader(reader, sink, bar.as_ref(), stop), None)
 }
 
 /// Replays one capture held in memory (the demo capture built into the binary), then
 /// flushes what is partial: the whole input, in one call.
 pub fn replay_bytes<S: FrameSink>(name: &str, bytes: &[u8], sink: &mut S) -> FileReport {
     let (capture_errors, failed) = match CaptureReader::new(name, bytes) {
-        Ok(reader) => (replay_reader(reader, sink, None), None),
+        Ok(reader) => (
+            replay_reader(reader, sink, None, &AtomicBool::new(false)),
+            None,
+        ),
         Err(e) => (Vec::new(), Some(e.to_string())),
     };
     sink.finish();
@@ -135,11 +163,15 @@ fn replay_reader<R: std::io::Read, S: FrameSink>(
     mut reader: CaptureReader<R>,
     sink: &mut S,
     bar: Option<&ProgressBar>,
+    stop: &AtomicBool,
 ) -> Vec<String> {
     let mut errors = Vec::new();
     sink.begin_file();
     let mut frames = 0u64;
     while let Some(next) = reader.next_frame() {
+        if stop.load(Ordering::Relaxed) {
+            break;
+        }
         match next {
             Ok(frame) => sink.frame(&frame),
             Err(e) => errors.push(e.to_string()),

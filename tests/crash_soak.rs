@@ -457,3 +457,64 @@ fn lock_held(store: &Path) -> bool {
     let free = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
     !free
 }
+
+/// SIGTERM stops a replay with what it read stored and durable: the process exits on
+/// its own (status 1, "interrupted"), the calls it had not seen end are finalised at
+/// the next start as a crash's, and the whole traffic replayed later completes them to
+/// exactly an uninterrupted run's records.
+#[test]
+fn sigterm_stops_a_replay_with_what_it_read_stored() {
+    assert!(mkfifo_available(), "mkfifo (coreutils) is needed");
+    let soak = Soak::new();
+    let reference_dir = soak.dir.path().join("reference");
+    soak.replay(&reference_dir);
+    let reference = soak.stored(&reference_dir);
+
+    let store = soak.dir.path().join("store");
+    let fifo = soak.dir.path().join("feed.pcap");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let child = soak
+        .calltap()
+        .args(["replay", "-q"])
+        .arg(&fifo)
+        .arg("--config")
+        .arg(&soak.config)
+        .arg("--data")
+        .arg(&store)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("calltap runs");
+    {
+        let mut pipe = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&fifo)
+            .expect("pipe");
+        pipe.write_all(&soak.capture[..soak.capture.len() / 2])
+            .expect("half the capture");
+        // Half of it is read (a pipe holds 64 KiB): the signal comes mid-capture.
+        // SAFETY: a signal to our own child.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = child.wait_with_output().expect("reaped");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+
+    let after = soak.stored(&store);
+    assert!(!after.is_empty(), "what was read is stored");
+    assert!(after.len() < reference.len(), "the signal came mid-capture");
+    for (id, (record, digest)) in &after {
+        if !is_partial(record) {
+            assert_eq!(
+                reference.get(id),
+                Some(&(record.clone(), digest.clone())),
+                "{id}: a call that ended before the signal is whole"
+            );
+        }
+    }
+    soak.replay(&store);
+    assert_eq!(soak.stored(&store), reference);
+}
