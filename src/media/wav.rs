@@ -22,7 +22,7 @@ pub const MAX_RING_FRAMES: usize = 65_536;
 /// payloads are counted and skipped.
 pub const MAX_PACKET_FRAMES: usize = 960;
 /// Frames written per `write` call, by output rate: 8 KiB (256 ms) at 8 kHz, 4 KiB
-/// (64 ms) at 16 kHz; hound's sample buffer, the only other per-call buffer, is as large.
+/// (64 ms) at 16 kHz, through one byte buffer per thread (not per call).
 /// Fewer, larger writes: 512-frame batches at 8 kHz ran at 0.92 M packets/s in
 /// benches/media.rs, 2048-frame ones at 0.9-1.1 M (see src/media/mod.rs for why the
 /// kernel's write path, not this code, sets the pace).
@@ -63,7 +63,8 @@ pub struct Recorder {
     flushed: i64,
     horizon: i64,
     batch: i64,
-    writer: Option<hound::WavWriter<File>>,
+    /// The `.part` file, after its header; `None` after a write error.
+    file: Option<File>,
     part: PathBuf,
     path: PathBuf,
     /// The first write error; nothing is written after it.
@@ -92,6 +93,31 @@ impl std::fmt::Debug for Recorder {
     }
 }
 
+/// A 16-bit stereo PCM WAV header (PCMWAVEFORMAT, 44 bytes) with both sizes zero, as
+/// written before any sample; [`set_data_len`] fills them in at the end. The bytes are
+/// hound's, so files are the same whichever writes them (tests/digests.rs).
+fn pcm_header(rate: u32) -> [u8; PCM_DATA_START as usize] {
+    let mut h = [0u8; PCM_DATA_START as usize];
+    h[0..4].copy_from_slice(b"RIFF");
+    h[8..12].copy_from_slice(b"WAVE");
+    h[12..16].copy_from_slice(b"fmt ");
+    h[16..20].copy_from_slice(&16u32.to_le_bytes());
+    h[20..22].copy_from_slice(&1u16.to_le_bytes()); // PCM
+    h[22..24].copy_from_slice(&2u16.to_le_bytes()); // channels
+    h[24..28].copy_from_slice(&rate.to_le_bytes());
+    h[28..32].copy_from_slice(&(rate * 4).to_le_bytes()); // bytes per second
+    h[32..34].copy_from_slice(&4u16.to_le_bytes()); // block align
+    h[34..36].copy_from_slice(&16u16.to_le_bytes()); // bits per sample
+    h[36..40].copy_from_slice(b"data");
+    h
+}
+
+thread_local! {
+    /// Samples as bytes on their way to a file: one buffer for every call the thread
+    /// records, where a writer per call would hold one each (8 KiB at 8 kHz).
+    static WRITE_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 fn spec(rate: u32) -> hound::WavSpec {
     hound::WavSpec {
         channels: 2,
@@ -114,21 +140,18 @@ impl Recorder {
         let part = dir.join(format!("{name}.wav.part"));
         // The folder is made when missing, not checked per call (a mkdir per call was
         // 3,200 failing syscalls in a replay of 3,200 calls).
-        let file = match File::create(&part) {
+        let mut file = match File::create(&part) {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 fs::create_dir_all(dir)?;
                 File::create(&part)?
             }
             other => other?,
         };
-        let writer = match hound::WavWriter::new(file, spec(rate)) {
-            Ok(w) => w,
-            Err(e) => {
-                // No header (a full disk): leave no empty part file behind.
-                let _ = fs::remove_file(&part);
-                return Err(hound_io(e));
-            }
-        };
+        if let Err(e) = file.write_all(&pcm_header(rate)) {
+            // No header (a full disk): leave no empty part file behind.
+            let _ = fs::remove_file(&part);
+            return Err(e);
+        }
         Ok(Recorder {
             rate,
             start,
@@ -136,7 +159,7 @@ impl Recorder {
             flushed: 0,
             horizon: horizon.min(max_horizon_frames(rate)) as i64,
             batch: flush_frames(rate) as i64,
-            writer: Some(writer),
+            file: Some(file),
             part,
             path,
             error: None,
@@ -266,15 +289,18 @@ impl Recorder {
                 .min(len - at)
                 .min(self.batch as usize);
             let frames = &mut self.ring[at..at + n];
-            if let Some(w) = self.writer.as_mut() {
-                let mut sw = w.get_i16_writer(2 * n as u32);
-                for f in frames.iter() {
-                    sw.write_sample(f[0]);
-                    sw.write_sample(f[1]);
-                }
-                if let Err(e) = sw.flush() {
-                    self.error = Some(hound_io(e));
-                    self.writer = None;
+            if let Some(file) = self.file.as_mut() {
+                let written = WRITE_BUFFER.with_borrow_mut(|bytes| {
+                    bytes.clear();
+                    for f in frames.iter() {
+                        bytes.extend_from_slice(&f[0].to_le_bytes());
+                        bytes.extend_from_slice(&f[1].to_le_bytes());
+                    }
+                    file.write_all(bytes)
+                });
+                if let Err(e) = written {
+                    self.error = Some(e);
+                    self.file = None;
                 }
             }
             frames.fill([0, 0]);
@@ -296,11 +322,12 @@ impl Recorder {
     /// this but the header (in place, so it needs no new disk block). On an error (an
     /// earlier write failed, or the header could not be fixed) the part file is removed.
     pub fn stop(mut self) -> io::Result<Stopped> {
-        let result = match (self.error.take(), self.writer.take()) {
+        let frames = self.flushed.min(MAX_WAV_FRAMES);
+        let result = match (self.error.take(), self.file.take()) {
             (Some(e), _) => Err(e),
-            (None, None) => Err(io::Error::other("no writer")),
-            // hound seeks back to fix the header sizes and flushes; the handle closes here.
-            (None, Some(w)) => w.finalize().map_err(hound_io),
+            (None, None) => Err(io::Error::other("no file")),
+            // The header's sizes, in place; the handle closes here.
+            (None, Some(f)) => write_sizes(&f, PCM_DATA_START, frames as u64 * 4),
         };
         if let Err(e) = result {
             let _ = fs::remove_file(&self.part);
@@ -309,7 +336,7 @@ impl Recorder {
         Ok(Stopped {
             rate: self.rate,
             start: self.start,
-            frames: self.flushed.min(MAX_WAV_FRAMES),
+            frames,
             part: std::mem::take(&mut self.part),
             path: std::mem::take(&mut self.path),
         })
@@ -317,7 +344,7 @@ impl Recorder {
 
     /// Drops the recording: the part file is removed.
     pub fn discard(mut self) {
-        self.writer = None;
+        self.file = None;
         let _ = fs::remove_file(&self.part);
     }
 }
@@ -373,6 +400,14 @@ const PCM_DATA_START: u64 = 44;
 
 /// Sets a WAV's RIFF and data sizes to `data` bytes of samples from `data_start`, and
 /// cuts the file there.
+/// Sets a WAV's RIFF and data sizes for `data` bytes of samples from `data_start`,
+/// the file being exactly that long already.
+fn write_sizes(f: &File, data_start: u64, data: u64) -> io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(&((data_start + data - 8) as u32).to_le_bytes(), 4)?;
+    f.write_all_at(&(data as u32).to_le_bytes(), data_start - 4)
+}
+
 fn set_data_len(f: &mut File, data_start: u64, data: u64) -> io::Result<()> {
     f.set_len(data_start + data)?;
     f.seek(SeekFrom::Start(4))?;
