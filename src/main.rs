@@ -54,9 +54,7 @@ struct ListenArg {
     listen: Option<SocketAddr>,
 }
 
-/// The demo capture, built into the binary so `calltap demo` works from anywhere: a
-/// PBX's morning of calls (pcaps/README.md, office-day.pcap).
-const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/office-day.pcap");
+use calltap::replay::DEMO_CAPTURE;
 
 #[derive(Subcommand)]
 enum Command {

@@ -14,8 +14,8 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{ApiError, AppState, Live};
-use crate::call::{filter, properties};
 use crate::call::record::{CallRecord, PropertyValue};
+use crate::call::{filter, properties};
 use crate::store::{Store, StoreError};
 
 /// Bytes of JSON gathered before a chunk goes to the client: large enough that the
@@ -99,8 +99,9 @@ impl CallsQuery {
         };
         let filters = match body.get("propertyFilters") {
             None => Vec::new(),
-            Some(value) => filter::parse_filters(value, &live.properties)
-                .map_err(ApiError::bad_request)?,
+            Some(value) => {
+                filter::parse_filters(value, &live.properties).map_err(ApiError::bad_request)?
+            }
         };
         Ok(CallsQuery {
             start,

@@ -20,6 +20,7 @@
 //!   beside it (`outcome`, `endReason`, `ringSeconds`, quality figures, `recording`).
 
 mod build;
+pub mod deliver;
 
 pub use build::{call_event, unanswered_kind};
 
