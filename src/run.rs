@@ -202,6 +202,15 @@ async fn serve_and_capture(
     // Before the first frame: a disk already below the floor records no audio at all.
     disk.check();
 
+    // Delivery only reads the outbox the capture thread writes: a receiver that is slow
+    // or down never holds up capture.
+    let deliveries = crate::events::deliver::Deliveries::start(
+        &config,
+        store.clone(),
+        Some(state.link_signer()),
+    )?;
+    let delivery_metrics = deliveries.metrics();
+
     let what = source.describe();
     let shared = Arc::new(Shared::new());
     let (control, commands) = mpsc::channel();
@@ -226,6 +235,7 @@ async fn serve_and_capture(
             no_response_sources(&snapshot, out);
             let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
+            delivery_metrics.write_prometheus(out);
         }));
         let shared = shared.clone();
         let what = what.clone();
@@ -270,6 +280,7 @@ async fn serve_and_capture(
         .await
         .map_err(|e| format!("capture thread: {e}"))?
         .map_err(|_| "the capture thread panicked".to_string())?;
+    deliveries.stop().await;
     let _ = api_stop.send(());
     match server.await {
         Ok(Ok(())) => {}

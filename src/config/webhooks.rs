@@ -83,10 +83,11 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub secret: Option<SecretKey>,
     /// A file whose first non-comment line is the secret. Default none.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_file: Option<PathBuf>,
     /// Extra headers (e.g. `Authorization = "Bearer ..."`, or `{ file = "..." }`).
-    #[serde(default)]
+    /// Never serialised: a value may be a credential.
+    #[serde(default, skip_serializing)]
     pub headers: BTreeMap<String, HeaderValueSource>,
     /// Event types sent (e.g. `["call.ended", "recording.ready"]`). Default: all.
     #[serde(default)]
@@ -103,7 +104,8 @@ pub struct WebhookConfig {
     #[serde(default)]
     pub min_talk_seconds: u64,
     /// Property filters in the forms of `POST /calls`'s `propertyFilters`. Default none.
-    #[serde(default, serialize_with = "serialize_table")]
+    /// Not serialised: its keys are the administrator's property names.
+    #[serde(default, skip_serializing)]
     pub properties: Option<toml::Table>,
     /// A minijinja template for the body, over the event (`id`, `type`, `occurredAt`,
     /// `callId`, `data`, and all of it as `event`). Default none: the event as JSON.
@@ -143,10 +145,6 @@ pub struct WebhookConfig {
     /// The line of `template` in the file, for messages about it.
     #[serde(skip)]
     pub template_line: Option<usize>,
-}
-
-fn serialize_table<S: serde::Serializer>(t: &Option<toml::Table>, s: S) -> Result<S::Ok, S::Error> {
-    t.serialize(s)
 }
 
 fn default_content_type() -> String {

@@ -84,9 +84,9 @@ impl Deliveries {
         })
     }
 
-    /// Per-endpoint counters in the Prometheus text format.
-    pub fn write_prometheus(&self, out: &mut String) {
-        stats::write_prometheus(&self.endpoints, out);
+    /// The per-endpoint counters, for `/metrics`.
+    pub fn metrics(&self) -> DeliveryMetrics {
+        DeliveryMetrics(self.endpoints.clone())
     }
 
     /// Stops every task; deliveries in flight stay pending for the next start.
@@ -95,6 +95,22 @@ impl Deliveries {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// Per-endpoint delivery counters, shareable with the API's `/metrics`.
+#[derive(Clone)]
+pub struct DeliveryMetrics(Vec<(String, Arc<EndpointStats>)>);
+
+impl DeliveryMetrics {
+    /// The counters in the Prometheus text format (nothing without endpoints).
+    pub fn write_prometheus(&self, out: &mut String) {
+        stats::write_prometheus(&self.0, out);
+    }
+
+    /// One endpoint's counters.
+    pub fn endpoint(&self, name: &str) -> Option<&EndpointStats> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, s)| &**s)
     }
 }
 
