@@ -247,7 +247,7 @@ impl Store {
             self.hook_dead.iter(),
             usize::MAX,
         )?;
-        all.sort_by(|a, b| b.died_at_ms.cmp(&a.died_at_ms));
+        all.sort_by_key(|d| std::cmp::Reverse(d.died_at_ms));
         all.truncate(limit);
         Ok(all)
     }
@@ -463,7 +463,7 @@ mod tests {
             .take_events("crm", &[a.clone(), b.clone()], 9)
             .expect("taken");
         store
-            .take_events("chat", &[other.clone()], 3)
+            .take_events("chat", std::slice::from_ref(&other), 3)
             .expect("taken");
         let mut retried = b.clone();
         retried.attempts = 2;
@@ -484,7 +484,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
         let p = pending("crm", 1, event("c-1", EventKind::Ended));
-        store.take_events("crm", &[p.clone()], 1).expect("taken");
+        store
+            .take_events("crm", std::slice::from_ref(&p), 1)
+            .expect("taken");
         store
             .bury(&DeadLetter {
                 endpoint: "crm".into(),

@@ -47,7 +47,14 @@ pub fn write_prometheus(endpoints: &[(String, std::sync::Arc<EndpointStats>)], o
     if endpoints.is_empty() {
         return;
     }
-    let simple: [(&str, &str, &str, fn(&EndpointStats) -> u64); 7] = [
+    // (name, type, help, value)
+    type Counter = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&EndpointStats) -> u64,
+    );
+    let simple: [Counter; 7] = [
         (
             "sent_total",
             "counter",
