@@ -883,7 +883,10 @@ fn a_template_naming_a_missing_field_is_refused_with_its_line() {
         err.contains("\"bad\"") && err.contains("call.ended"),
         "{err}"
     );
-    assert!(err.contains("template line 2"), "{err}");
+    assert!(
+        err.contains("template line 2") && err.contains("noSuchField"),
+        "{err}"
+    );
     // A syntax error is refused by the configuration itself, on the template's line.
     let broken =
         "[[webhooks]]\nname = \"x\"\nurl = \"http://127.0.0.1:9/\"\ntemplate = '{{ data.id '\n";

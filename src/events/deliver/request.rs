@@ -296,12 +296,20 @@ pub fn render(template: &str, event: &Value) -> Result<String, String> {
     };
     context.insert("event".into(), event.clone());
     env.render_str(template, Value::Object(context))
-        .map_err(|e| match e.line() {
-            Some(line) => format!(
-                "template line {line}: {}",
-                e.detail().map_or_else(|| e.to_string(), str::to_owned)
-            ),
-            None => e.to_string(),
+        .map_err(|e| {
+            let what = e
+                .detail()
+                .map_or_else(|| e.kind().to_string(), str::to_owned);
+            // The expression at fault, as written (minijinja gives its span).
+            let at = e
+                .range()
+                .and_then(|r| template.get(r))
+                .map(|text| format!(" in `{}`", text.trim()))
+                .unwrap_or_default();
+            match e.line() {
+                Some(line) => format!("template line {line}: {what}{at}"),
+                None => format!("{what}{at}"),
+            }
         })
 }
 
@@ -341,5 +349,6 @@ mod tests {
         );
         let err = render("line one\n{{ data.nope }}", &event).expect_err("strict");
         assert!(err.starts_with("template line 2:"), "{err}");
+        assert!(err.contains("data.nope"), "{err}");
     }
 }
