@@ -1093,6 +1093,35 @@ async fn a_replay_with_webhooks_is_delivered_by_serve_in_each_calls_order() {
         .iter()
         .all(|a| a["outcome"] == "delivered" && a["status"] == 200));
     assert_eq!(body["endpoints"][0]["name"], "crm");
+    // What /openapi.json promises of an attempt, every attempt has, typed as stated.
+    let doc: Value = http
+        .get(format!("{}/openapi.json", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let schema = &doc["components"]["schemas"]["WebhookAttempt"];
+    for attempt in recent {
+        for key in schema["required"].as_array().unwrap() {
+            assert!(
+                !attempt[key.as_str().unwrap()].is_null(),
+                "{key} in {attempt}"
+            );
+        }
+        for (key, value) in attempt.as_object().unwrap() {
+            let want = schema["properties"][key]["type"]
+                .as_str()
+                .expect("documented");
+            let fits = match want {
+                "integer" => value.is_u64(),
+                "string" => value.is_string(),
+                other => panic!("{other}"),
+            };
+            assert!(fits, "{key}: {value} is not {want}");
+        }
+    }
 
     // Sent again on request; an unknown id is a 404 in the error shape.
     let id = format!("crm.{}", events[0].id);
@@ -1350,4 +1379,85 @@ async fn webhooks_test_sends_a_signed_sample_and_prints_the_answer() {
         stdout.contains("HTTP 410") && stdout.contains("not be retried"),
         "{stdout}"
     );
+}
+
+/// The code block of `language` that follows `after` in README.md.
+fn readme_block(after: &str, language: &str) -> String {
+    let readme = include_str!("../README.md");
+    let from = readme.find(after).expect("the README section");
+    let fence = format!("```{language}\n");
+    let start = readme[from..].find(&fence).expect("the code block") + from + fence.len();
+    let end = readme[start..].find("```").expect("its end") + start;
+    readme[start..end].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_verification_snippets_accept_a_real_delivery_and_refuse_a_forgery() {
+    let b = bench_with(
+        office_events(&Config::default())
+            .into_iter()
+            .take(1)
+            .collect(),
+    );
+    let r = Receiver::start().await;
+    let deliveries =
+        Deliveries::start(&config(&hook("crm", &r.url(), "")), b.store.clone(), None).unwrap();
+    r.wait_for(Duration::from_secs(10), "one delivery", |g| !g.is_empty())
+        .await;
+    deliveries.stop().await;
+    let got = &r.got()[0];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("body"), &got.body).unwrap();
+    let mut tampered = got.body.clone();
+    tampered.push(b' ');
+    std::fs::write(dir.path().join("tampered"), &tampered).unwrap();
+    let (ts, sig) = (
+        got.header("x-calltap-timestamp"),
+        got.header("x-calltap-signature"),
+    );
+
+    std::fs::write(
+        dir.path().join("verify.py"),
+        readme_block("Verifying the signature", "python"),
+    )
+    .unwrap();
+    let python = format!(
+        "import sys\nfrom verify import verify\nh = {{'X-Calltap-Timestamp': '{ts}', 'X-Calltap-Signature': '{sig}'}}\n\
+         ok = verify(b's3cret-crm', h, open('body', 'rb').read())\n\
+         forged = verify(b's3cret-crm', h, open('tampered', 'rb').read())\n\
+         wrong = verify(b'other', h, open('body', 'rb').read())\n\
+         sys.exit(0 if ok and not forged and not wrong else 1)\n"
+    );
+    match Command::new("python3")
+        .arg("-c")
+        .arg(&python)
+        .current_dir(dir.path())
+        .status()
+    {
+        Ok(status) => assert!(status.success(), "the README's Python verifier"),
+        Err(_) => skip::skip("python3 unavailable: the README's Python verifier not run"),
+    }
+
+    std::fs::write(
+        dir.path().join("verify.js"),
+        readme_block("Verifying the signature", "javascript"),
+    )
+    .unwrap();
+    let node = format!(
+        "const {{ verify }} = require('./verify.js'); const fs = require('fs');\n\
+         const h = {{ 'x-calltap-timestamp': '{ts}', 'x-calltap-signature': '{sig}' }};\n\
+         const ok = verify('s3cret-crm', h, fs.readFileSync('body'));\n\
+         const forged = verify('s3cret-crm', h, fs.readFileSync('tampered'));\n\
+         const wrong = verify('other', h, fs.readFileSync('body'));\n\
+         process.exit(ok && !forged && !wrong ? 0 : 1);\n"
+    );
+    match Command::new("node")
+        .arg("-e")
+        .arg(&node)
+        .current_dir(dir.path())
+        .status()
+    {
+        Ok(status) => assert!(status.success(), "the README's Node.js verifier"),
+        Err(_) => skip::skip("node unavailable: the README's Node.js verifier not run"),
+    }
 }
