@@ -178,7 +178,6 @@ impl Store {
     /// Endpoint `name`'s pending deliveries, oldest event first, at most `limit`.
     pub fn pending(&self, name: &str, limit: usize) -> Result<Vec<Pending>, StoreError> {
         self.decode_all(
-            &self.hook_pending,
             "hook_pending",
             self.hook_pending.scan_prefix(prefix(name)),
             limit,
@@ -187,32 +186,7 @@ impl Store {
 
     /// Every endpoint's pending deliveries, at most `limit`.
     pub fn all_pending(&self, limit: usize) -> Result<Vec<Pending>, StoreError> {
-        self.decode_all(
-            &self.hook_pending,
-            "hook_pending",
-            self.hook_pending.iter(),
-            limit,
-        )
-    }
-
-    /// Pending deliveries in all, by endpoint (walks the tree: for /metrics).
-    pub fn pending_counts(&self) -> Vec<(String, u64, u64)> {
-        let mut out: Vec<(String, u64, u64)> = Vec::new();
-        for (k, v) in self.hook_pending.iter().flatten() {
-            let name = k.split(|&b| b == 0).next().unwrap_or_default();
-            let name = String::from_utf8_lossy(name).into_owned();
-            let retrying = serde_json::from_slice::<Pending>(&v)
-                .map(|p| p.attempts > 0)
-                .unwrap_or(false);
-            match out.last_mut() {
-                Some((n, all, r)) if *n == name => {
-                    *all += 1;
-                    *r += u64::from(retrying);
-                }
-                _ => out.push((name, 1, u64::from(retrying))),
-            }
-        }
-        out
+        self.decode_all("hook_pending", self.hook_pending.iter(), limit)
     }
 
     /// Gives up on a pending delivery: it becomes a dead letter.
@@ -241,12 +215,8 @@ impl Store {
 
     /// Dead letters, newest first, at most `limit`.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
-        let mut all: Vec<DeadLetter> = self.decode_all(
-            &self.hook_dead,
-            "hook_dead",
-            self.hook_dead.iter(),
-            usize::MAX,
-        )?;
+        let mut all: Vec<DeadLetter> =
+            self.decode_all("hook_dead", self.hook_dead.iter(), usize::MAX)?;
         all.sort_by_key(|d| std::cmp::Reverse(d.died_at_ms));
         all.truncate(limit);
         Ok(all)
@@ -286,12 +256,7 @@ impl Store {
 
     /// The delivery log, newest first, at most `limit`.
     pub fn attempts(&self, limit: usize) -> Result<Vec<Attempt>, StoreError> {
-        self.decode_all(
-            &self.hook_log,
-            "hook_log",
-            self.hook_log.iter().rev(),
-            limit,
-        )
+        self.decode_all("hook_log", self.hook_log.iter().rev(), limit)
     }
 
     /// An event still in the outbox, by id.
@@ -308,14 +273,6 @@ impl Store {
             .events_after(seq.saturating_sub(1), 1)?
             .into_iter()
             .find(|(s, _)| *s == seq))
-    }
-
-    /// The highest sequence number in the outbox (0 when empty).
-    pub fn last_event_seq(&self) -> Result<u64, StoreError> {
-        match self.events.last().map_err(StoreError::db("events"))? {
-            Some((k, _)) => super::codec::u64_value("events", "(key)", &k),
-            None => Ok(0),
-        }
     }
 
     /// Keeps the outbox at `max` events or fewer: the oldest go first, which are those
@@ -375,7 +332,6 @@ impl Store {
 
     fn decode_all<T: serde::de::DeserializeOwned>(
         &self,
-        _tree: &sled::Tree,
         name: &'static str,
         iter: impl Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>,
         limit: usize,
