@@ -1461,3 +1461,59 @@ async fn the_readme_verification_snippets_accept_a_real_delivery_and_refuse_a_fo
         Err(_) => skip::skip("node unavailable: the README's Node.js verifier not run"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_secret_and_header_values_can_come_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("secret"),
+        "# rotated in March\nfrom-a-file\n",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("token"), "Bearer tok-123\n").unwrap();
+    let r = Receiver::start().await;
+    let text = format!(
+        "[[webhooks]]\nname = \"crm\"\nurl = \"{}\"\nsecret_file = \"{}\"\n\
+         [webhooks.headers]\nauthorization = {{ file = \"{}\" }}\nx-api-key = \"literal-key-9\"\n",
+        r.url(),
+        dir.path().join("secret").display(),
+        dir.path().join("token").display()
+    );
+    let path = dir.path().join("calltap.toml");
+    std::fs::write(&path, &text).unwrap();
+    let cfg = Config::load(Some(&path)).unwrap();
+    let b = bench_with(
+        office_events(&Config::default())
+            .into_iter()
+            .take(1)
+            .collect(),
+    );
+    let deliveries = Deliveries::start(&cfg, b.store.clone(), None).unwrap();
+    r.wait_for(Duration::from_secs(10), "one delivery", |g| !g.is_empty())
+        .await;
+    deliveries.stop().await;
+    let got = &r.got()[0];
+    assert_eq!(got.header("authorization"), "Bearer tok-123");
+    assert_eq!(got.header("x-api-key"), "literal-key-9");
+    assert!(signature_ok(
+        got,
+        "from-a-file",
+        "x-calltap-signature",
+        "sha256=",
+        true
+    ));
+    // A header file that is missing is named, with the line of the header.
+    std::fs::remove_file(dir.path().join("token")).unwrap();
+    let err = Config::load(Some(&path)).unwrap_err().to_string();
+    assert!(err.contains("token") && err.contains("line 6"), "{err}");
+    // Secrets never show in check-config's summary.
+    std::fs::write(dir.path().join("token"), "Bearer tok-123\n").unwrap();
+    let shown = format!(
+        "{} {:?}",
+        Config::load(Some(&path)).unwrap().describe(),
+        cfg.webhooks
+    );
+    for secret in ["from-a-file", "tok-123", "literal-key-9"] {
+        assert!(!shown.contains(secret), "{secret} in {shown}");
+    }
+}

@@ -59,12 +59,21 @@ impl<'de> Deserialize<'de> for SignatureDialect {
 }
 
 /// A `headers` value: the text itself, or `{ file = "..." }` to keep it out of the
-/// configuration (a bearer token).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// configuration (a bearer token). Debug shows no literal value: it may be a credential.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum HeaderValueSource {
     Literal(String),
     File { file: PathBuf },
+}
+
+impl std::fmt::Debug for HeaderValueSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HeaderValueSource::Literal(_) => f.write_str("Literal(<redacted>)"),
+            HeaderValueSource::File { file } => write!(f, "File({})", file.display()),
+        }
+    }
 }
 
 /// One `[[webhooks]]` endpoint.
