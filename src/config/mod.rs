@@ -15,6 +15,7 @@
 //! to the working directory, like every other path calltap is given.
 
 mod error;
+pub mod filters;
 mod numbers;
 mod properties;
 mod security;

@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::error::{k, Locator, PathSeg};
+use super::filters::{self as filter, PropertyFilters};
 use super::{ConfigError, Environment, Property, SecretKey};
-use crate::call::filter::{self, PropertyFilters};
 
 /// Header names calltap sets itself; an extra header cannot replace them.
 pub const OWN_HEADERS: [&str; 4] = [
