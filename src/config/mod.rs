@@ -36,7 +36,9 @@ pub use security::{
     AcmeChallenge, AcmeConfig, KeyEntry, RateLimitConfig, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
 pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
-pub use webhooks::{is_endpoint_name, HeaderValueSource, SignatureDialect, WebhookConfig};
+pub use webhooks::{
+    is_endpoint_name, HeaderValueSource, SignatureDialect, WebhookConfig, EVENT_TYPES,
+};
 
 use error::{k, Locator, PathSeg};
 use properties::PropertyEntry;
