@@ -98,7 +98,8 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "interfaces")]
         pcap_stream: Option<PathBuf>,
     },
-    /// Serve the Custom Telephony API over the store until interrupted.
+    /// Serve the Custom Telephony API over the store, and deliver its webhook outbox to
+    /// `[[webhooks]]`, until interrupted.
     Serve {
         #[command(flatten)]
         config: ConfigArg,

@@ -1,5 +1,6 @@
 //! `calltap run`: the appliance. A capture thread drives the engine from a live source and
-//! stores what it reports; the API serves the same store from a tokio runtime; signals
+//! stores what it reports (call events into the outbox); the API serves the same store
+//! and webhook delivery sends the outbox from a tokio runtime; signals
 //! stop it (SIGTERM, SIGINT) or reload the configuration (SIGHUP), and systemd is told
 //! when it is ready, alive and stopping (Type=notify).
 //!
