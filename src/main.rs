@@ -56,9 +56,7 @@ struct ListenArg {
     listen: Option<SocketAddr>,
 }
 
-/// The demo capture, built into the binary so `calltap demo` works from anywhere: a
-/// PBX's morning of calls (pcaps/README.md, office-day.pcap).
-const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/office-day.pcap");
+use calltap::replay::DEMO_CAPTURE;
 
 #[derive(Subcommand)]
 enum Command {
@@ -102,7 +100,8 @@ enum Command {
         #[arg(long, value_name = "PATH", conflicts_with = "interfaces")]
         pcap_stream: Option<PathBuf>,
     },
-    /// Serve the Custom Telephony API over the store until interrupted.
+    /// Serve the Custom Telephony API over the store, and deliver its webhook outbox to
+    /// `[[webhooks]]`, until interrupted.
     Serve {
         #[command(flatten)]
         config: ConfigArg,
@@ -162,9 +161,30 @@ enum Command {
         json: bool,
     },
     /// Check a configuration file and print what it sets (secrets are never printed).
+    ///
+    /// Webhook body templates are rendered against sample events of every type the
+    /// endpoint is sent: a template naming a field that does not exist is refused.
     CheckConfig {
         #[command(flatten)]
         config: ConfigArg,
+    },
+    /// Webhook tools.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// Send one signed sample event (a `call.ended` from the built-in demo capture, or
+    /// the first type the endpoint is sent) to the webhook NAME, once, and print the
+    /// receiver's answer. Exits 1 unless the answer is 2xx.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The `name` of a `[[webhooks]]` entry.
+        name: String,
     },
 }
 
@@ -220,6 +240,9 @@ fn main() -> ExitCode {
             pcap_stream,
         } => run(&config, &store, &listen, interfaces, pcap_stream),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
+        Command::Webhooks {
+            action: WebhooksAction::Test { config, name },
+        } => webhooks_test(config.config.as_deref(), &name),
         Command::Serve {
             config,
             store,
@@ -292,7 +315,43 @@ fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
     }
     println!("{}", config.describe());
     check_tls(&config)?;
+    calltap::events::deliver::check_templates(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `webhooks test NAME`.
+fn webhooks_test(path: Option<&Path>, name: &str) -> Result<ExitCode, String> {
+    let config = load_config(path)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (event, answer, took) =
+        runtime.block_on(calltap::events::deliver::send_test(&config, name, None))?;
+    println!(
+        "sent {} {} to webhook {name} in {} ms",
+        event.kind.as_str(),
+        event.id,
+        took.as_millis()
+    );
+    use calltap::events::deliver::Answer;
+    let (verdict, ok) = match &answer {
+        Answer::Delivered { .. } => ("delivered".to_owned(), true),
+        Answer::Retry { reason, .. } => (format!("failed, would be retried: {reason}"), false),
+        Answer::GiveUp { reason, .. } => (format!("failed, would not be retried: {reason}"), false),
+    };
+    match answer.status() {
+        Some(status) => println!("answer: HTTP {status} ({verdict})"),
+        None => println!("answer: none ({verdict})"),
+    }
+    if !answer.body().is_empty() {
+        println!("{}", answer.body());
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// What `check-config` can tell of built-in TLS before start: the certificate files
@@ -666,8 +725,11 @@ fn serve(
         if demo {
             print_next_steps(&base, &store, made_key.as_deref());
         }
-        let state =
-            calltap::api::AppState::new(config.clone(), store).map_err(|e| e.to_string())?;
+        let state = calltap::api::AppState::new(config.clone(), store.clone())
+            .map_err(|e| e.to_string())?;
+        let deliveries =
+            calltap::events::deliver::Deliveries::start(&config, store, Some(state.link_signer()))?;
+        let delivery_metrics = deliveries.metrics();
         if let Some(metrics) = &engine_metrics {
             // What fed the store in this process, and the PBX it found (issue: B2BUA legs).
             let capture = serde_json::json!({
@@ -677,15 +739,19 @@ fn serve(
             });
             state.set_status_source(Arc::new(move || capture.clone()));
         }
-        if let Some(metrics) = engine_metrics {
-            // What the demo's replay counted, as it stood when the replay ended.
-            state.set_metrics_source(Arc::new(move |out: &mut String| {
-                calltap::api::prometheus_from_json("calltap", &metrics, out)
-            }));
-        }
-        calltap::api::serve_on(listener, state, shutdown_signal())
+        // What the demo's replay counted, as it stood when the replay ended, and the
+        // webhook deliveries.
+        state.set_metrics_source(Arc::new(move |out: &mut String| {
+            if let Some(metrics) = &engine_metrics {
+                calltap::api::prometheus_from_json("calltap", metrics, out);
+            }
+            delivery_metrics.write_prometheus(out);
+        }));
+        let served = calltap::api::serve_on(listener, state, shutdown_signal())
             .await
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string());
+        deliveries.stop().await;
+        served
     })?;
     Ok(ExitCode::SUCCESS)
 }

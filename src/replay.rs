@@ -3,6 +3,11 @@
 //! Files are read one after another through one decoder, so a capture rotated into
 //! several files (tcpdump -C/-G) continues across them; counters are kept per file.
 
+/// The demo capture, built in so `calltap demo` works from anywhere and webhook
+/// templates are checked against real events: a PBX's morning of calls
+/// (pcaps/README.md, office-day.pcap).
+pub const DEMO_CAPTURE: &[u8] = include_bytes!("../pcaps/office-day.pcap");
+
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -1,5 +1,6 @@
 //! `calltap run`: the appliance. A capture thread drives the engine from a live source and
-//! stores what it reports; the API serves the same store from a tokio runtime; signals
+//! stores what it reports (call events into the outbox); the API serves the same store
+//! and webhook delivery sends the outbox from a tokio runtime; signals
 //! stop it (SIGTERM, SIGINT) or reload the configuration (SIGHUP), and systemd is told
 //! when it is ready, alive and stopping (Type=notify).
 //!
@@ -204,6 +205,15 @@ async fn serve_and_capture(
     // Before the first frame: a disk already below the floor records no audio at all.
     disk.check();
 
+    // Delivery only reads the outbox the capture thread writes: a receiver that is slow
+    // or down never holds up capture.
+    let deliveries = crate::events::deliver::Deliveries::start(
+        &config,
+        store.clone(),
+        Some(state.link_signer()),
+    )?;
+    let delivery_metrics = deliveries.metrics();
+
     let what = source.describe();
     let shared = Arc::new(Shared::new());
     let (control, commands) = mpsc::channel();
@@ -228,6 +238,7 @@ async fn serve_and_capture(
             no_response_sources(&snapshot, out);
             let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
+            delivery_metrics.write_prometheus(out);
         }));
         let shared = shared.clone();
         let what = what.clone();
@@ -272,6 +283,7 @@ async fn serve_and_capture(
         .await
         .map_err(|e| format!("capture thread: {e}"))?
         .map_err(|_| "the capture thread panicked".to_string())?;
+    deliveries.stop().await;
     let _ = api_stop.send(());
     match server.await {
         Ok(Ok(())) => {}

@@ -1317,6 +1317,25 @@ async fn real_answers_fit_the_openapi_document() {
             "post",
             "400",
         ),
+        (
+            get("/webhooks/deliveries").await,
+            "/webhooks/deliveries",
+            "get",
+            "200",
+        ),
+        (
+            send(
+                Method::POST,
+                "/webhooks/deliveries/crm.evt_0/retry",
+                Some(KEY_NEW),
+                None,
+                &[],
+            )
+            .await,
+            "/webhooks/deliveries/{id}/retry",
+            "post",
+            "404",
+        ),
     ];
     for (answer, path, method, status) in cases {
         assert_eq!(answer.status.as_str(), status, "{path}");

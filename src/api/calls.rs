@@ -14,9 +14,8 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
 use super::{ApiError, AppState, Live};
-use crate::call::properties;
 use crate::call::record::{CallRecord, PropertyValue};
-use crate::config::PropertyType;
+use crate::call::{filter, properties};
 use crate::store::{Store, StoreError};
 
 /// Bytes of JSON gathered before a chunk goes to the client: large enough that the
@@ -38,106 +37,7 @@ pub(crate) struct CallsQuery {
     /// The contract's direction ("incoming" / "outgoing").
     pub(crate) direction: Option<&'static str>,
     pub(crate) operators: Option<HashSet<String>>,
-    pub(crate) filters: Vec<(String, Filter)>,
-}
-
-/// One `propertyFilters` entry.
-#[derive(Debug, PartialEq)]
-pub(crate) enum Filter {
-    /// `{"Client city": "Kyiv"}`
-    Exact(Scalar),
-    /// `{"Department": ["sales", "support"]}`; an empty list sets no condition.
-    OneOf(Vec<Scalar>),
-    /// `{"mode": "all"|"any", "conditions": [...]}`; no conditions, no constraint.
-    Numeric {
-        any: bool,
-        conditions: Vec<(Op, f64)>,
-    },
-}
-
-#[derive(Debug, PartialEq)]
-pub(crate) enum Scalar {
-    Text(String),
-    Number(f64),
-    Bool(bool),
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Op {
-    Eq,
-    Ne,
-    Gt,
-    Gte,
-    Lt,
-    Lte,
-}
-
-impl Op {
-    fn parse(s: &str) -> Option<Op> {
-        Some(match s {
-            "eq" => Op::Eq,
-            "ne" => Op::Ne,
-            "gt" => Op::Gt,
-            "gte" => Op::Gte,
-            "lt" => Op::Lt,
-            "lte" => Op::Lte,
-            _ => return None,
-        })
-    }
-
-    fn holds(self, value: f64, bound: f64) -> bool {
-        match self {
-            Op::Eq => value == bound,
-            Op::Ne => value != bound,
-            Op::Gt => value > bound,
-            Op::Gte => value >= bound,
-            Op::Lt => value < bound,
-            Op::Lte => value <= bound,
-        }
-    }
-}
-
-impl Scalar {
-    fn matches(&self, value: &PropertyValue) -> bool {
-        match (self, value) {
-            (Scalar::Text(a), PropertyValue::Text(b)) => a == b,
-            (Scalar::Number(a), PropertyValue::Number(b)) => a == b,
-            (Scalar::Bool(a), PropertyValue::Bool(b)) => a == b,
-            _ => false,
-        }
-    }
-
-    fn from_json(value: &Value) -> Option<Scalar> {
-        match value {
-            Value::String(s) => Some(Scalar::Text(s.clone())),
-            Value::Number(n) => n.as_f64().map(Scalar::Number),
-            Value::Bool(b) => Some(Scalar::Bool(*b)),
-            _ => None,
-        }
-    }
-}
-
-impl Filter {
-    fn matches(&self, value: Option<&PropertyValue>) -> bool {
-        match self {
-            Filter::Exact(want) => value.is_some_and(|v| want.matches(v)),
-            Filter::OneOf(list) => {
-                list.is_empty() || value.is_some_and(|v| list.iter().any(|w| w.matches(v)))
-            }
-            Filter::Numeric { conditions, .. } if conditions.is_empty() => true,
-            Filter::Numeric { any, conditions } => {
-                let Some(PropertyValue::Number(n)) = value else {
-                    return false;
-                };
-                let holds = |&(op, bound): &(Op, f64)| op.holds(*n, bound);
-                if *any {
-                    conditions.iter().any(holds)
-                } else {
-                    conditions.iter().all(holds)
-                }
-            }
-        }
-    }
+    pub(crate) filters: filter::PropertyFilters,
 }
 
 impl CallsQuery {
@@ -198,15 +98,9 @@ impl CallsQuery {
             }
         };
         let filters = match body.get("propertyFilters") {
-            None | Some(Value::Null) => Vec::new(),
-            Some(Value::Object(filters)) => filters
-                .iter()
-                .map(|(key, value)| parse_filter(key, value, live).map(|f| (key.clone(), f)))
-                .collect::<Result<_, _>>()?,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "propertyFilters must be an object of property keys, not {other}"
-                )))
+            None => Vec::new(),
+            Some(value) => {
+                filter::parse_filters(value, &live.properties).map_err(ApiError::bad_request)?
             }
         };
         Ok(CallsQuery {
@@ -229,9 +123,7 @@ impl CallsQuery {
     }
 
     fn properties_match(&self, values: &BTreeMap<String, PropertyValue>) -> bool {
-        self.filters
-            .iter()
-            .all(|(key, filter)| filter.matches(values.get(key)))
+        filter::all_match(&self.filters, values)
     }
 }
 
@@ -263,91 +155,6 @@ fn time_field(body: &Map<String, Value>, name: &str) -> Result<u64, ApiError> {
             "{name} must be a non-negative number of Unix seconds up to {MAX_TIME}, not {n}"
         ))
     })
-}
-
-fn parse_filter(key: &str, value: &Value, live: &Live) -> Result<Filter, ApiError> {
-    let property = live.properties.iter().find(|p| p.key == key).ok_or_else(|| {
-        let known: Vec<&str> = live.properties.iter().map(|p| p.key.as_str()).collect();
-        ApiError::bad_request(if known.is_empty() {
-            format!("propertyFilters: {key:?} is not a property (none are configured)")
-        } else {
-            format!(
-                "propertyFilters: {key:?} is not a property; the properties are {} (see /properties/schema)",
-                known.join(", ")
-            )
-        })
-    })?;
-    match value {
-        Value::Array(list) => list
-            .iter()
-            .map(|v| {
-                Scalar::from_json(v).ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "propertyFilters.{key}: a list holds strings, numbers or booleans, not {v}"
-                    ))
-                })
-            })
-            .collect::<Result<_, _>>()
-            .map(Filter::OneOf),
-        Value::Object(object) => {
-            if property.kind != PropertyType::Number {
-                return Err(ApiError::bad_request(format!(
-                    "propertyFilters.{key}: numeric conditions need a number property, and {key:?} is {}",
-                    property.kind
-                )));
-            }
-            parse_conditions(key, object)
-        }
-        other => Scalar::from_json(other).map(Filter::Exact).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "propertyFilters.{key}: expected a value, a list of values or \
-                 {{\"mode\", \"conditions\"}}, not {other}"
-            ))
-        }),
-    }
-}
-
-fn parse_conditions(key: &str, object: &Map<String, Value>) -> Result<Filter, ApiError> {
-    let bad = |m: String| ApiError::bad_request(format!("propertyFilters.{key}: {m}"));
-    if let Some(unknown) = object.keys().find(|k| *k != "mode" && *k != "conditions") {
-        return Err(bad(format!(
-            "unknown field {unknown:?} (a condition object has \"mode\" and \"conditions\")"
-        )));
-    }
-    let any = match object.get("mode") {
-        None | Some(Value::Null) => false,
-        Some(Value::String(m)) if m == "all" => false,
-        Some(Value::String(m)) if m == "any" => true,
-        Some(other) => return Err(bad(format!("mode must be \"all\" or \"any\", not {other}"))),
-    };
-    let Some(Value::Array(list)) = object.get("conditions") else {
-        return Err(bad(
-            "conditions must be a list of {\"operator\", \"value\"} objects".into(),
-        ));
-    };
-    let conditions = list
-        .iter()
-        .map(|c| {
-            let op = match c.get("operator") {
-                Some(Value::String(s)) => Op::parse(s).ok_or_else(|| {
-                    bad(format!(
-                        "unknown operator {s:?}: use eq, ne, gt, gte, lt or lte"
-                    ))
-                })?,
-                _ => {
-                    return Err(bad(format!(
-                        "each condition needs \"operator\" (eq, ne, gt, gte, lt, lte): {c}"
-                    )))
-                }
-            };
-            let value = c
-                .get("value")
-                .and_then(Value::as_f64)
-                .ok_or_else(|| bad(format!("each condition needs a number \"value\": {c}")))?;
-            Ok((op, value))
-        })
-        .collect::<Result<_, _>>()?;
-    Ok(Filter::Numeric { any, conditions })
 }
 
 /// The handler. The body is read only after the key was checked (the auth layer runs
@@ -593,38 +400,5 @@ impl<'a> Emitter<'a> {
 
     fn fail(&mut self, e: StoreError) {
         let _ = self.tx.blocking_send(Err(e));
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn operators_compare_as_the_contract_says() {
-        let cases = [
-            (Op::Eq, 5.0, true),
-            (Op::Ne, 5.0, false),
-            (Op::Gt, 4.0, true),
-            (Op::Gt, 5.0, false),
-            (Op::Gte, 5.0, true),
-            (Op::Lt, 6.0, true),
-            (Op::Lt, 5.0, false),
-            (Op::Lte, 5.0, true),
-        ];
-        for (op, bound, expected) in cases {
-            assert_eq!(op.holds(5.0, bound), expected, "{op:?} {bound}");
-        }
-    }
-
-    #[test]
-    fn numeric_conditions_need_a_number_value() {
-        let f = Filter::Numeric {
-            any: false,
-            conditions: vec![(Op::Gt, 1.0)],
-        };
-        assert!(f.matches(Some(&PropertyValue::Number(2.0))));
-        assert!(!f.matches(Some(&PropertyValue::Text("2".into()))));
-        assert!(!f.matches(None));
     }
 }

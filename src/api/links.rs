@@ -22,7 +22,7 @@ use sha2::Sha256;
 use tower::ServiceExt;
 use tower_http::services::ServeFile;
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, Live};
 use crate::call::RecordingFile;
 use crate::config::SecretKey;
 
@@ -120,6 +120,16 @@ fn now_unix() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// A signed link to call `id`'s recording, valid for `[api] link_ttl_secs` from now.
+pub(crate) fn signed_url(live: &Live, id: &str) -> String {
+    let exp = now_unix().saturating_add(live.api.link_ttl_secs);
+    let sig = live.link_keys.sign(id, exp);
+    format!(
+        "{}/recordings/{id}.wav?exp={exp}&sig={sig}",
+        live.api.link_base()
+    )
+}
+
 /// The recording of an exported call, if the record names one and the file is there.
 async fn recording_of(state: &AppState, id: &str) -> Result<RecordingFile, ApiError> {
     let owned = id.to_owned();
@@ -180,13 +190,8 @@ pub(crate) async fn recording(
     let id = checked_id(&id)?;
     recording_of(&state, id).await?;
     let live = state.live();
-    let exp = now_unix().saturating_add(live.api.link_ttl_secs);
-    let sig = live.link_keys.sign(id, exp);
     Ok(Json(RecordingLink {
-        url: format!(
-            "{}/recordings/{id}.wav?exp={exp}&sig={sig}",
-            live.api.link_base()
-        ),
+        url: signed_url(&live, id),
         filename: format!("call_recording_{id}.wav"),
         mime_type: WAV,
     }))

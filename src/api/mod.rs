@@ -4,7 +4,8 @@
 //! Routes:
 //! - contract, behind the `X-Secret-Key` layer ([`auth`]): `GET /health`, `GET /contacts`,
 //!   `POST /calls`, `GET /properties/schema`, `GET /calls/{id}/recording`; and
-//!   `GET /status` (operations, but it tells about the store, so it takes the key too);
+//!   `GET /status` (operations, but it tells about the store, so it takes the key too),
+//!   `GET /webhooks/deliveries`, `POST /webhooks/deliveries/{id}/retry` ([`webhooks`]);
 //! - open: `GET /recordings/{id}.wav?exp=..&sig=..` (the signed link is the credential),
 //!   `GET /metrics` (Prometheus text, no call data), `GET /openapi.json`.
 //!
@@ -35,6 +36,7 @@ mod openapi;
 mod ops;
 mod server;
 pub mod tls;
+mod webhooks;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};
@@ -162,6 +164,18 @@ impl AppState {
     /// dialogs active), called on every request. Replaces an earlier source.
     pub fn set_status_source(&self, source: StatusSource) {
         self.inner.slots.set_status(source);
+    }
+
+    /// A signed link to call `id`'s recording as `GET /calls/{id}/recording` gives it
+    /// (webhooks' `recording.ready` events, signed when they are sent).
+    pub fn recording_url(&self, id: &str) -> String {
+        links::signed_url(&self.live(), id)
+    }
+
+    /// What signs `recording.ready` links for webhook delivery.
+    pub fn link_signer(&self) -> crate::events::deliver::LinkSigner {
+        let state = self.clone();
+        Arc::new(move |id: &str| Some(state.recording_url(id)))
     }
 
     pub(crate) fn live(&self) -> Arc<Live> {
@@ -410,6 +424,8 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/properties/schema", get(schema))
         .route("/calls/{id}/recording", get(links::recording))
         .route("/status", get(ops::status))
+        .route("/webhooks/deliveries", get(webhooks::deliveries))
+        .route("/webhooks/deliveries/{id}/retry", post(webhooks::retry))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(limit, declared_length))
         .route_layer(middleware::from_fn_with_state(

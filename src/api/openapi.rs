@@ -217,6 +217,77 @@ pub(crate) fn spec(live: &Live) -> Value {
                     "required": ["properties"],
                     "properties": {"properties": {"type": "array", "items": {"$ref": "#/components/schemas/Property"}}}
                 },
+                "WebhookAttempt": {
+                    "type": "object",
+                    "required": ["id", "endpoint", "eventId", "eventType", "callId", "attempt", "atMs", "outcome", "latencyMs"],
+                    "properties": {
+                        "id": {"type": "string", "description": "Delivery id: endpoint name, '.', event id"},
+                        "endpoint": {"type": "string"},
+                        "eventId": {"type": "string"},
+                        "eventType": {"type": "string"},
+                        "callId": {"type": "string"},
+                        "attempt": {"type": "integer", "minimum": 1},
+                        "atMs": {"type": "integer", "description": "Unix milliseconds"},
+                        "status": {"type": "integer", "description": "The receiver's HTTP status, when it answered"},
+                        "outcome": {"type": "string", "enum": ["delivered", "retrying", "dead"]},
+                        "error": {"type": "string"},
+                        "latencyMs": {"type": "integer", "minimum": 0}
+                    }
+                },
+                "WebhookPending": {
+                    "type": "object",
+                    "required": ["id", "endpoint", "eventId", "eventType", "callId", "attempts", "nextAttemptMs"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "endpoint": {"type": "string"},
+                        "eventId": {"type": "string"},
+                        "eventType": {"type": "string"},
+                        "callId": {"type": "string"},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "nextAttemptMs": {"type": "integer"},
+                        "lastError": {"type": "string", "nullable": true}
+                    }
+                },
+                "WebhookDead": {
+                    "type": "object",
+                    "required": ["id", "endpoint", "eventId", "eventType", "callId", "attempts", "diedAtMs", "reason"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "endpoint": {"type": "string"},
+                        "eventId": {"type": "string"},
+                        "eventType": {"type": "string"},
+                        "callId": {"type": "string"},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "diedAtMs": {"type": "integer"},
+                        "reason": {"type": "string"}
+                    }
+                },
+                "WebhookDeliveries": {
+                    "type": "object",
+                    "required": ["endpoints", "recent", "pending", "dead"],
+                    "properties": {
+                        "endpoints": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["name", "url", "events"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "url": {"type": "string"},
+                                "events": {"type": "array", "items": {"type": "string"}, "description": "Event types sent; empty: all"}
+                            }
+                        }},
+                        "recent": {"type": "array", "description": "The newest delivery attempts first", "items": {"$ref": "#/components/schemas/WebhookAttempt"}},
+                        "pending": {"type": "array", "description": "Deliveries waiting or retrying", "items": {"$ref": "#/components/schemas/WebhookPending"}},
+                        "dead": {"type": "array", "description": "Deliveries given up on, newest first", "items": {"$ref": "#/components/schemas/WebhookDead"}}
+                    }
+                },
+                "WebhookRetryQueued": {
+                    "type": "object",
+                    "required": ["status", "id"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["queued"]},
+                        "id": {"type": "string"}
+                    }
+                },
                 "Recording": {
                     "type": "object",
                     "required": ["url"],
@@ -255,6 +326,17 @@ pub(crate) fn spec(live: &Live) -> Value {
                 "security": secured,
                 "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"}}],
                 "responses": merge(json!({"200": ok("Recording", "Link")}), error_responses(&["400", "401", "404", "500"]))
+            }},
+            "/webhooks/deliveries": {"get": {
+                "summary": "Webhook deliveries: the newest attempts, what waits for a retry, and dead letters",
+                "security": secured,
+                "responses": merge(json!({"200": ok("WebhookDeliveries", "Deliveries")}), error_responses(&["401", "500"]))
+            }},
+            "/webhooks/deliveries/{id}/retry": {"post": {
+                "summary": "Sends a delivery (a dead letter, or an event still in the outbox) to its endpoint again, now",
+                "security": secured,
+                "parameters": [{"name": "id", "in": "path", "required": true, "description": "Delivery id: endpoint name, '.', event id", "schema": {"type": "string"}}],
+                "responses": merge(json!({"202": ok("WebhookRetryQueued", "Queued")}), error_responses(&["400", "401", "404", "500"]))
             }},
             "/recordings/{file}": {"get": {
                 "summary": "The WAV behind a recording link (the link's signature is the credential; Range supported)",

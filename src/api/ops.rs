@@ -112,6 +112,10 @@ fn route_of(path: &str) -> &'static str {
         "/metrics" => "/metrics",
         "/openapi.json" => "/openapi.json",
         p if p.starts_with("/calls/") && p.ends_with("/recording") => "/calls/{id}/recording",
+        "/webhooks/deliveries" => "/webhooks/deliveries",
+        p if p.starts_with("/webhooks/deliveries/") && p.ends_with("/retry") => {
+            "/webhooks/deliveries/{id}/retry"
+        }
         p if p.starts_with("/recordings/") => "/recordings/{file}",
         _ => "other",
     }

@@ -2,6 +2,7 @@
 
 pub mod classify;
 pub mod correlate;
+pub mod filter;
 pub mod properties;
 pub mod record;
 

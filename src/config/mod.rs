@@ -15,10 +15,12 @@
 //! to the working directory, like every other path calltap is given.
 
 mod error;
+pub mod filters;
 mod numbers;
 mod properties;
 mod security;
 mod values;
+mod webhooks;
 
 use std::fmt::Write as _;
 use std::io;
@@ -34,6 +36,9 @@ pub use security::{
     AcmeChallenge, AcmeConfig, KeyEntry, RateLimitConfig, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
 pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
+pub use webhooks::{
+    is_endpoint_name, HeaderValueSource, SignatureDialect, WebhookConfig, EVENT_TYPES,
+};
 
 use error::{k, Locator, PathSeg};
 use properties::PropertyEntry;
@@ -100,6 +105,11 @@ pub struct StoreConfig {
     /// call goes missing). Default 1GiB: room for sled to compact and for the host's
     /// own logs, while a full disk can still take about 17 hours of 8 kHz stereo audio.
     pub min_free: ByteSize,
+    /// Most call events kept in the webhook outbox. Past it, events every endpoint has
+    /// taken are pruned first, then the oldest undelivered ones are dropped (counted on
+    /// /metrics and logged). Default 100000: about 150 MB, a day of a 10,000-call PBX
+    /// (about five events a call) twice over, so an endpoint down for a day loses nothing.
+    pub max_events: u64,
 }
 
 impl Default for StoreConfig {
@@ -110,6 +120,7 @@ impl Default for StoreConfig {
             recordings_keep_days: 0,
             max_disk: None,
             min_free: ByteSize(ByteSize::GIB),
+            max_events: 100_000,
         }
     }
 }
@@ -510,6 +521,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub operators: Vec<Operator>,
     pub properties: Vec<Property>,
+    /// `[[webhooks]]`: endpoints sent call events.
+    pub webhooks: Vec<WebhookConfig>,
     /// Where this configuration came from (a path, or "built-in defaults"), for messages.
     #[serde(skip)]
     pub origin: String,
@@ -528,6 +541,7 @@ impl Default for Config {
             recording: RecordingConfig::default(),
             operators: Vec::new(),
             properties: Vec::new(),
+            webhooks: Vec::new(),
             origin: "built-in defaults".into(),
         }
     }
@@ -547,6 +561,7 @@ struct FileConfig {
     recording: RecordingConfig,
     operators: Vec<Operator>,
     properties: Vec<PropertyEntry>,
+    webhooks: Vec<WebhookConfig>,
 }
 
 impl Config {
@@ -656,6 +671,7 @@ impl Config {
             }
             entry.keys = found;
         }
+        webhooks::read_files(&mut self.webhooks, loc, env)?;
         Ok(())
     }
 
@@ -803,6 +819,25 @@ impl Config {
                 .collect();
             let _ = writeln!(out, "properties: {}", list.join(", "));
         }
+        if self.webhooks.is_empty() {
+            let _ = writeln!(out, "webhooks: none");
+        }
+        for hook in &self.webhooks {
+            let _ = writeln!(
+                out,
+                "webhook {}: {} ({}); events {}; {}; timeout {}, {} attempts from {} ms doubling to {}, {} at once",
+                hook.name,
+                hook.url,
+                if hook.secret.is_some() { "signed" } else { "unsigned" },
+                if hook.events.is_empty() { "all".to_owned() } else { hook.events.join(", ") },
+                if hook.template.is_some() { "templated body" } else { "the event as JSON" },
+                secs(hook.timeout_secs),
+                hook.max_attempts,
+                hook.retry_first_ms,
+                secs(hook.retry_max_secs),
+                hook.concurrency,
+            );
+        }
         for warning in self.warnings() {
             let _ = writeln!(out, "warning: {warning}");
         }
@@ -870,6 +905,21 @@ impl Config {
                 a.listen
             ));
         }
+        for hook in &self.webhooks {
+            if hook.secret.is_none() {
+                out.push(format!(
+                    "webhook {}: no secret, so deliveries are not signed and a receiver cannot \
+                     tell them from forgeries",
+                    hook.name
+                ));
+            }
+            if hook.url.starts_with("http://") {
+                out.push(format!(
+                    "webhook {}: plain http: call data crosses the network in clear",
+                    hook.name
+                ));
+            }
+        }
         let s = &self.store;
         if s.keep_days > 0 && (s.recordings_keep_days == 0 || s.recordings_keep_days > s.keep_days)
         {
@@ -933,7 +983,14 @@ impl FileConfig {
         security::check(a, loc)?;
 
         // (section, key, value, least, why the least)
-        let minimums: [(&str, &str, u64, u64, &str); 19] = [
+        let minimums: [(&str, &str, u64, u64, &str); 20] = [
+            (
+                "store",
+                "max_events",
+                self.store.max_events,
+                100,
+                "a burst of calls must fit while endpoints catch up",
+            ),
             (
                 "api",
                 "link_ttl_secs",
@@ -1198,6 +1255,8 @@ impl FileConfig {
         }
 
         let properties = properties::check_properties(self.properties, loc)?;
+        let mut webhooks = self.webhooks;
+        webhooks::check(&mut webhooks, &properties, loc)?;
 
         Ok(Config {
             store: self.store,
@@ -1210,6 +1269,7 @@ impl FileConfig {
             recording: self.recording,
             operators: self.operators,
             properties,
+            webhooks,
             origin: loc.origin().to_owned(),
         })
     }

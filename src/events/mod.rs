@@ -20,6 +20,7 @@
 //!   beside it (`outcome`, `endReason`, `ringSeconds`, quality figures, `recording`).
 
 mod build;
+pub mod deliver;
 
 pub use build::{call_event, unanswered_kind};
 
@@ -225,5 +226,10 @@ mod tests {
         for k in EventKind::ALL {
             assert_eq!(EventKind::parse(k.as_str()), Some(k));
         }
+        // The configuration checks `[[webhooks]] events` against its own list.
+        assert_eq!(
+            EventKind::ALL.map(EventKind::as_str),
+            crate::config::EVENT_TYPES
+        );
     }
 }

@@ -23,6 +23,8 @@
 //!     1,000,000 calls), and the running total in `meta` saves walking the folder;
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
 //!   - `events`, `event_ids`: the outbox of call events (see `outbox`);
+//!   - `hook_cursor`, `hook_pending`, `hook_dead`, `hook_log`: webhook delivery state
+//!     per endpoint (see `deliveries`);
 //!   - `meta`: `schema_version` (u32 BE), the call counters (u64 BE) by outcome, and the
 //!     recordings' count and total bytes;
 //! - `recordings/`: WAV files, owned by the recording layer.
@@ -34,6 +36,7 @@
 //! flush, for replay. Other writes ride sled's own flush (every 500 ms) unless noted.
 
 mod codec;
+pub mod deliveries;
 mod error;
 mod operators;
 mod outbox;
@@ -139,6 +142,15 @@ pub struct Store {
     meta: sled::Tree,
     events: sled::Tree,
     event_ids: sled::Tree,
+    hook_cursor: sled::Tree,
+    hook_pending: sled::Tree,
+    hook_dead: sled::Tree,
+    hook_log: sled::Tree,
+    /// Writes to the dead letters and the log, so trimming runs once in a while.
+    hook_writes: AtomicU64,
+    /// Bumped when events are enqueued or a delivery is asked for again: delivery
+    /// tasks wait on it instead of polling the outbox.
+    outbox_changed: tokio::sync::watch::Sender<u64>,
     corrupt: Arc<AtomicU64>,
     /// This process marked the store as being written (see [`Store::begin_session`]).
     in_session: std::sync::atomic::AtomicBool,
@@ -183,6 +195,12 @@ impl Store {
             meta: tree("meta")?,
             events: tree("events")?,
             event_ids: tree("event_ids")?,
+            hook_cursor: tree("hook_cursor")?,
+            hook_pending: tree("hook_pending")?,
+            hook_dead: tree("hook_dead")?,
+            hook_log: tree("hook_log")?,
+            hook_writes: AtomicU64::new(1),
+            outbox_changed: tokio::sync::watch::Sender::new(0),
             db,
             corrupt: Arc::new(AtomicU64::new(0)),
             in_session: std::sync::atomic::AtomicBool::new(false),

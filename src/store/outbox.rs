@@ -52,8 +52,19 @@ impl Store {
             self.event_ids
                 .apply_batch(ids)
                 .map_err(StoreError::db("event_ids"))?;
+            self.wake_deliveries();
         }
         Ok(new)
+    }
+
+    /// Wakes the delivery tasks (new events, or a delivery asked for again).
+    pub fn wake_deliveries(&self) {
+        self.outbox_changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// What delivery tasks wait on: changes when [`Store::wake_deliveries`] is called.
+    pub fn outbox_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.outbox_changed.subscribe()
     }
 
     /// Events after sequence number `after` (exclusive; 0 for all), at most `limit`,
