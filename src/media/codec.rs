@@ -1,18 +1,20 @@
 //! Payload types to codecs (through the SDP's rtpmap), and the G.711 decoder (a table);
-//! G.722 is in `g722.rs`.
+//! G.722 is in `g722.rs`, G.726 in `g726.rs`.
 
+use super::g726;
 use crate::sip::sdp::{static_payload, MediaDescription};
 
 /// What a payload type carries, as far as recording is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
 pub enum Kind {
     /// Not announced by the SDP and not a static type we know: not this stream's.
     #[default]
-    Unknown = 0,
+    Unknown,
     Pcmu,
     Pcma,
     G722,
+    /// G.726 at one rate, in one packing.
+    G726(g726::Mode),
     /// RFC 4733 telephone-event: DTMF digits, never audio.
     Event,
     /// RFC 3389 comfort noise: silence, never decoded.
@@ -34,6 +36,8 @@ impl Kind {
             Kind::Event
         } else if is("CN") {
             Kind::Cn
+        } else if let Some(mode) = g726::Mode::from_name(name) {
+            Kind::G726(mode)
         } else {
             Kind::Unsupported
         }
@@ -43,7 +47,7 @@ impl Kind {
     pub fn is_speech(self) -> bool {
         matches!(
             self,
-            Kind::Pcmu | Kind::Pcma | Kind::G722 | Kind::Unsupported
+            Kind::Pcmu | Kind::Pcma | Kind::G722 | Kind::G726(_) | Kind::Unsupported
         )
     }
 
@@ -61,6 +65,7 @@ impl Kind {
             Kind::Pcmu => "PCMU",
             Kind::Pcma => "PCMA",
             Kind::G722 => "G722",
+            Kind::G726(mode) => mode.name(),
             Kind::Event => "telephone-event",
             Kind::Cn => "CN",
             Kind::Unsupported => "unsupported",
@@ -89,7 +94,7 @@ impl Default for PtMap {
             clock_khz: [8; 128],
             unsupported: Vec::new(),
         };
-        for pt in [0u8, 8, 9, 13, 18] {
+        for pt in [0u8, 2, 8, 9, 13, 18] {
             if let Some((name, _, _)) = static_payload(pt) {
                 m.set(pt, name, 8000);
             }
