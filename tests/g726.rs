@@ -338,3 +338,119 @@ fn the_two_packings_carry_the_same_codewords_in_opposite_bit_order() {
         );
     }
 }
+
+/// A G.726 call through the whole engine: the trunk's client sends G.726-32 (RFC 3551
+/// packing) and the operator's phone AAL2-G726-24, each on a dynamic payload type bound
+/// by the SDP; the recording must hold, from the first packet's place on, the reference
+/// decode of each stream, the operator's on the left and the client's on the right.
+#[test]
+fn a_g726_call_is_recorded_with_the_reference_decode_on_each_channel() {
+    use calltap::config::Config;
+    use calltap::engine::Engine;
+    use calltap::ingest::Ingest;
+    use calltap::pcapgen::b2bua::{self, at, CLIENT};
+    use calltap::pcapgen::scenario::{Dialog, Reply, Req, Scenario};
+    use calltap::pcapgen::{Link, Party};
+    use calltap::replay::replay_files;
+    use calltap::store::Store;
+
+    if !spandsp_available() {
+        skip::skip("python3 with libspandsp.so.2 is not available (Debian: libspandsp2)");
+        return;
+    }
+    const ANSWER_MS: u64 = 1_000;
+    const FIRST_MS: u64 = 1_040;
+    const PACKETS: u64 = 250;
+    const BYE_MS: u64 = 6_500;
+    let client_mode = Mode::new(4, Packing::Rfc3551).expect("mode");
+    let operator_mode = Mode::new(3, Packing::Aal2).expect("mode");
+    let pcm = signal();
+    let n = PACKETS as usize * 160;
+    let client_pcm = &pcm[..n];
+    let operator_pcm: Vec<i16> = pcm[..n].iter().rev().copied().collect();
+    let client_stream = spandsp_encode(client_pcm, client_mode);
+    let operator_stream = spandsp_encode(&operator_pcm, operator_mode);
+
+    let trunk = b2bua::trunk(CLIENT);
+    let phone = b2bua::phone("201");
+    let sdp = |addr: std::net::IpAddr, port: u16| {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {addr}\r\ns=-\r\nc=IN IP4 {addr}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 111 112 101\r\na=rtpmap:111 G726-32/8000\r\n\
+             a=rtpmap:112 AAL2-G726-24/8000\r\na=rtpmap:101 telephone-event/8000\r\n\
+             a=sendrecv\r\n"
+        )
+    };
+    let client_rtp = std::net::SocketAddr::new(trunk.addr, trunk.rtp_port);
+    let operator_rtp = std::net::SocketAddr::new(phone.addr, phone.rtp_port);
+    let mut d = Dialog::new(26, trunk.clone(), phone.clone());
+    let inv = d.invite_with(
+        at(0),
+        Req::new("INVITE").body("application/sdp", &sdp(trunk.addr, trunk.rtp_port)),
+    );
+    d.reply(at(50), &inv, 180);
+    let mut ok = Reply::new(200);
+    ok.body = Some(("application/sdp".into(), sdp(phone.addr, phone.rtp_port)));
+    d.reply(at(ANSWER_MS), &inv, ok);
+    d.ack(at(ANSWER_MS + 3), &inv);
+    b2bua::hang_up(&mut d, Party::Caller, BYE_MS);
+    let mut s = Scenario::new().dialog(d);
+    let rtp = |pt: u8, k: u64, ssrc: u32, payload: &[u8]| {
+        let mut b = vec![0x80, pt];
+        b.extend_from_slice(&(k as u16).to_be_bytes());
+        b.extend_from_slice(&((k * 160) as u32).to_be_bytes());
+        b.extend_from_slice(&ssrc.to_be_bytes());
+        b.extend_from_slice(payload);
+        b
+    };
+    let client_bytes = 160 * usize::from(client_mode.bits()) / 8;
+    let operator_bytes = 160 * usize::from(operator_mode.bits()) / 8;
+    for k in 0..PACKETS {
+        let i = k as usize;
+        let when = at(FIRST_MS + 20 * k);
+        let c = &client_stream[i * client_bytes..(i + 1) * client_bytes];
+        let o = &operator_stream[i * operator_bytes..(i + 1) * operator_bytes];
+        s.raw(when, client_rtp, operator_rtp, &rtp(111, k, 0xC11E, c));
+        s.raw(when, operator_rtp, client_rtp, &rtp(112, k, 0x0DE7, o));
+    }
+    let capture_dir = tempfile::tempdir().expect("temp dir");
+    let capture = capture_dir.path().join("g726.pcap");
+    std::fs::write(&capture, s.pcap(Link::Ethernet)).expect("write capture");
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(dir.path()).expect("store");
+    let config = Config::from_toml(b2bua::CONFIG, "b2bua").expect("config");
+    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = Ingest::new(engine, &store);
+    replay_files(&[capture], &mut ingest, false);
+    drop(ingest);
+
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    assert_eq!(calls.len(), 1, "{calls:#?}");
+    let call = &calls[0];
+    assert_eq!(call.operator.id, "201");
+    let rec = call.media.recording.as_ref().expect("a recording");
+    assert_eq!(rec.sample_rate, 8000);
+    let mut codecs = call.media.codecs.clone();
+    codecs.sort();
+    assert_eq!(codecs, ["AAL2-G726-24", "G726-32"]);
+    let mut reader =
+        hound::WavReader::open(store.recordings_dir().join(&rec.file)).expect("a valid WAV");
+    assert_eq!(reader.spec().channels, 2);
+    let frames: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let (left, right): (Vec<i16>, Vec<i16>) = frames.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+    assert_eq!(left.len() as u64, (BYE_MS - ANSWER_MS) * 8);
+    let from = ((FIRST_MS - ANSWER_MS) * 8) as usize;
+    let operator_ref = spandsp_decode(&operator_stream, operator_mode);
+    let client_ref = spandsp_decode(&client_stream, client_mode);
+    assert_eq!(
+        &left[from..from + n],
+        &operator_ref[..],
+        "left: the operator"
+    );
+    assert_eq!(&right[from..from + n], &client_ref[..], "right: the client");
+    assert!(left[..from].iter().chain(&right[..from]).all(|&x| x == 0));
+}
