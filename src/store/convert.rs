@@ -18,7 +18,7 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -83,7 +83,7 @@ impl ConvertQueue {
             wav: recording.file.clone(),
         };
         self.counters.backlog.fetch_add(1, Ordering::Relaxed);
-        if let Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) = self.tx.try_send(job) {
+        if self.tx.try_send(job).is_err() {
             self.counters.backlog.fetch_sub(1, Ordering::Relaxed);
         }
     }
@@ -203,13 +203,18 @@ fn convert(store: &Store, job: &Job) -> Result<Option<(u64, u64)>, String> {
     };
     let flac_name = format!("{stem}.flac");
     let (wav, flac) = (dir.join(&job.wav), dir.join(&flac_name));
+    // The file the record describes, not a newer one of the same name (a replay
+    // completing a partial record writes one); that one comes as a job of its own.
+    if fs::metadata(&wav).map(|m| m.len()).ok() != Some(old.bytes) {
+        return Ok(None);
+    }
     let bytes = wav_to_flac(&wav, &flac).map_err(|e| e.to_string())?;
     let new = RecordingFile {
         file: flac_name,
         bytes,
         ..old.clone()
     };
-    match store.replace_recording(&job.id, &job.wav, &new) {
+    match store.replace_recording(&job.id, &old, &new) {
         Ok(true) => {}
         Ok(false) => {
             let _ = remove_if_present(&flac);

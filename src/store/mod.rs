@@ -651,12 +651,13 @@ impl Store {
 
     /// Points the stored call `id` at another file for the same audio (a WAV encoded to
     /// FLAC): the record, the recordings index and the bytes total change together, and
-    /// only if the record still names `old_file` (retention or a replay may have moved
-    /// on). Answers whether it did. A whole record changes here and nowhere else.
+    /// only if the record still names `old` as it was (retention, or a replay completing
+    /// a partial record with a new file of the same name, may have moved on). Answers
+    /// whether it did. A whole record changes here and nowhere else.
     pub fn replace_recording(
         &self,
         id: &str,
-        old_file: &str,
+        old: &RecordingFile,
         new: &RecordingFile,
     ) -> Result<bool, StoreError> {
         let Some(start) = self
@@ -675,10 +676,7 @@ impl Store {
                 };
                 let decoded = codec::Entry::parse(&key, &value).and_then(|e| e.decode());
                 let mut record = decoded.map_err(ConflictableTransactionError::Abort)?;
-                let Some(old) = record.media.recording.as_ref() else {
-                    return Ok(false);
-                };
-                if old.file != old_file {
+                if record.media.recording.as_ref() != Some(old) {
                     return Ok(false);
                 }
                 let old_bytes = old.bytes;
