@@ -454,3 +454,84 @@ fn a_g726_call_is_recorded_with_the_reference_decode_on_each_channel() {
     assert_eq!(&right[from..from + n], &client_ref[..], "right: the client");
     assert!(left[..from].iter().chain(&right[..from]).all(|&x| x == 0));
 }
+
+/// A G.726-24 payload cut one octet short (no longer a whole group of eight codewords)
+/// is counted, decoded up to its last whole codeword, and the rest of its 20 ms stays
+/// silent; the stream goes on decoding in step after it. No external tool: the
+/// decoder the media layer uses is compared with the same decoder fed the same
+/// payloads (its exactness is the first test's).
+#[test]
+fn a_truncated_g726_payload_is_counted_and_its_missing_samples_are_silence() {
+    use calltap::call::record::Party;
+    use calltap::capture::Timestamp;
+    use calltap::media::{MediaOptions, MediaTable};
+    use calltap::net::{Datagram, Transport};
+    use calltap::sip::sdp::SessionDescription;
+
+    const CUT: usize = 10;
+    const PACKETS: usize = 50;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut media = MediaTable::new(MediaOptions {
+        recordings_dir: dir.path().to_path_buf(),
+        ..MediaOptions::default()
+    });
+    let sdp = |ip: &str, port: u16| {
+        let body = format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 96\r\na=rtpmap:96 G726-24/8000\r\n"
+        );
+        SessionDescription::parse(body.as_bytes()).expect("SDP")
+    };
+    let t0 = Timestamp::from_nanos(1_772_614_800_000_000_000);
+    let at = |ms: u64| t0.saturating_add(std::time::Duration::from_millis(ms));
+    media.describe("c", t0, Party::Caller, &sdp("10.0.0.1", 4000));
+    media.describe("c", t0, Party::Callee, &sdp("10.0.0.2", 6000));
+    media.answered("c", t0, Party::Callee);
+    let caller: std::net::SocketAddr = "10.0.0.1:4000".parse().expect("addr");
+    let callee: std::net::SocketAddr = "10.0.0.2:6000".parse().expect("addr");
+
+    let mode = Mode::new(3, Packing::Rfc3551).expect("mode");
+    let mut lcg: u32 = 5;
+    let mut reference = G726::new(mode);
+    let mut expected = vec![0i16; PACKETS * 160];
+    for k in 0..PACKETS {
+        let len = if k == CUT { 59 } else { 60 };
+        let payload: Vec<u8> = (0..len)
+            .map(|_| {
+                lcg = lcg.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (lcg >> 24) as u8
+            })
+            .collect();
+        let got = reference.decode(&payload, &mut expected[k * 160..(k + 1) * 160]);
+        assert_eq!(got, if k == CUT { 157 } else { 160 });
+        let mut rtp = vec![0x80, 96];
+        rtp.extend_from_slice(&(k as u16).to_be_bytes());
+        rtp.extend_from_slice(&((k * 160) as u32).to_be_bytes());
+        rtp.extend_from_slice(&0xABCDu32.to_be_bytes());
+        rtp.extend_from_slice(&payload);
+        media.datagram(&Datagram {
+            time: at(20 + 20 * k as u64),
+            src: caller,
+            dst: callee,
+            transport: Transport::Udp,
+            payload: &rtp,
+        });
+    }
+    let summary = media.ended("c", at(1_100)).expect("the call's media");
+    assert_eq!(media.stats().partial_codewords, 1);
+    assert_eq!(summary.codecs, ["G726-24"]);
+    let rec = summary.recording.expect("a recording");
+    let mut reader = hound::WavReader::open(&rec.path).expect("WAV");
+    let frames: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    // The caller is the client: right channel, from the first packet's place (20 ms).
+    let right: Vec<i16> = frames.iter().skip(1).step_by(2).copied().collect();
+    assert_eq!(&right[160..160 + PACKETS * 160], &expected[..]);
+    let gap = &right[160 + CUT * 160 + 157..160 + (CUT + 1) * 160];
+    assert_eq!(gap, [0, 0, 0]);
+    assert!(right[160 + CUT * 160..160 + CUT * 160 + 157]
+        .iter()
+        .any(|&s| s != 0));
+}

@@ -262,4 +262,26 @@ mod tests {
         assert_eq!(preferred_speech(m), Some(Kind::G722));
         assert!(offers_g722(m));
     }
+
+    #[test]
+    fn g726_binds_by_name_and_static_type_2_is_g726_32() {
+        use super::g726::{Mode, Packing};
+        let sdp = crate::sip::sdp::SessionDescription::parse(
+            b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 2 112 113 114\r\n\
+              a=rtpmap:112 AAL2-G726-32/8000\r\na=rtpmap:113 g726-16/8000\r\n\
+              a=rtpmap:114 G726-48/8000\r\n",
+        )
+        .unwrap();
+        let m = sdp.audio().unwrap();
+        let map = PtMap::from_media(m);
+        let g726 = |bits, packing| Kind::G726(Mode::new(bits, packing).unwrap());
+        assert_eq!(map.kind(2), g726(4, Packing::Rfc3551));
+        assert_eq!(map.kind(112), g726(4, Packing::Aal2));
+        assert_eq!(map.kind(113), g726(2, Packing::Rfc3551));
+        assert_eq!(map.kind(114), Kind::Unsupported);
+        assert_eq!(PtMap::default().kind(2), g726(4, Packing::Rfc3551));
+        assert_eq!(map.kind(112).name(), "AAL2-G726-32");
+        assert_eq!(preferred_speech(m), Some(g726(4, Packing::Rfc3551)));
+        assert!(!offers_g722(m));
+    }
 }
