@@ -16,6 +16,7 @@ use crate::engine::{Engine, EngineEvent, InProgress};
 use crate::events::Event;
 use crate::net::stats::Counters;
 use crate::replay::FrameSink;
+use crate::store::convert::ConvertQueue;
 use crate::store::{DiscoveredOperator, Inserted, Store, StoreError};
 
 /// Records held before a write: big enough that a flush is rare during a replay,
@@ -60,6 +61,8 @@ pub struct Ingest<'s> {
     summary: IngestSummary,
     /// Written to the store since the last [`Ingest::sync`].
     unsynced: bool,
+    /// Where stored recordings go to be encoded (the FLAC format), if anywhere.
+    convert: Option<ConvertQueue>,
 }
 
 impl<'s> Ingest<'s> {
@@ -75,7 +78,13 @@ impl<'s> Ingest<'s> {
             call_events: Vec::new(),
             summary,
             unsynced: false,
+            convert: None,
         }
+    }
+
+    /// Stored recordings from now on are handed to `queue` (`[recording] format`).
+    pub fn convert_with(&mut self, queue: ConvertQueue) {
+        self.convert = Some(queue);
     }
 
     pub fn summary(&self) -> &IngestSummary {
@@ -180,6 +189,11 @@ impl<'s> Ingest<'s> {
         match self.store.put_calls(&self.batch) {
             Ok(results) => {
                 for (record, inserted) in self.batch.iter().zip(results) {
+                    if let (Some(q), Some(rec), Inserted::New | Inserted::Completed) =
+                        (&self.convert, &record.media.recording, inserted)
+                    {
+                        q.submit(&record.id, rec);
+                    }
                     match inserted {
                         Inserted::New => {
                             *self
@@ -369,7 +383,8 @@ pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, S
     for entry in entries {
         let entry = entry.map_err(io_err(&dir, "list the recordings folder"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.ends_with(".wav.part") {
+        // A FLAC encode a crash cut short too: the next encoder starts it again.
+        if name.ends_with(".wav.part") || name.ends_with(".flac.part") {
             let path = entry.path();
             remove_if_present(&path).map_err(io_err(&path, "remove a partial recording"))?;
             done.stray_parts += 1;

@@ -18,6 +18,7 @@ use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::net::filter::PreFilter;
 use calltap::replay::{replay_bytes, replay_files, replay_files_until, FileReport};
+use calltap::store::convert::Converter;
 use calltap::store::Store;
 
 #[derive(Parser)]
@@ -267,6 +268,17 @@ fn load_config(path: Option<&Path>) -> Result<Config, String> {
     Config::load(path).map_err(|e| e.to_string())
 }
 
+/// The FLAC encoder when the configured format is FLAC: it first queues what a stop or
+/// crash left as WAV.
+fn start_converter(config: &Config, store: &Arc<Store>) -> Result<Option<Converter>, String> {
+    match config.recording.format {
+        calltap::config::RecordingFormat::Flac => Converter::start(store.clone())
+            .map(Some)
+            .map_err(|e| e.to_string()),
+        calltap::config::RecordingFormat::Wav => Ok(None),
+    }
+}
+
 /// Opens the store and finalises what a crash left in progress.
 fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
     let dir = arg
@@ -435,18 +447,28 @@ fn replay(
         }
         (reports, engine.stats(), summary, None)
     } else {
-        let store = open_store(&config, store_arg)?;
+        let store = Arc::new(open_store(&config, store_arg)?);
+        let converter = start_converter(&config, &store)?;
         let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         if webhooks {
             engine.emit_call_events(&config);
         }
         let mut ingest = Ingest::new(engine, &store);
+        if let Some(c) = &converter {
+            ingest.convert_with(c.queue());
+        }
         stop_replay_on_signals();
         let reports = replay_files_until(&paths, &mut ingest, progress, &STOP_REPLAY);
         let summary = ingest.summary().clone();
+        let engine_stats = ingest.engine.stats();
+        drop(ingest);
+        // The replay ends once what it stored is in the configured format.
+        if let Some(c) = converter {
+            c.finish();
+        }
         (
             reports,
-            ingest.engine.stats(),
+            engine_stats,
             summary,
             Some(store.path().to_path_buf()),
         )
@@ -678,13 +700,17 @@ fn serve(
     if let Some(addr) = listen.listen {
         config.api.listen = addr;
     }
-    let store = open_store(&config, store_arg)?;
+    let store = Arc::new(open_store(&config, store_arg)?);
     let mut made_key = None;
     let mut engine_metrics: Option<serde_json::Value> = None;
     if demo {
+        let converter = start_converter(&config, &store)?;
         let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         engine.emit_call_events(&config);
         let mut ingest = Ingest::new(engine, &store);
+        if let Some(c) = &converter {
+            ingest.convert_with(c.queue());
+        }
         let report = replay_bytes("office-day.pcap", DEMO_CAPTURE, &mut ingest);
         if let Some(why) = report.failed {
             return Err(why);
@@ -693,7 +719,11 @@ fn serve(
             "packets": report.counters,
             "engine": ingest.engine.stats(),
         }));
-        let s = ingest.summary();
+        let s = ingest.summary().clone();
+        drop(ingest);
+        if let Some(c) = converter {
+            c.finish();
+        }
         println!(
             "demo capture: {} calls found, {} for the importer ({} already stored)",
             s.new_calls() + s.duplicates,
@@ -713,7 +743,6 @@ fn serve(
     } else {
         format!("http://{}", config.api.listen)
     };
-    let store = Arc::new(store);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -18,11 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::capture::{Frame, Timestamp};
-use crate::config::Config;
+use crate::config::{Config, RecordingFormat};
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
 use crate::media::AudioGate;
 use crate::replay::FrameSink;
+use crate::store::convert::{ConvertQueue, Converter};
 use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
@@ -213,6 +214,12 @@ async fn serve_and_capture(
         Some(state.link_signer()),
     )?;
     let delivery_metrics = deliveries.metrics();
+    // FLAC storage: the encoder starts with what a stop or crash left as WAV.
+    let converter = match config.recording.format {
+        RecordingFormat::Flac => Some(Converter::start(store.clone()).map_err(|e| e.to_string())?),
+        RecordingFormat::Wav => None,
+    };
+    let convert = converter.as_ref().map(Converter::queue);
 
     let what = source.describe();
     let shared = Arc::new(Shared::new());
@@ -223,15 +230,17 @@ async fn serve_and_capture(
         let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         engine.set_audio_gate(disk.gate().clone());
         engine.emit_call_events(&config);
+        let convert = convert.clone();
         thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(source, engine, &store, &commands, &shared))
+            .spawn(move || capture_loop(source, engine, &store, convert, &commands, &shared))
             .map_err(|e| format!("cannot start the capture thread: {e}"))?
     };
 
     {
         let metrics = shared.clone();
         let disk = disk.clone();
+        let encoder = convert.clone();
         state.set_metrics_source(Arc::new(move |out: &mut String| {
             let snapshot = metrics.snapshot();
             crate::api::prometheus_from_json("calltap", &snapshot, out);
@@ -239,9 +248,14 @@ async fn serve_and_capture(
             let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
             delivery_metrics.write_prometheus(out);
+            if let Some(q) = &encoder {
+                let flac = serde_json::to_value(q.stats()).unwrap_or_default();
+                crate::api::prometheus_from_json("calltap_flac", &flac, out);
+            }
         }));
         let shared = shared.clone();
         let what = what.clone();
+        let encoder = convert.clone();
         state.set_status_source(Arc::new(move || {
             let snapshot = shared.snapshot();
             json!({
@@ -249,6 +263,7 @@ async fn serve_and_capture(
                 "interfaces": snapshot.get("capture").cloned().unwrap_or(Value::Null),
                 "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
                 "dialogs": snapshot.pointer("/engine/dialogs"),
+                "flac_encoder": encoder.as_ref().map(ConvertQueue::stats),
             })
         }));
     }
@@ -495,10 +510,14 @@ fn capture_loop(
     mut source: Box<dyn FrameSource>,
     engine: Engine,
     store: &Store,
+    convert: Option<ConvertQueue>,
     commands: &Receiver<Control>,
     shared: &Shared,
 ) -> RunSummary {
     let mut ingest = Ingest::new(engine, store);
+    if let Some(q) = convert {
+        ingest.convert_with(q);
+    }
     let mut frames = 0u64;
     let mut frames_at_tick = 0u64;
     let mut next_tick = Instant::now() + TICK_EVERY;
@@ -673,7 +692,14 @@ mod tests {
         let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         let (control, commands) = mpsc::channel();
         let handle = thread::spawn(move || {
-            capture_loop(Box::new(source), engine, &store, &commands, &Shared::new())
+            capture_loop(
+                Box::new(source),
+                engine,
+                &store,
+                None,
+                &commands,
+                &Shared::new(),
+            )
         });
         (control, handle)
     }

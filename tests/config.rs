@@ -428,7 +428,13 @@ source = "talk_seconds"
 
 #[test]
 fn other_values_are_checked_with_their_line() {
-    rejected("[recording]\nformat = \"mp3\"\n", 2, "[recording] format");
+    let mp3 = rejected("[recording]\nformat = \"mp3\"\n", 2, "[recording] format");
+    assert!(mp3.contains("not built in this version"), "{mp3}");
+    let ogg = rejected("[recording]\nformat = \"ogg\"\n", 2, "[recording] format");
+    assert!(ogg.contains("\"flac\""), "{ogg}");
+    let flac = Config::from_toml("[recording]\nformat = \"flac\"\n", "calltap.toml")
+        .expect("flac is a format");
+    assert_eq!(flac.recording.format, RecordingFormat::Flac);
     rejected("[api]\ntls_cert = \"/etc/cert.pem\"\n", 2, "[api] tls_cert");
     rejected(
         "[capture]\nrtp_ports = \"20000-10000\"\n",

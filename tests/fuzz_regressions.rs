@@ -14,10 +14,11 @@ use calltap_fuzz::targets;
 
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 8] = [
+const TARGETS: [Target; 9] = [
     ("capture_file", targets::capture_file::run),
     ("engine", targets::engine::run),
     ("frame_decoder", targets::frame_decoder::run),
+    ("g726", targets::g726::run),
     ("live_block", targets::live_block::run),
     ("rtp", targets::rtp::run),
     ("sdp", targets::sdp::run),

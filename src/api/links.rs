@@ -1,6 +1,10 @@
 //! Recording links: `GET /calls/{id}/recording` hands out a signed, expiring URL, and
-//! `GET /recordings/{id}.wav?exp=..&sig=..` serves the WAV to whoever holds one, without
-//! `X-Secret-Key` (the importer downloads the URL on its own).
+//! `GET /recordings/{id}.wav?exp=..&sig=..` (or `.flac`) serves the recording to whoever
+//! holds one, without `X-Secret-Key` (the importer downloads the URL on its own).
+//!
+//! The file served is the one the record names when the link is used, whatever the
+//! link's extension: a WAV encoded to FLAC after the link was made is served as the
+//! FLAC, with its own type and file name.
 //!
 //! The signature is HMAC-SHA256 over `id|exp` (an id never holds `|`), hex. The first
 //! link key signs and every link key verifies, so a key can be rotated while links made
@@ -30,8 +34,6 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The longest call id accepted in a path; calltap's own ids are 26 characters.
 const MAX_ID_LEN: usize = 128;
-
-const WAV: &str = "audio/wav";
 
 /// The link keys in force.
 pub(crate) struct LinkKeys {
@@ -121,11 +123,11 @@ fn now_unix() -> u64 {
 }
 
 /// A signed link to call `id`'s recording, valid for `[api] link_ttl_secs` from now.
-pub(crate) fn signed_url(live: &Live, id: &str) -> String {
+pub(crate) fn signed_url(live: &Live, id: &str, ext: &str) -> String {
     let exp = now_unix().saturating_add(live.api.link_ttl_secs);
     let sig = live.link_keys.sign(id, exp);
     format!(
-        "{}/recordings/{id}.wav?exp={exp}&sig={sig}",
+        "{}/recordings/{id}.{ext}?exp={exp}&sig={sig}",
         live.api.link_base()
     )
 }
@@ -181,6 +183,9 @@ pub(crate) struct RecordingLink {
     mime_type: &'static str,
 }
 
+/// The extensions a link's file name may carry.
+const EXTENSIONS: [&str; 2] = [".wav", ".flac"];
+
 /// `GET /calls/{id}/recording`.
 pub(crate) async fn recording(
     State(state): State<AppState>,
@@ -188,16 +193,17 @@ pub(crate) async fn recording(
 ) -> Result<Json<RecordingLink>, ApiError> {
     let id = path_param(path)?;
     let id = checked_id(&id)?;
-    recording_of(&state, id).await?;
+    let file = recording_of(&state, id).await?;
+    let ext = file.extension();
     let live = state.live();
     Ok(Json(RecordingLink {
-        url: signed_url(&live, id),
-        filename: format!("call_recording_{id}.wav"),
-        mime_type: WAV,
+        url: signed_url(&live, id, ext),
+        filename: format!("call_recording_{id}.{ext}"),
+        mime_type: file.mime_type(),
     }))
 }
 
-/// `GET /recordings/{id}.wav?exp=..&sig=..`: the WAV, with Range support: tower-http's
+/// `GET /recordings/{id}.wav?exp=..&sig=..`: the recording, with Range support: tower-http's
 /// `ServeFile` serves the file (HEAD, `Last-Modified`, `If-Modified-Since`,
 /// `If-Unmodified-Since`, one range), after [`range_plan`] has decided what the Range
 /// header means under RFC 9110.
@@ -208,9 +214,12 @@ pub(crate) async fn download(
     request: Request,
 ) -> Result<Response, ApiError> {
     let file = path_param(path)?;
-    let id = file
-        .strip_suffix(".wav")
-        .ok_or_else(|| ApiError::not_found("recordings are served as <call id>.wav"))?;
+    let id = EXTENSIONS
+        .iter()
+        .find_map(|ext| file.strip_suffix(ext))
+        .ok_or_else(|| {
+            ApiError::not_found("recordings are served as <call id>.wav or <call id>.flac")
+        })?;
     let id = checked_id(id)?;
     let (exp, sig) = link_params(query.as_deref().unwrap_or(""))?;
     if !state.live().link_keys.verify(id, exp, sig) {
@@ -225,35 +234,54 @@ pub(crate) async fn download(
             "this link expired at {exp} (Unix time): ask GET /calls/{{id}}/recording for a new one"
         )));
     }
-    let recording = recording_of(&state, id).await?;
-    let path = state
-        .store()
-        .recordings_dir()
-        .join(safe_name(&recording.file)?);
-    let size = tokio::fs::metadata(&path)
-        .await
-        .map_err(|_| {
-            ApiError::not_found(format!("the recording of call {id:?} is no longer on disk"))
-        })?
-        .len();
-    let mut request = request;
-    match range_plan(request.headers().get(header::RANGE), size) {
-        RangePlan::AsAsked => {}
-        RangePlan::Whole => {
-            request.headers_mut().remove(header::RANGE);
+    let (parts, _) = request.into_parts();
+    // Twice at most: a WAV encoded to FLAC between reading the record and opening the
+    // file is gone, and the record read again names the FLAC.
+    let mut attempts = 0;
+    let (recording, response) = loop {
+        attempts += 1;
+        let recording = recording_of(&state, id).await?;
+        let path = state
+            .store()
+            .recordings_dir()
+            .join(safe_name(&recording.file)?);
+        let size = match tokio::fs::metadata(&path).await {
+            Ok(meta) => meta.len(),
+            Err(_) if attempts < 2 => continue,
+            Err(_) => {
+                return Err(ApiError::not_found(format!(
+                    "the recording of call {id:?} is no longer on disk"
+                )))
+            }
+        };
+        let mut request = Request::from_parts(parts.clone(), axum::body::Body::empty());
+        match range_plan(request.headers().get(header::RANGE), size) {
+            RangePlan::AsAsked => {}
+            RangePlan::Whole => {
+                request.headers_mut().remove(header::RANGE);
+            }
+            RangePlan::WholeAsRange => {
+                request
+                    .headers_mut()
+                    .insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
+            }
+            RangePlan::Unsatisfiable => {
+                return Err(ApiError::RangeNotSatisfiable { size: Some(size) })
+            }
         }
-        RangePlan::WholeAsRange => {
-            request
-                .headers_mut()
-                .insert(header::RANGE, HeaderValue::from_static("bytes=0-"));
+        let mime: mime::Mime = recording
+            .mime_type()
+            .parse()
+            .map_err(|e| ApiError::Internal(format!("recording type: {e}")))?;
+        let response = ServeFile::new_with_mime(path, &mime)
+            .oneshot(request)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot serve the recording: {e}")))?;
+        if response.status() == StatusCode::NOT_FOUND && attempts < 2 {
+            continue;
         }
-        RangePlan::Unsatisfiable => return Err(ApiError::RangeNotSatisfiable { size: Some(size) }),
-    }
-    let mime: mime::Mime = WAV.parse().expect("audio/wav is a valid MIME type");
-    let response = ServeFile::new_with_mime(path, &mime)
-        .oneshot(request)
-        .await
-        .map_err(|e| ApiError::Internal(format!("cannot serve the recording: {e}")))?;
+        break (recording, response);
+    };
     let status = response.status();
     if status == StatusCode::RANGE_NOT_SATISFIABLE {
         let size = response
@@ -275,9 +303,10 @@ pub(crate) async fn download(
         )));
     }
     let mut response = response.map(axum::body::Body::new).into_response();
-    if let Ok(v) =
-        HeaderValue::from_str(&format!("attachment; filename=\"call_recording_{id}.wav\""))
-    {
+    let ext = recording.extension();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "attachment; filename=\"call_recording_{id}.{ext}\""
+    )) {
         response
             .headers_mut()
             .insert(header::CONTENT_DISPOSITION, v);

@@ -167,9 +167,10 @@ impl AppState {
     }
 
     /// A signed link to call `id`'s recording as `GET /calls/{id}/recording` gives it
-    /// (webhooks' `recording.ready` events, signed when they are sent).
+    /// (webhooks' `recording.ready` events, signed when they are sent). The link serves
+    /// whatever file the record names, so a WAV link still works once it is FLAC.
     pub fn recording_url(&self, id: &str) -> String {
-        links::signed_url(&self.live(), id)
+        links::signed_url(&self.live(), id, "wav")
     }
 
     /// What signs `recording.ready` links for webhook delivery.

@@ -339,7 +339,7 @@ pub(crate) fn spec(live: &Live) -> Value {
                 "responses": merge(json!({"202": ok("WebhookRetryQueued", "Queued")}), error_responses(&["400", "401", "404", "500"]))
             }},
             "/recordings/{file}": {"get": {
-                "summary": "The WAV behind a recording link (the link's signature is the credential; Range supported)",
+                "summary": "The recording behind a link, WAV or FLAC as stored (the link's signature is the credential; Range supported)",
                 "parameters": [
                     {"name": "file", "in": "path", "required": true, "schema": {"type": "string"}},
                     {"name": "exp", "in": "query", "required": true, "description": "Expiry, Unix seconds, in plain decimal as the link has it", "schema": {"type": "integer", "minimum": 0}},
@@ -347,8 +347,8 @@ pub(crate) fn spec(live: &Live) -> Value {
                     {"name": "Range", "in": "header", "required": false, "description": "RFC 9110 byte range; one range is answered 206, an unparsable, foreign-unit or multi-range header the whole file", "schema": {"type": "string"}}
                 ],
                 "responses": merge(json!({
-                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}},
-                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}}}
+                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}}}
                 }), error_responses(&["400", "403", "404", "416", "500"]))
             }}
         }

@@ -150,6 +150,24 @@ pub struct RecordingFile {
     pub duration_ms: u64,
 }
 
+impl RecordingFile {
+    /// The file's format, by its name: what the recording is served as.
+    pub fn extension(&self) -> &'static str {
+        if self.file.ends_with(".flac") {
+            "flac"
+        } else {
+            "wav"
+        }
+    }
+
+    pub fn mime_type(&self) -> &'static str {
+        match self.extension() {
+            "flac" => "audio/flac",
+            _ => "audio/wav",
+        }
+    }
+}
+
 /// What the media told about the call (filled by the recordings layer).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MediaFacts {

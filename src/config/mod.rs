@@ -448,7 +448,8 @@ impl Default for LimitsConfig {
     }
 }
 
-/// The recording file format.
+/// The recording file format. Opus and MP3 are names an administrator may try; they
+/// are refused until an encoder for them is built in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RecordingFormat {
@@ -456,14 +457,22 @@ pub enum RecordingFormat {
     /// conversion, and what can be written incrementally without an encoder.
     #[default]
     Wav,
+    /// FLAC, lossless: the WAV is written as usual while the call runs, then encoded in
+    /// the background (src/store/convert.rs); about half the bytes of the WAV.
+    Flac,
 }
 
 impl<'de> Deserialize<'de> for RecordingFormat {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         values::parse_str(d, "a recording format", |text| match text {
             "wav" => Ok(RecordingFormat::Wav),
+            "flac" => Ok(RecordingFormat::Flac),
+            "opus" | "mp3" => Err(format!(
+                "{text:?} is not built in this version: use \"wav\" or \"flac\""
+            )),
             other => Err(format!(
-                "{other:?} is not a supported format: only \"wav\" (stereo 16-bit PCM) is"
+                "{other:?} is not a recording format: \"wav\" (stereo 16-bit PCM) or \
+                 \"flac\" (lossless, about half the size)"
             )),
         })
     }
@@ -475,7 +484,7 @@ impl<'de> Deserialize<'de> for RecordingFormat {
 pub struct RecordingConfig {
     /// Write recordings. Default true: recordings are half of what the importer asks for.
     pub enabled: bool,
-    /// File format. Default and only choice for now: "wav".
+    /// File format: "wav" (default) or "flac".
     pub format: RecordingFormat,
 }
 
@@ -792,10 +801,10 @@ impl Config {
         let _ = writeln!(
             out,
             "recording: {}",
-            if self.recording.enabled {
-                "stereo WAV"
-            } else {
-                "off"
+            match (self.recording.enabled, self.recording.format) {
+                (false, _) => "off",
+                (true, RecordingFormat::Wav) => "stereo WAV",
+                (true, RecordingFormat::Flac) => "stereo WAV while the call runs, stored as FLAC",
             }
         );
         if self.operators.is_empty() {

@@ -93,8 +93,8 @@ fn data(kind: EventKind, record: &CallRecord, config: &Config) -> Value {
             put(
                 "recording",
                 json!({
-                    "filename": format!("call_recording_{}.wav", record.id),
-                    "mimeType": "audio/wav",
+                    "filename": format!("call_recording_{}.{}", record.id, rec.extension()),
+                    "mimeType": rec.mime_type(),
                     "bytes": rec.bytes,
                     "durationMs": rec.duration_ms,
                 }),

@@ -1,18 +1,20 @@
 //! Payload types to codecs (through the SDP's rtpmap), and the G.711 decoder (a table);
-//! G.722 is in `g722.rs`.
+//! G.722 is in `g722.rs`, G.726 in `g726.rs`.
 
+use super::g726;
 use crate::sip::sdp::{static_payload, MediaDescription};
 
 /// What a payload type carries, as far as recording is concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
-#[repr(u8)]
 pub enum Kind {
     /// Not announced by the SDP and not a static type we know: not this stream's.
     #[default]
-    Unknown = 0,
+    Unknown,
     Pcmu,
     Pcma,
     G722,
+    /// G.726 at one rate, in one packing.
+    G726(g726::Mode),
     /// RFC 4733 telephone-event: DTMF digits, never audio.
     Event,
     /// RFC 3389 comfort noise: silence, never decoded.
@@ -34,6 +36,8 @@ impl Kind {
             Kind::Event
         } else if is("CN") {
             Kind::Cn
+        } else if let Some(mode) = g726::Mode::from_name(name) {
+            Kind::G726(mode)
         } else {
             Kind::Unsupported
         }
@@ -43,7 +47,7 @@ impl Kind {
     pub fn is_speech(self) -> bool {
         matches!(
             self,
-            Kind::Pcmu | Kind::Pcma | Kind::G722 | Kind::Unsupported
+            Kind::Pcmu | Kind::Pcma | Kind::G722 | Kind::G726(_) | Kind::Unsupported
         )
     }
 
@@ -61,6 +65,7 @@ impl Kind {
             Kind::Pcmu => "PCMU",
             Kind::Pcma => "PCMA",
             Kind::G722 => "G722",
+            Kind::G726(mode) => mode.name(),
             Kind::Event => "telephone-event",
             Kind::Cn => "CN",
             Kind::Unsupported => "unsupported",
@@ -89,7 +94,7 @@ impl Default for PtMap {
             clock_khz: [8; 128],
             unsupported: Vec::new(),
         };
-        for pt in [0u8, 8, 9, 13, 18] {
+        for pt in [0u8, 2, 8, 9, 13, 18] {
             if let Some((name, _, _)) = static_payload(pt) {
                 m.set(pt, name, 8000);
             }
@@ -256,5 +261,27 @@ mod tests {
         assert_eq!(map.kind(100), Kind::Unknown);
         assert_eq!(preferred_speech(m), Some(Kind::G722));
         assert!(offers_g722(m));
+    }
+
+    #[test]
+    fn g726_binds_by_name_and_static_type_2_is_g726_32() {
+        use super::g726::{Mode, Packing};
+        let sdp = crate::sip::sdp::SessionDescription::parse(
+            b"v=0\r\nc=IN IP4 10.0.0.1\r\nm=audio 4000 RTP/AVP 2 112 113 114\r\n\
+              a=rtpmap:112 AAL2-G726-32/8000\r\na=rtpmap:113 g726-16/8000\r\n\
+              a=rtpmap:114 G726-48/8000\r\n",
+        )
+        .unwrap();
+        let m = sdp.audio().unwrap();
+        let map = PtMap::from_media(m);
+        let g726 = |bits, packing| Kind::G726(Mode::new(bits, packing).unwrap());
+        assert_eq!(map.kind(2), g726(4, Packing::Rfc3551));
+        assert_eq!(map.kind(112), g726(4, Packing::Aal2));
+        assert_eq!(map.kind(113), g726(2, Packing::Rfc3551));
+        assert_eq!(map.kind(114), Kind::Unsupported);
+        assert_eq!(PtMap::default().kind(2), g726(4, Packing::Rfc3551));
+        assert_eq!(map.kind(112).name(), "AAL2-G726-32");
+        assert_eq!(preferred_speech(m), Some(g726(4, Packing::Rfc3551)));
+        assert!(!offers_g722(m));
     }
 }

@@ -26,6 +26,7 @@
 
 mod codec;
 mod g722;
+pub mod g726;
 mod gate;
 pub mod quality;
 pub mod rtp;
@@ -125,6 +126,9 @@ pub struct MediaStats {
     /// A speech payload type changing nearly every packet.
     pub payload_type_flapping: u64,
     pub payload_too_long: u64,
+    /// G.726 payloads that end inside a codeword (truncated): the whole codewords are
+    /// decoded, the rest of the packet's time is silence.
+    pub partial_codewords: u64,
     /// From another address than the direction's latched source, while it is active.
     pub foreign_source: u64,
     /// Packets of a new SSRC never confirmed by a following packet (one-packet glitches).
@@ -806,7 +810,8 @@ fn summarize(c: &CallMedia) -> (MediaSummary, Option<String>) {
     let mut codecs: Vec<String> = Vec::new();
     let mut unsupported: Option<String> = None;
     for s in &c.streams {
-        for (i, name) in ["PCMU", "PCMA", "G722"].into_iter().enumerate() {
+        let g726 = s.g726_name.unwrap_or("G726-32");
+        for (i, name) in ["PCMU", "PCMA", "G722", g726].into_iter().enumerate() {
             if s.decoded[i] > 0 && !codecs.iter().any(|c| c == name) {
                 codecs.push(name.to_string());
             }

@@ -27,6 +27,7 @@ use crate::base::Timestamp;
 
 use super::codec::{decode_g711, Kind, ALAW, ULAW};
 use super::g722::G722;
+use super::g726::G726;
 use super::quality::DirectionQuality;
 use super::rtp::{RtpPacket, TelephoneEvent};
 use super::wav::{Recorder, MAX_PACKET_FRAMES};
@@ -151,11 +152,14 @@ pub struct Stream {
     flap: u32,
     prev_sample: i16,
     g722: Option<Box<G722>>,
+    g726: Option<Box<G726>>,
     last_event_ts: Option<u32>,
 
     pub q: DirectionQuality,
-    /// Speech packets decoded, per codec (PCMU, PCMA, G722).
-    pub decoded: [u64; 3],
+    /// Speech packets decoded, per codec (PCMU, PCMA, G722, G726).
+    pub decoded: [u64; 4],
+    /// The G.726 rate and packing decoded last, for the record's codec list.
+    pub g726_name: Option<&'static str>,
     pub unsupported: u64,
     pub unsupported_name: Option<String>,
     pub events: u64,
@@ -253,6 +257,7 @@ impl Stream {
         self.last_transit = None;
         self.cur_pt = None;
         self.g722 = None;
+        self.g726 = None;
     }
 
     fn source_expected(&self) -> u64 {
@@ -374,6 +379,13 @@ impl Stream {
             if kind != Kind::G722 {
                 self.g722 = None;
             }
+            if self
+                .g726
+                .as_ref()
+                .is_some_and(|d| Kind::G726(d.mode()) != kind)
+            {
+                self.g726 = None;
+            }
         }
         if kind == Kind::Unsupported {
             self.unsupported += 1;
@@ -415,10 +427,17 @@ impl Stream {
         };
         let rate = i64::from(rec.rate());
         let codec_rate = i64::from(kind.sample_rate());
-        let n_in = if kind == Kind::G722 {
-            payload.len() * 2
-        } else {
-            payload.len()
+        let n_in = match kind {
+            Kind::G722 => payload.len() * 2,
+            Kind::G726(mode) => {
+                if mode.is_partial(payload.len()) {
+                    // Decoded up to the last whole codeword; the rest of the packet's
+                    // time stays silent (a gap, as loss).
+                    out.stats.partial_codewords += 1;
+                }
+                mode.samples(payload.len())
+            }
+            _ => payload.len(),
         };
         let n = (n_in as i64 * rate / codec_rate) as usize;
         if n == 0 {
@@ -513,12 +532,19 @@ impl Stream {
                     .decode(payload, decoded);
                 decoded[got..].fill(0);
             }
+            Kind::G726(mode) => {
+                let d = self.g726.get_or_insert_with(|| Box::new(G726::new(mode)));
+                let got = d.decode(payload, decoded);
+                decoded[got..].fill(0);
+                self.g726_name = Some(mode.name());
+            }
             _ => return,
         }
         self.decoded[match kind {
             Kind::Pcmu => 0,
             Kind::Pcma => 1,
-            _ => 2,
+            Kind::G722 => 2,
+            _ => 3,
         }] += 1;
         let frames: &[i16] = if rate == codec_rate {
             decoded

@@ -120,6 +120,9 @@ impl MediaDescription {
 pub fn static_payload(pt: u8) -> Option<(&'static str, u32, u8)> {
     Some(match pt {
         0 => ("PCMU", 8000, 1),
+        // RFC 3551 withdrew type 2 (RFC 1890's G721), but gear that still sends it means
+        // G.726-32 in RFC 3551 packing.
+        2 => ("G726-32", 8000, 1),
         3 => ("GSM", 8000, 1),
         4 => ("G723", 8000, 1),
         5 => ("DVI4", 8000, 1),

@@ -27,7 +27,8 @@
 //!     per endpoint (see `deliveries`);
 //!   - `meta`: `schema_version` (u32 BE), the call counters (u64 BE) by outcome, and the
 //!     recordings' count and total bytes;
-//! - `recordings/`: WAV files, owned by the recording layer.
+//! - `recordings/`: WAV files, owned by the recording layer, and the FLAC files
+//!   `convert` makes of them when the configured format is FLAC.
 //!
 //! Durability: a call is written in one sled transaction (record, id entry, counters,
 //! and the removal of its in-progress state) and the database is flushed before
@@ -36,6 +37,7 @@
 //! flush, for replay. Other writes ride sled's own flush (every 500 ms) unless noted.
 
 mod codec;
+pub mod convert;
 pub mod deliveries;
 mod error;
 mod operators;
@@ -51,7 +53,7 @@ use std::sync::Arc;
 use sled::transaction::{ConflictableTransactionError, TransactionError};
 use sled::Transactional;
 
-use crate::call::{CallRecord, Outcome};
+use crate::call::{CallRecord, Outcome, RecordingFile};
 
 pub use error::StoreError;
 pub use operators::DiscoveredOperator;
@@ -669,6 +671,63 @@ impl Store {
                 Ok(forgotten)
             })
             .map_err(transaction_error)
+    }
+
+    /// Points the stored call `id` at another file for the same audio (a WAV encoded to
+    /// FLAC): the record, the recordings index and the bytes total change together, and
+    /// only if the record still names `old` as it was (retention, or a replay completing
+    /// a partial record with a new file of the same name, may have moved on). Answers
+    /// whether it did. A whole record changes here and nowhere else.
+    pub fn replace_recording(
+        &self,
+        id: &str,
+        old: &RecordingFile,
+        new: &RecordingFile,
+    ) -> Result<bool, StoreError> {
+        let Some(start) = self
+            .by_id
+            .get(id.as_bytes())
+            .map_err(StoreError::db("by_id"))?
+        else {
+            return Ok(false);
+        };
+        let key = codec::call_key(codec::u64_value("by_id", id, &start)?, id);
+        let trees = (&self.calls, &self.meta, &self.recordings_index);
+        trees
+            .transaction(|(calls, meta, index)| {
+                let Some(value) = calls.get(key.as_slice())? else {
+                    return Ok(false);
+                };
+                let decoded = codec::Entry::parse(&key, &value).and_then(|e| e.decode());
+                let mut record = decoded.map_err(ConflictableTransactionError::Abort)?;
+                if record.media.recording.as_ref() != Some(old) {
+                    return Ok(false);
+                }
+                let old_bytes = old.bytes;
+                record.media.recording = Some(new.clone());
+                let encoded =
+                    codec::encode_record(&record).map_err(ConflictableTransactionError::Abort)?;
+                calls.insert(key.as_slice(), encoded)?;
+                if index.get(key.as_slice())?.is_some() {
+                    index.insert(key.as_slice(), codec::recording_value(new.bytes, &new.file))?;
+                    add_counter(meta, RECORDING_BYTES_COUNTER, new.bytes, old_bytes)?;
+                }
+                Ok(true)
+            })
+            .map_err(transaction_error)
+    }
+
+    /// Every (id, file name) the recordings index holds: what the FLAC encoder checks at
+    /// start for WAVs still to encode. One sequential scan, no record decoded.
+    pub fn recording_files(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.recordings_index.iter() {
+            let (key, value) = item.map_err(StoreError::db("recordings"))?;
+            let (_, id) = codec::split_key("recordings", &key)?;
+            let (_, file) = codec::parse_recording_value(&id, &value)?;
+            out.push((id, file));
+        }
+        Ok(out)
     }
 
     /// Recordings named by stored records, and their bytes (counters, no walk).

@@ -4,6 +4,7 @@
 pub mod capture_file;
 pub mod engine;
 pub mod frame_decoder;
+pub mod g726;
 pub mod live_block;
 pub mod rtp;
 pub mod sdp;

@@ -1,5 +1,6 @@
 //! Datagrams on a call's media ports -> `MediaTable`: the RTP entry point. A call is
-//! described (PCMU and G.722 offered, telephone-event) and answered, then each input
+//! described (PCMU, G.722, G.726-32 static and G.726-24 and AAL2-G726-40 dynamic
+//! offered, telephone-event) and answered, then each input
 //! chunk arrives as a datagram, in either direction, with recording on; the call ends
 //! and its WAV must be written without a panic, whatever the bytes.
 
@@ -15,7 +16,8 @@ use calltap::sip::SessionDescription;
 fn sdp(port: u16) -> SessionDescription {
     let body = format!(
         "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.{}\r\nt=0 0\r\n\
-         m=audio {port} RTP/AVP 0 9 101\r\na=rtpmap:101 telephone-event/8000\r\n",
+         m=audio {port} RTP/AVP 0 9 2 96 97 101\r\na=rtpmap:96 G726-24/8000\r\n\
+         a=rtpmap:97 AAL2-G726-40/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
         port / 1000
     );
     SessionDescription::parse(body.as_bytes()).expect("a valid SDP")

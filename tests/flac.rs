@@ -1,0 +1,471 @@
+//! FLAC storage (`[recording] format = "flac"`): the WAV a call is recorded into is
+//! encoded once the call is stored, losslessly (symphonia, another implementation than
+//! the encoder, decodes it back to the WAV's samples, channel by channel); the record,
+//! the store's totals, retention and the API then see the FLAC; and a SIGKILL while the
+//! real binary encodes leaves every record naming a whole file, the WAV served, and the
+//! next start encodes what was left.
+
+use std::fs::File;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use calltap::capture::Timestamp;
+use calltap::config::Config;
+use calltap::engine::Engine;
+use calltap::ingest::Ingest;
+use calltap::pcapgen::{ByteOrder, CallScript, Link, Party, PcapFile, Phone, Signal, TsResolution};
+use calltap::replay::replay_files;
+use calltap::store::convert::{wav_to_flac, Converter};
+use calltap::store::retention::Retention;
+use calltap::store::Store;
+use symphonia_bundle_flac::{FlacDecoder, FlacReader};
+use symphonia_core::audio::SampleBuffer;
+use symphonia_core::codecs::{Decoder, DecoderOptions};
+use symphonia_core::formats::{FormatOptions, FormatReader};
+use symphonia_core::io::MediaSourceStream;
+
+/// A decoded recording: rate, channels, interleaved samples.
+type Pcm = (u32, u16, Vec<i16>);
+
+fn read_wav(path: &Path) -> Pcm {
+    let mut r = hound::WavReader::open(path).expect("a valid WAV");
+    let spec = r.spec();
+    let samples = r.samples::<i16>().map(|s| s.expect("sample")).collect();
+    (spec.sample_rate, spec.channels, samples)
+}
+
+/// symphonia's FLAC reader and decoder.
+fn read_flac(path: &Path) -> Pcm {
+    let file = File::open(path).expect("the FLAC");
+    let mss = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut reader = FlacReader::try_new(mss, &FormatOptions::default()).expect("a FLAC stream");
+    let params = reader
+        .default_track()
+        .expect("a track")
+        .codec_params
+        .clone();
+    let rate = params.sample_rate.expect("a rate");
+    let channels = params.channels.expect("channels").count() as u16;
+    let mut decoder =
+        FlacDecoder::try_new(&params, &DecoderOptions { verify: true }).expect("a FLAC decoder");
+    let mut out = Vec::new();
+    loop {
+        let packet = match reader.next_packet() {
+            Ok(p) => p,
+            Err(symphonia_core::errors::Error::IoError(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                break
+            }
+            Err(e) => panic!("reading {}: {e}", path.display()),
+        };
+        let decoded = decoder.decode(&packet).expect("a FLAC frame");
+        let mut buf = SampleBuffer::<i16>::new(decoded.capacity() as u64, *decoded.spec());
+        buf.copy_interleaved_ref(decoded);
+        out.extend_from_slice(buf.samples());
+    }
+    (rate, channels, out)
+}
+
+#[test]
+fn flac_decodes_to_the_wavs_samples_channel_by_channel() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for rate in [8000u32, 16_000] {
+        let wav = dir.path().join(format!("r{rate}.wav"));
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&wav, spec).expect("WAV");
+        let mut lcg: u32 = 7;
+        // Left: a tone with silences; right: noise at another level. Ten seconds and a
+        // bit, so the last FLAC block is a short one.
+        for n in 0..(10 * rate + 123) {
+            let t = f64::from(n) / f64::from(rate);
+            let left = if (t * 2.0) as u32 % 3 == 2 {
+                0.0
+            } else {
+                9000.0 * (std::f64::consts::TAU * 440.0 * t).sin()
+            };
+            lcg = lcg.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            w.write_sample(left.round() as i16).expect("sample");
+            w.write_sample((lcg >> 16) as i16 / 16).expect("sample");
+        }
+        w.finalize().expect("WAV written");
+        let flac = dir.path().join(format!("r{rate}.flac"));
+        let bytes = wav_to_flac(&wav, &flac).expect("encoded");
+        assert_eq!(std::fs::metadata(&flac).expect("FLAC").len(), bytes);
+        assert!(!dir.path().join(format!("r{rate}.flac.part")).exists());
+        let wav_bytes = std::fs::metadata(&wav).expect("WAV").len();
+        assert!(bytes < wav_bytes, "{bytes} >= {wav_bytes}");
+        assert_eq!(read_flac(&flac), read_wav(&wav), "{rate} Hz");
+    }
+}
+
+/// Calls of `talk_s` seconds each, every party with its own signal.
+fn calls_capture(calls: usize, talk_s: u64) -> Vec<u8> {
+    let base = Timestamp::from_nanos(1_772_614_800 * 1_000_000_000);
+    let mut packets = Vec::new();
+    for i in 0..calls {
+        let n = i as u32;
+        let caller = Phone::new(
+            &format!("{}", 201 + i),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 1, 20 + i as u8)),
+            16_000 + 2 * i as u16,
+        )
+        .signal(Signal::Tone {
+            freq_hz: 300 + 100 * n,
+            amplitude: 6000,
+        });
+        let callee = Phone::new(
+            &format!("+1555{:07}", 1000 + i),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 20 + i as u8)),
+            26_000 + 2 * i as u16,
+        )
+        .signal(Signal::Spurts {
+            f0_hz: 500 + 50 * n,
+            f1_hz: 2500,
+            on_ms: 700,
+            off_ms: 400,
+            offset_ms: 0,
+            amplitude: 8000,
+        });
+        let script = CallScript::new(0xF1AC + i as u64)
+            .caller(caller)
+            .callee(callee)
+            .start(base.saturating_add(Duration::from_millis(1_500 * i as u64)))
+            .talk(Duration::from_secs(talk_s))
+            .hangup_by(Party::Callee);
+        packets.extend(script.to_vec());
+    }
+    packets.sort_by_key(|p| p.time);
+    let mut pcap = PcapFile::new(
+        Vec::new(),
+        Link::Ethernet,
+        ByteOrder::Little,
+        TsResolution::Micro,
+    )
+    .expect("writer");
+    for p in &packets {
+        pcap.write_packet(p).expect("written");
+    }
+    pcap.finish().expect("capture")
+}
+
+const CONFIG: &str = "[network]\ninternal = [\"10.0.0.0/16\"]\n";
+
+/// Replays `capture` into a new store at `dir`, encoding to FLAC when `flac`.
+fn replay_into(dir: &Path, capture: &Path, flac: bool) -> Arc<Store> {
+    let store = Arc::new(Store::open(dir).expect("store"));
+    let config = Config::from_toml(CONFIG, "tests/flac.rs").expect("config");
+    let converter = flac.then(|| Converter::start(store.clone()).expect("encoder"));
+    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = Ingest::new(engine, &store);
+    if let Some(c) = &converter {
+        ingest.convert_with(c.queue());
+    }
+    replay_files(&[capture.to_path_buf()], &mut ingest, false);
+    drop(ingest);
+    if let Some(c) = converter {
+        c.finish();
+    }
+    store
+}
+
+fn files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .expect("recordings")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn stored_recordings_become_flac_counted_by_their_real_size() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("calls.pcap");
+    std::fs::write(&capture, calls_capture(3, 20)).expect("capture");
+    let wav_store = replay_into(&tmp.path().join("wav"), &capture, false);
+    let flac_store = replay_into(&tmp.path().join("flac"), &capture, true);
+
+    let calls: Vec<_> = flac_store.all_calls().map(|c| c.expect("record")).collect();
+    assert_eq!(calls.len(), 3);
+    let (mut wav_total, mut flac_total) = (0, 0);
+    for call in &calls {
+        let rec = call.media.recording.as_ref().expect("a recording");
+        assert_eq!(rec.file, format!("{}.flac", call.id));
+        assert_eq!((rec.extension(), rec.mime_type()), ("flac", "audio/flac"));
+        let path = flac_store.recordings_dir().join(&rec.file);
+        assert_eq!(std::fs::metadata(&path).expect("FLAC").len(), rec.bytes);
+        // The same call recorded as WAV: same samples, same channels, same duration.
+        let wav_call = wav_store
+            .get_call(&call.id)
+            .expect("read")
+            .expect("the same call");
+        let wav = wav_call.media.recording.expect("its WAV");
+        assert_eq!(wav.duration_ms, rec.duration_ms);
+        assert_eq!(wav.sample_rate, rec.sample_rate);
+        let pcm = read_wav(&wav_store.recordings_dir().join(&wav.file));
+        assert_eq!(read_flac(&path), pcm, "{}", call.id);
+        let (left, right): (Vec<i16>, Vec<i16>) =
+            pcm.2.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+        assert_ne!(left, right, "two parties, two channels");
+        // Only a record that still names the WAV as it was is pointed elsewhere.
+        assert!(!flac_store
+            .replace_recording(&call.id, &wav, rec)
+            .expect("store"));
+        wav_total += wav.bytes;
+        flac_total += rec.bytes;
+    }
+    let names = files(flac_store.recordings_dir());
+    assert!(names.iter().all(|n| n.ends_with(".flac")), "{names:?}");
+    assert_eq!(names.len(), 3);
+    let totals = flac_store.recordings_totals().expect("totals");
+    assert_eq!((totals.count, totals.bytes), (3, flac_total));
+    assert!(
+        flac_total * 3 < wav_total * 2,
+        "{flac_total} vs {wav_total}"
+    );
+
+    // max_disk between the two sizes: the FLAC store is under it, the WAV one is not.
+    let cap = (wav_total + flac_total) / 2;
+    let store_config = Config::from_toml(&format!("[store]\nmax_disk = {cap}\n"), "t")
+        .expect("config")
+        .store;
+    let now = 1_772_614_800 + 3600;
+    let kept = Retention::new(&store_config)
+        .sweep(&flac_store, now)
+        .expect("sweep");
+    assert_eq!(kept.recordings_deleted, 0);
+    assert_eq!(kept.recordings_bytes, flac_total);
+    let cut = Retention::new(&store_config)
+        .sweep(&wav_store, now)
+        .expect("sweep");
+    assert!(cut.recordings_deleted > 0);
+}
+
+#[test]
+fn the_api_serves_the_flac_under_its_type_and_name_even_on_a_wav_link() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("call.pcap");
+    std::fs::write(&capture, calls_capture(1, 10)).expect("capture");
+    let store = replay_into(&tmp.path().join("store"), &capture, false);
+    let id = store
+        .all_calls()
+        .next()
+        .expect("a call")
+        .expect("record")
+        .id;
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("listen");
+        let port = listener.local_addr().expect("addr").port();
+        let config = Config::from_toml(
+            &format!(
+                "[api]\nlisten = \"127.0.0.1:{port}\"\nsecret_keys = [\"k\"]\n\
+                 link_keys = [\"link\"]\npublic_url = \"http://127.0.0.1:{port}\"\n"
+            ),
+            "t",
+        )
+        .expect("config");
+        let state = calltap::api::AppState::new(config, store.clone()).expect("state");
+        tokio::spawn(calltap::api::serve_on(
+            listener,
+            state,
+            std::future::pending(),
+        ));
+        let client = reqwest::Client::new();
+        let link = |client: reqwest::Client| {
+            let id = id.clone();
+            async move {
+                let v: serde_json::Value = client
+                    .get(format!("http://127.0.0.1:{port}/calls/{id}/recording"))
+                    .header("X-Secret-Key", "k")
+                    .send()
+                    .await
+                    .expect("link")
+                    .json()
+                    .await
+                    .expect("JSON");
+                v
+            }
+        };
+        let before = link(client.clone()).await;
+        assert_eq!(before["mimeType"], "audio/wav");
+        assert_eq!(before["filename"], format!("call_recording_{id}.wav"));
+        let wav_url = before["url"].as_str().expect("url").to_owned();
+        assert!(
+            wav_url.contains(&format!("/recordings/{id}.wav?")),
+            "{wav_url}"
+        );
+
+        // A restart with format = "flac": the encoder finds the stored WAV.
+        let s = store.clone();
+        tokio::task::spawn_blocking(move || Converter::start(s).expect("encoder").finish())
+            .await
+            .expect("encoded");
+        let flac_path = store.recordings_dir().join(format!("{id}.flac"));
+        let flac_bytes = std::fs::read(&flac_path).expect("the FLAC");
+        assert!(!store.recordings_dir().join(format!("{id}.wav")).exists());
+
+        let after = link(client.clone()).await;
+        assert_eq!(after["mimeType"], "audio/flac");
+        assert_eq!(after["filename"], format!("call_recording_{id}.flac"));
+        assert!(after["url"]
+            .as_str()
+            .expect("url")
+            .contains(&format!("/recordings/{id}.flac?")));
+        // The link made for the WAV serves the FLAC now, whole and by range.
+        let whole = client.get(&wav_url).send().await.expect("download");
+        assert_eq!(whole.status(), 200);
+        let header = |r: &reqwest::Response, name: &str| {
+            r.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        assert_eq!(header(&whole, "content-type"), "audio/flac");
+        assert_eq!(
+            header(&whole, "content-disposition"),
+            format!("attachment; filename=\"call_recording_{id}.flac\"")
+        );
+        assert_eq!(whole.bytes().await.expect("body").to_vec(), flac_bytes);
+        let part = client
+            .get(after["url"].as_str().expect("url"))
+            .header("Range", "bytes=0-3")
+            .send()
+            .await
+            .expect("range");
+        assert_eq!(part.status(), 206);
+        assert_eq!(
+            header(&part, "content-range"),
+            format!("bytes 0-3/{}", flac_bytes.len())
+        );
+        assert_eq!(&part.bytes().await.expect("body")[..], b"fLaC");
+    });
+}
+
+fn calltap() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltap"));
+    cmd.env_remove("CALLTAP_CONFIG")
+        .env("CALLTAP_LOG", "error")
+        .env("CALLTAP_SECRET_KEY", "flac-key");
+    cmd
+}
+
+/// Every record names a file that exists with the size it states; answers the names.
+fn consistent(store: &Store) -> Vec<String> {
+    let mut names = Vec::new();
+    for call in store.all_calls() {
+        let call = call.expect("record");
+        let rec = call.media.recording.expect("a recording");
+        let meta = std::fs::metadata(store.recordings_dir().join(&rec.file));
+        assert_eq!(meta.map(|m| m.len()).ok(), Some(rec.bytes), "{}", rec.file);
+        names.push(rec.file);
+    }
+    names
+}
+
+#[test]
+fn a_sigkill_while_encoding_leaves_the_wav_served_and_the_next_start_encodes_it() {
+    const CALLS: usize = 6;
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture_path = tmp.path().join("calls.pcap");
+    std::fs::write(&capture_path, calls_capture(CALLS, 60)).expect("capture");
+    let config = tmp.path().join("calltap.toml");
+    std::fs::write(&config, format!("{CONFIG}[recording]\nformat = \"flac\"\n")).expect("config");
+    let store_dir = tmp.path().join("store");
+    let recordings = store_dir.join("recordings");
+    let replay = || {
+        let mut cmd = calltap();
+        cmd.args(["replay", "-q", "--config"])
+            .arg(&config)
+            .arg("--data")
+            .arg(&store_dir)
+            .arg(&capture_path);
+        cmd
+    };
+
+    // Killed once the first FLAC is on disk: the encoder is at work on the next WAV.
+    let mut child = replay().spawn().expect("calltap runs");
+    let started = Instant::now();
+    let killed = loop {
+        let flac_seen = std::fs::read_dir(&recordings)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .any(|e| e.file_name().to_string_lossy().contains(".flac"))
+            })
+            .unwrap_or(false);
+        if flac_seen {
+            child.kill().expect("SIGKILL");
+            break true;
+        }
+        if child.try_wait().expect("status").is_some() {
+            break false;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no FLAC appeared"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    };
+    let _ = child.wait();
+    assert!(
+        killed,
+        "the replay finished before a kill: the test proves nothing"
+    );
+
+    {
+        // Every record names a whole file: the WAV until its FLAC is named instead.
+        let store = Store::open(&store_dir).expect("store after the kill");
+        let names = consistent(&store);
+        assert_eq!(
+            names.len(),
+            CALLS,
+            "every call was stored before encoding began"
+        );
+        let wavs = names.iter().filter(|n| n.ends_with(".wav")).count();
+        println!("at the kill: {wavs} of {CALLS} records name their WAV");
+        assert!(wavs > 0, "some WAVs were still to encode at the kill");
+    }
+
+    // The next start (here a repeat replay: every call is already stored) encodes the
+    // rest, and nothing is left behind.
+    let out = replay().output().expect("calltap runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let store = Store::open(&store_dir).expect("store");
+    let names = consistent(&store);
+    assert!(names.iter().all(|n| n.ends_with(".flac")), "{names:?}");
+    let on_disk = files(&recordings);
+    assert_eq!(on_disk, {
+        let mut n = names.clone();
+        n.sort();
+        n
+    });
+    // Lossless through the kill: each FLAC is the audio a WAV-format replay records.
+    let reference = replay_into(&tmp.path().join("reference"), &capture_path, false);
+    for call in reference.all_calls() {
+        let call = call.expect("record");
+        let wav = call.media.recording.expect("WAV");
+        let flac: PathBuf = recordings.join(format!("{}.flac", call.id));
+        assert_eq!(
+            read_flac(&flac),
+            read_wav(&reference.recordings_dir().join(&wav.file)),
+            "{}",
+            call.id
+        );
+    }
+}
