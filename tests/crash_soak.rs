@@ -206,6 +206,28 @@ impl Soak {
         }
     }
 
+    /// Starts `replay` into `store` reading a new named pipe (stderr kept), which it
+    /// waits on with the store open; answers the pipe and the process.
+    fn replay_from_new_pipe(&self, store: &Path) -> (PathBuf, Child) {
+        let fifo = self.dir.path().join("feed.pcap");
+        let _ = std::fs::remove_file(&fifo);
+        let made = Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+        let child = self
+            .calltap()
+            .args(["replay", "-q"])
+            .arg(&fifo)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(store)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("calltap runs");
+        (fifo, child)
+    }
+
     /// Opens the store as the next start does (finalising what was in progress) and
     /// reads every call with its recording's digest, checking each recording on the way.
     fn stored(&self, store: &Path) -> Calls {
@@ -417,21 +439,7 @@ fn a_recording_no_record_names_is_removed_after_a_crash_only() {
     assert!(orphan.exists(), "removed without a crash");
 
     // A crash: replay waits on an empty pipe, holding the store, and is killed.
-    let fifo = soak.dir.path().join("feed.pcap");
-    let made = Command::new("mkfifo").arg(&fifo).status();
-    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-    let mut child = soak
-        .calltap()
-        .args(["replay", "-q"])
-        .arg(&fifo)
-        .arg("--config")
-        .arg(&soak.config)
-        .arg("--data")
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("calltap runs");
+    let (_fifo, mut child) = soak.replay_from_new_pipe(&store);
     // The store is opened (and marked) before the pipe: wait for its lock.
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::time::Instant::now() < deadline && !lock_held(&store) {
@@ -471,21 +479,7 @@ fn sigterm_stops_a_replay_with_what_it_read_stored() {
     let reference = soak.stored(&reference_dir);
 
     let store = soak.dir.path().join("store");
-    let fifo = soak.dir.path().join("feed.pcap");
-    let made = Command::new("mkfifo").arg(&fifo).status();
-    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
-    let child = soak
-        .calltap()
-        .args(["replay", "-q"])
-        .arg(&fifo)
-        .arg("--config")
-        .arg(&soak.config)
-        .arg("--data")
-        .arg(&store)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("calltap runs");
+    let (fifo, child) = soak.replay_from_new_pipe(&store);
     {
         let mut pipe = std::fs::OpenOptions::new()
             .write(true)
