@@ -1,9 +1,13 @@
 //! calltap: a passive SIP/RTP recorder that sits beside an on-prem PBX.
 //!
-//! The data flows one way, and the modules follow it:
+//! The data flows one way, and the modules follow it (docs/architecture.md):
 //! `capture` (frames with capture time) -> `net` (datagrams and TCP-framed SIP messages)
-//! -> `sip` -> `dialog` -> `media` -> `call` -> `store` -> `api`.
-//! The engine is synchronous and never reads the wall clock: time comes from packets.
+//! -> `sip` -> `dialog` -> `media` -> `call` and `events`, all standing on `base` (the
+//! words they share). `engine` drives them frame by frame; it is synchronous and never
+//! reads the wall clock: time comes from packets. The drivers sit on top: `replay`
+//! (files, through a `FrameSink`) and `run` (live, from a `FrameSource`) feed the
+//! engine, `ingest` puts what it reports into the `store`, which `api` serves and
+//! `events::deliver` pushes as webhooks.
 
 pub mod api;
 pub mod base;

@@ -264,28 +264,58 @@ fn main() -> ExitCode {
     }
 }
 
-fn load_config(path: Option<&Path>) -> Result<Config, String> {
-    Config::load(path).map_err(|e| e.to_string())
+/// What stops a command: printed as `calltap: {error}`, exit status 2.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Config(#[from] calltap::config::ConfigError),
+    #[error(transparent)]
+    Store(#[from] calltap::store::StoreError),
+    #[error(transparent)]
+    Run(#[from] calltap::run::RunError),
+    #[error(transparent)]
+    Api(#[from] calltap::api::ApiError),
+    #[error(transparent)]
+    Live(#[from] calltap::capture::live::LiveError),
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Anything else, already worded for the administrator.
+    #[error("{0}")]
+    Message(String),
+}
+
+impl From<String> for CliError {
+    fn from(message: String) -> Self {
+        CliError::Message(message)
+    }
+}
+
+impl From<&str> for CliError {
+    fn from(message: &str) -> Self {
+        CliError::Message(message.to_string())
+    }
+}
+
+fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
+    Ok(Config::load(path)?)
 }
 
 /// The FLAC encoder when the configured format is FLAC: it first queues what a stop or
 /// crash left as WAV.
-fn start_converter(config: &Config, store: &Arc<Store>) -> Result<Option<Converter>, String> {
+fn start_converter(config: &Config, store: &Arc<Store>) -> Result<Option<Converter>, CliError> {
     match config.recording.format {
-        calltap::config::RecordingFormat::Flac => Converter::start(store.clone())
-            .map(Some)
-            .map_err(|e| e.to_string()),
+        calltap::config::RecordingFormat::Flac => Ok(Some(Converter::start(store.clone())?)),
         calltap::config::RecordingFormat::Wav => Ok(None),
     }
 }
 
 /// Opens the store and finalises what a crash left in progress.
-fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
+fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, CliError> {
     let dir = arg
         .data
         .clone()
         .unwrap_or_else(|| config.store.path.clone());
-    let store = Store::open(&dir).map_err(|e| e.to_string())?;
+    let store = Store::open(&dir)?;
     match calltap::ingest::recover_interrupted(&store, config) {
         Ok(r) => {
             if r.finalised > 0 {
@@ -314,12 +344,12 @@ fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, String> {
                 );
             }
         }
-        Err(e) => return Err(format!("finalising interrupted calls: {e}")),
+        Err(e) => return Err(format!("finalising interrupted calls: {e}").into()),
     }
     Ok(store)
 }
 
-fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
+fn check_config(path: Option<&Path>) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     match path {
         Some(p) => println!("{}: ok", p.display()),
@@ -332,7 +362,7 @@ fn check_config(path: Option<&Path>) -> Result<ExitCode, String> {
 }
 
 /// `webhooks test NAME`.
-fn webhooks_test(path: Option<&Path>, name: &str) -> Result<ExitCode, String> {
+fn webhooks_test(path: Option<&Path>, name: &str) -> Result<ExitCode, CliError> {
     let config = load_config(path)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -368,7 +398,7 @@ fn webhooks_test(path: Option<&Path>, name: &str) -> Result<ExitCode, String> {
 
 /// What `check-config` can tell of built-in TLS before start: the certificate files
 /// load, match and are in date; ACME's private CA root is readable.
-fn check_tls(config: &Config) -> Result<(), String> {
+fn check_tls(config: &Config) -> Result<(), CliError> {
     let api = &config.api;
     if let (Some(cert), Some(key)) = (&api.tls_cert, &api.tls_key) {
         let loaded = calltap::api::tls::load_pair(cert, key).map_err(|e| e.to_string())?;
@@ -390,7 +420,7 @@ fn check_tls(config: &Config) -> Result<(), String> {
 }
 
 /// Expands directories into the capture files inside them, sorted by name.
-fn capture_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+fn capture_paths(args: &[PathBuf]) -> Result<Vec<PathBuf>, CliError> {
     let mut paths = Vec::new();
     for arg in args {
         if arg.is_dir() {
@@ -425,7 +455,7 @@ fn replay(
     store_arg: &StoreArg,
     options: ReplayOptions,
     args: &[PathBuf],
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let ReplayOptions {
         stats,
         dry_run,
@@ -477,7 +507,7 @@ fn replay(
     if stats {
         let by_file: BTreeMap<&str, &FileReport> =
             reports.iter().map(|(name, r)| (name.as_str(), r)).collect();
-        let json = serde_json::to_string_pretty(&by_file).map_err(|e| e.to_string())?;
+        let json = serde_json::to_string_pretty(&by_file)?;
         println!("{json}");
     } else {
         for (name, report) in &reports {
@@ -608,7 +638,7 @@ fn calls(
     until: Option<String>,
     all: bool,
     json: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let config = load_config(config_arg.config.as_deref())?;
     let store = open_store(&config, store_arg)?;
     let start = since.as_deref().map(parse_time).transpose()?.unwrap_or(0);
@@ -645,10 +675,7 @@ fn calls(
             })
             .collect();
         let body = serde_json::json!({ "calls": calls });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&body).map_err(|e| e.to_string())?
-        );
+        println!("{}", serde_json::to_string_pretty(&body)?);
     } else {
         println!(
             "{:<20} {:<9} {:<9} {:>6}  {:<16} {:<18} {:<8} id",
@@ -695,7 +722,7 @@ fn serve(
     store_arg: &StoreArg,
     listen: &ListenArg,
     demo: bool,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let mut config = load_config(config_arg.config.as_deref())?;
     if let Some(addr) = listen.listen {
         config.api.listen = addr;
@@ -713,7 +740,7 @@ fn serve(
         }
         let report = replay_bytes("office-day.pcap", DEMO_CAPTURE, &mut ingest);
         if let Some(why) = report.failed {
-            return Err(why);
+            return Err(why.into());
         }
         engine_metrics = Some(serde_json::json!({
             "packets": report.counters,
@@ -754,8 +781,7 @@ fn serve(
         if demo {
             print_next_steps(&base, &store, made_key.as_deref());
         }
-        let state = calltap::api::AppState::new(config.clone(), store.clone())
-            .map_err(|e| e.to_string())?;
+        let state = calltap::api::AppState::new(config.clone(), store.clone())?;
         let deliveries =
             calltap::events::deliver::Deliveries::start(&config, store, Some(state.link_signer()))?;
         let delivery_metrics = deliveries.metrics();
@@ -778,7 +804,7 @@ fn serve(
         }));
         let served = calltap::api::serve_on(listener, state, shutdown_signal())
             .await
-            .map_err(|e| e.to_string());
+            .map_err(CliError::from);
         deliveries.stop().await;
         served
     })?;
@@ -796,7 +822,7 @@ fn run(
     listen: &ListenArg,
     interfaces: Vec<String>,
     pcap_stream: Option<PathBuf>,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let config_path = config_arg.config.clone().or_else(|| {
         let system = PathBuf::from(SYSTEM_CONFIG);
         system.exists().then_some(system)
@@ -831,10 +857,9 @@ fn run(
                 &ports.sip_ports,
                 ports.rtp_ports.start..=ports.rtp_ports.end,
             ));
-            Box::new(
-                LiveCapture::open(&LiveOptions::from_config(&config, filter))
-                    .map_err(|e| e.to_string())?,
-            )
+            Box::new(LiveCapture::open(&LiveOptions::from_config(
+                &config, filter,
+            ))?)
         }
     };
     let store = Arc::new(open_store(&config, store_arg)?);

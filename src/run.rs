@@ -36,7 +36,7 @@ pub trait FrameSource: Send {
         &mut self,
         timeout: Duration,
         on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, String>;
+    ) -> Result<usize, SourceError>;
     /// Counters for `/metrics` and `/status` (objects of numbers; arrays are not exported).
     fn stats(&self) -> Value;
     /// What is captured, for the log and `/status` ("lo, eth1").
@@ -48,8 +48,10 @@ impl FrameSource for crate::capture::live::LiveCapture {
         &mut self,
         timeout: Duration,
         on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, String> {
-        crate::capture::live::LiveCapture::poll(self, timeout, on_frame).map_err(|e| e.to_string())
+    ) -> Result<usize, SourceError> {
+        Ok(crate::capture::live::LiveCapture::poll(
+            self, timeout, on_frame,
+        )?)
     }
 
     fn stats(&self) -> Value {
@@ -72,7 +74,7 @@ impl FrameSource for crate::capture::stream::PcapStream {
         &mut self,
         timeout: Duration,
         on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, String> {
+    ) -> Result<usize, SourceError> {
         Ok(crate::capture::stream::PcapStream::poll(
             self, timeout, on_frame,
         ))
@@ -86,6 +88,42 @@ impl FrameSource for crate::capture::stream::PcapStream {
     fn describe(&self) -> String {
         crate::capture::stream::PcapStream::describe(self)
     }
+}
+
+/// Why a frame source failed; fatal to the run.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    Live(#[from] crate::capture::live::LiveError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// Why `calltap run` could not start, or ended other than by a signal.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot handle signals: {0}")]
+    Signals(#[source] std::io::Error),
+    #[error("cannot start the capture thread: {0}")]
+    CaptureThread(#[source] std::io::Error),
+    #[error("the capture thread panicked")]
+    CapturePanicked,
+    #[error("a task ended abnormally: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("webhooks: {0}")]
+    Webhooks(String),
+    #[error(transparent)]
+    Api(#[from] crate::api::ApiError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// How long one poll of the source may block: the capture thread sees a stop or a
@@ -173,12 +211,12 @@ pub fn run(
     options: RunOptions,
     source: Box<dyn FrameSource>,
     store: Arc<Store>,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary, RunError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+        .map_err(RunError::Runtime)?;
     runtime.block_on(serve_and_capture(options, source, store))
 }
 
@@ -186,15 +224,17 @@ async fn serve_and_capture(
     options: RunOptions,
     source: Box<dyn FrameSource>,
     store: Arc<Store>,
-) -> Result<RunSummary, String> {
+) -> Result<RunSummary, RunError> {
     let signals_taken = Signals::take()?;
     let config = options.config.clone();
     let listen: SocketAddr = config.api.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    let state =
-        crate::api::AppState::new(config.clone(), store.clone()).map_err(|e| e.to_string())?;
+        .map_err(|source| RunError::Listen {
+            addr: listen,
+            source,
+        })?;
+    let state = crate::api::AppState::new(config.clone(), store.clone())?;
 
     let retention = Arc::new(Retention::new(&config.store));
     let disk = Arc::new(DiskWatch::new(
@@ -212,11 +252,12 @@ async fn serve_and_capture(
         &config,
         store.clone(),
         Some(state.link_signer()),
-    )?;
+    )
+    .map_err(RunError::Webhooks)?;
     let delivery_metrics = deliveries.metrics();
     // FLAC storage: the encoder starts with what a stop or crash left as WAV.
     let converter = match config.recording.format {
-        RecordingFormat::Flac => Some(Converter::start(store.clone()).map_err(|e| e.to_string())?),
+        RecordingFormat::Flac => Some(Converter::start(store.clone())?),
         RecordingFormat::Wav => None,
     };
     let convert = converter.as_ref().map(Converter::queue);
@@ -234,7 +275,7 @@ async fn serve_and_capture(
         thread::Builder::new()
             .name("capture".into())
             .spawn(move || capture_loop(source, engine, &store, convert, &commands, &shared))
-            .map_err(|e| format!("cannot start the capture thread: {e}"))?
+            .map_err(RunError::CaptureThread)?
     };
 
     {
@@ -296,16 +337,16 @@ async fn serve_and_capture(
     let _ = control.send(Control::Stop);
     let summary = tokio::task::spawn_blocking(move || capture.join())
         .await
-        .map_err(|e| format!("capture thread: {e}"))?
-        .map_err(|_| "the capture thread panicked".to_string())?;
+        .map_err(RunError::Task)?
+        .map_err(|_| RunError::CapturePanicked)?;
     deliveries.stop().await;
     let _ = api_stop.send(());
     match server.await {
         Ok(Ok(())) => {}
-        Ok(Err(e)) => return Err(e.to_string()),
-        Err(e) => return Err(format!("API task: {e}")),
+        Ok(Err(e)) => return Err(e.into()),
+        Err(e) => return Err(RunError::Task(e)),
     }
-    store.flush().map_err(|e| e.to_string())?;
+    store.flush()?;
     outcome?;
     Ok(summary)
 }
@@ -343,9 +384,9 @@ struct Signals {
 }
 
 impl Signals {
-    fn take() -> Result<Signals, String> {
+    fn take() -> Result<Signals, RunError> {
         use tokio::signal::unix::{signal, SignalKind};
-        let take = |kind| signal(kind).map_err(|e| format!("cannot handle signals: {e}"));
+        let take = |kind| signal(kind).map_err(RunError::Signals);
         Ok(Signals {
             term: take(SignalKind::terminate())?,
             int: take(SignalKind::interrupt())?,
@@ -360,7 +401,7 @@ async fn signals(
     options: &RunOptions,
     state: &crate::api::AppState,
     control: &Sender<Control>,
-) -> Result<(), String> {
+) -> Result<(), RunError> {
     let Signals { term, int, hup } = &mut signals;
     loop {
         tokio::select! {
@@ -628,7 +669,7 @@ mod tests {
             &mut self,
             timeout: Duration,
             on_frame: &mut dyn FnMut(&Frame<'_>),
-        ) -> Result<usize, String> {
+        ) -> Result<usize, SourceError> {
             if self.next == self.frames.len() {
                 thread::sleep(timeout);
                 return Ok(0);
