@@ -1,7 +1,7 @@
 #!/bin/sh
 # Installs calltap as a systemd service from a source checkout (docs/install.md).
 #
-#   cargo build --release && sudo packaging/install.sh [--interface eth1]
+#   cargo build --release --no-default-features --bin calltap && sudo packaging/install.sh [--interface eth1]
 #   sudo packaging/install.sh --uninstall
 #
 # Safe to run again (an upgrade): the binary and the unit are replaced, the
@@ -11,7 +11,7 @@
 #
 # Options:
 #   --binary FILE     the calltap binary to install (default target/release/calltap,
-#                     built with `cargo build --release` when absent)
+#                     built with `cargo build --release --no-default-features --bin calltap` when absent)
 #   --interface NAME  capture interface written into a newly installed configuration
 #   --destdir DIR     install under DIR instead of / (staging, packaging, tests): no
 #                     user is created, no ownership is changed, systemd is not touched
@@ -79,8 +79,8 @@ if [ -z "$binary" ]; then
   if [ ! -x "$binary" ]; then
     command -v cargo >/dev/null 2>&1 ||
       die "no $binary and no cargo to build it: run \`cargo build --release\` as your user first"
-    say "building calltap (cargo build --release) ..."
-    (cd "$src" && cargo build --release --locked)
+    say "building calltap (cargo build --release --no-default-features --bin calltap) ..."
+    (cd "$src" && cargo build --release --locked --no-default-features --bin calltap)
   fi
 fi
 [ -x "$binary" ] || die "$binary is not an executable"

@@ -18,9 +18,11 @@ pub mod dialog;
 pub mod engine;
 pub mod events;
 pub mod ingest;
+#[cfg(any(test, feature = "generators"))]
 pub mod loadgen;
 pub mod media;
 pub mod net;
+#[cfg(any(test, feature = "generators"))]
 pub mod pcapgen;
 pub mod replay;
 pub mod run;
