@@ -16,7 +16,7 @@ use calltap::config::Config;
 use calltap::engine::{Engine, EngineEvent};
 use calltap::media::rtp::RtpPacket;
 use calltap::media::{decode_g711, ALAW, ULAW};
-use calltap::net::{Decoder, DecoderOptions};
+use calltap::net::Decoder;
 use calltap::replay::replay_files;
 
 /// One RTP stream of the capture: its packets by arrival, (time ns, timestamp, samples).
@@ -177,7 +177,7 @@ fn streams(path: &Path) -> BTreeMap<(SocketAddr, SocketAddr, u32), Stream> {
     let Ok(mut reader) = CaptureReader::open(path) else {
         return out;
     };
-    let mut decoder = Decoder::new(&DecoderOptions::from_config(&Config::default()));
+    let mut decoder = Decoder::new(&calltap::engine::decoder_options(&Config::default()));
     let mut take = |d: &calltap::net::Datagram<'_>| {
         let Ok(p) = RtpPacket::new_checked(d.payload) else {
             return;

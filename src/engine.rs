@@ -15,12 +15,16 @@ use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
 use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
 use crate::config::Config;
-use crate::dialog::{DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog};
+use crate::dialog::{
+    DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog, NoResponseLimits,
+};
 use crate::events::{call_event, unanswered_kind, Event, EventKind};
 use crate::media::{
     realign, AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Realign, Recording,
 };
+use crate::net::defrag::DefragLimits;
 use crate::net::stats::Counters;
+use crate::net::tcp::TcpLimits;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
 
@@ -159,9 +163,9 @@ impl Engine {
             ..MediaOptions::default()
         };
         Engine {
-            decoder: Decoder::new(&DecoderOptions::from_config(config)),
+            decoder: Decoder::new(&decoder_options(config)),
             sip_ports: config.capture.sip_ports.clone(),
-            dialogs: DialogTable::new(DialogLimits::from_config(config)),
+            dialogs: DialogTable::new(dialog_limits(config)),
             media: MediaTable::new(media),
             classifier: Classifier::new(config),
             correlator: Correlator::new(config),
@@ -526,6 +530,41 @@ pub(crate) fn align_borrowed(dir: &Path, record: &mut CallRecord) {
             "call {}: the recording taken from {file} is kept unaligned: {e}",
             record.id
         ),
+    }
+}
+
+/// The packet layer's options from the configuration: the engine maps the file onto
+/// each layer, so the layers do not read it.
+pub fn decoder_options(config: &Config) -> DecoderOptions {
+    let limits = &config.limits;
+    DecoderOptions {
+        sip_ports: config.capture.sip_ports.clone(),
+        defrag: DefragLimits {
+            max_pending: limits.max_fragment_buffers,
+            max_bytes: limits.max_fragmented_bytes.as_usize(),
+            timeout: Duration::from_secs(limits.fragment_timeout_secs),
+        },
+        tcp: TcpLimits {
+            max_streams: limits.max_tcp_streams,
+            buffer_bytes: limits.tcp_buffer_bytes.as_usize(),
+            idle: Duration::from_secs(limits.tcp_idle_secs),
+            ..TcpLimits::default()
+        },
+    }
+}
+
+/// The dialog layer's limits from the configuration.
+pub fn dialog_limits(config: &Config) -> DialogLimits {
+    let calls = &config.calls;
+    DialogLimits {
+        max_dialogs: calls.max_dialogs,
+        ring_timeout: Duration::from_secs(calls.ring_timeout_secs),
+        max_call: Duration::from_secs(calls.max_call_secs),
+        no_response: NoResponseLimits {
+            max_pending: calls.max_no_response,
+            per_source_per_minute: calls.no_response_per_source_per_minute,
+            per_minute: calls.no_response_per_minute,
+        },
     }
 }
 

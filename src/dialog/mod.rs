@@ -62,22 +62,6 @@ impl Default for DialogLimits {
     }
 }
 
-impl DialogLimits {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let calls = &config.calls;
-        DialogLimits {
-            max_dialogs: calls.max_dialogs,
-            ring_timeout: Duration::from_secs(calls.ring_timeout_secs),
-            max_call: Duration::from_secs(calls.max_call_secs),
-            no_response: NoResponseLimits {
-                max_pending: calls.max_no_response,
-                per_source_per_minute: calls.no_response_per_source_per_minute,
-                per_minute: calls.no_response_per_minute,
-            },
-        }
-    }
-}
-
 /// A party as the headers name it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Identity {

@@ -70,26 +70,6 @@ impl Default for DecoderOptions {
     }
 }
 
-impl DecoderOptions {
-    pub fn from_config(config: &crate::config::Config) -> Self {
-        let limits = &config.limits;
-        DecoderOptions {
-            sip_ports: config.capture.sip_ports.clone(),
-            defrag: DefragLimits {
-                max_pending: limits.max_fragment_buffers,
-                max_bytes: limits.max_fragmented_bytes.as_usize(),
-                timeout: Duration::from_secs(limits.fragment_timeout_secs),
-            },
-            tcp: tcp::TcpLimits {
-                max_streams: limits.max_tcp_streams,
-                buffer_bytes: limits.tcp_buffer_bytes.as_usize(),
-                idle: Duration::from_secs(limits.tcp_idle_secs),
-                ..tcp::TcpLimits::default()
-            },
-        }
-    }
-}
-
 /// The packet layer as a state machine: frames in, datagrams out. It keeps fragment
 /// and TCP stream state between frames and never reads a clock.
 pub struct Decoder {
