@@ -5,7 +5,7 @@
 //! -> `sip` -> `dialog` -> `media` -> `call` and `events`, all standing on `base` (the
 //! words they share). `engine` drives them frame by frame; it is synchronous and never
 //! reads the wall clock: time comes from packets. The drivers sit on top: `replay`
-//! (files, through a `FrameSink`) and `run` (live, from a `FrameSource`) feed the
+//! (files, through a `drive::FrameSink`) and `run` (live, from a `drive::FrameSource`) feed the
 //! engine, `ingest` puts what it reports into the `store`, which `api` serves and
 //! `events::deliver` pushes as webhooks.
 
@@ -15,6 +15,7 @@ pub mod call;
 pub mod capture;
 pub mod config;
 pub mod dialog;
+pub mod drive;
 pub mod engine;
 pub mod events;
 pub mod ingest;

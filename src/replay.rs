@@ -20,18 +20,7 @@ use crate::engine::Engine;
 use crate::net::stats::Counters;
 use crate::net::{Datagram, Decoder};
 
-/// What a replay drives: the engine, or the packet layer alone.
-pub trait FrameSink {
-    /// A new file starts: its clock owes nothing to the previous file's.
-    fn begin_file(&mut self) {}
-    fn frame(&mut self, frame: &Frame<'_>);
-    /// A file is read to its end: what it gave is made durable here.
-    fn end_file(&mut self) {}
-    /// End of all input.
-    fn finish(&mut self);
-    /// Packet counters since the last call.
-    fn take_counters(&mut self) -> Counters;
-}
+pub use crate::drive::FrameSink;
 
 impl FrameSink for Engine {
     fn begin_file(&mut self) {

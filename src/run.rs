@@ -17,7 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::capture::{Frame, Timestamp};
+use crate::capture::Timestamp;
 use crate::config::{Config, RecordingFormat};
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
@@ -27,77 +27,7 @@ use crate::store::convert::{ConvertQueue, Converter};
 use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
-/// A live feed of frames: the AF_PACKET capture in production, anything that yields
-/// timestamped frames in tests.
-pub trait FrameSource: Send {
-    /// Waits up to `timeout` for frames and hands each to `on_frame`; returns how many.
-    /// An error is fatal to the run (it ends, and systemd restarts it).
-    fn poll(
-        &mut self,
-        timeout: Duration,
-        on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, SourceError>;
-    /// Counters for `/metrics` and `/status` (objects of numbers; arrays are not exported).
-    fn stats(&self) -> Value;
-    /// What is captured, for the log and `/status` ("lo, eth1").
-    fn describe(&self) -> String;
-}
-
-impl FrameSource for crate::capture::live::LiveCapture {
-    fn poll(
-        &mut self,
-        timeout: Duration,
-        on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, SourceError> {
-        Ok(crate::capture::live::LiveCapture::poll(
-            self, timeout, on_frame,
-        )?)
-    }
-
-    fn stats(&self) -> Value {
-        serde_json::to_value(crate::capture::live::LiveCapture::stats(self)).unwrap_or_default()
-    }
-
-    fn describe(&self) -> String {
-        let stats = crate::capture::live::LiveCapture::stats(self);
-        stats
-            .interfaces
-            .keys()
-            .cloned()
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-}
-
-impl FrameSource for crate::capture::stream::PcapStream {
-    fn poll(
-        &mut self,
-        timeout: Duration,
-        on_frame: &mut dyn FnMut(&Frame<'_>),
-    ) -> Result<usize, SourceError> {
-        Ok(crate::capture::stream::PcapStream::poll(
-            self, timeout, on_frame,
-        ))
-    }
-
-    fn stats(&self) -> Value {
-        let stats = crate::capture::stream::PcapStream::stats(self);
-        serde_json::to_value(stats).unwrap_or_default()
-    }
-
-    fn describe(&self) -> String {
-        crate::capture::stream::PcapStream::describe(self)
-    }
-}
-
-/// Why a frame source failed; fatal to the run.
-#[derive(Debug, thiserror::Error)]
-pub enum SourceError {
-    #[error(transparent)]
-    Live(#[from] crate::capture::live::LiveError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
+pub use crate::drive::{FrameSource, SourceError};
 
 /// Why `calltap run` could not start, or ended other than by a signal.
 #[derive(Debug, thiserror::Error)]
@@ -625,7 +555,7 @@ mod tests {
     use super::*;
     use crate::call::{EndReason, WhoHungUp};
     use crate::capture::file::CaptureReader;
-    use crate::capture::LinkType;
+    use crate::capture::{Frame, LinkType};
     use crate::replay::replay_bytes;
 
     const OFFICE_DAY: &[u8] = include_bytes!("../pcaps/office-day.pcap");
