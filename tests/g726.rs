@@ -11,6 +11,8 @@
 
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/stored.rs"]
+mod stored;
 
 use std::path::Path;
 use std::process::Command;
@@ -346,13 +348,9 @@ fn the_two_packings_carry_the_same_codewords_in_opposite_bit_order() {
 #[test]
 fn a_g726_call_is_recorded_with_the_reference_decode_on_each_channel() {
     use calltap::config::Config;
-    use calltap::engine::Engine;
-    use calltap::ingest::Ingest;
     use calltap::pcapgen::b2bua::{self, at, CLIENT};
     use calltap::pcapgen::scenario::{Dialog, Reply, Req, Scenario};
-    use calltap::pcapgen::{Link, Party};
-    use calltap::replay::replay_files;
-    use calltap::store::Store;
+    use calltap::pcapgen::Party;
 
     if !spandsp_available() {
         skip::skip("python3 with libspandsp.so.2 is not available (Debian: libspandsp2)");
@@ -413,17 +411,9 @@ fn a_g726_call_is_recorded_with_the_reference_decode_on_each_channel() {
         s.raw(when, client_rtp, operator_rtp, &rtp(111, k, 0xC11E, c));
         s.raw(when, operator_rtp, client_rtp, &rtp(112, k, 0x0DE7, o));
     }
-    let capture_dir = tempfile::tempdir().expect("temp dir");
-    let capture = capture_dir.path().join("g726.pcap");
-    std::fs::write(&capture, s.pcap(Link::Ethernet)).expect("write capture");
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path()).expect("store");
     let config = Config::from_toml(b2bua::CONFIG, "b2bua").expect("config");
-    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
-    let mut ingest = Ingest::new(engine, &store);
-    replay_files(&[capture], &mut ingest, false);
-    drop(ingest);
+    let stored = stored::replay_scenario(&s, &config);
+    let store = &stored.store;
 
     let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
     assert_eq!(calls.len(), 1, "{calls:#?}");

@@ -2,6 +2,9 @@
 //! a stereo WAV that covers exactly its talk time, with the operator on the left; and
 //! a crash in the middle of a call is finalised on the next start, nothing lost.
 
+#[path = "support/stored.rs"]
+mod stored;
+
 use std::path::{Path, PathBuf};
 
 use calltap::call::{EndReason, WhoHungUp};
@@ -346,7 +349,6 @@ fn a_recording_borrowed_from_the_trunk_leg_starts_at_the_records_start() {
     use calltap::pcapgen::b2bua::{self, at, CLIENT};
     use calltap::pcapgen::g711::ulaw_to_linear;
     use calltap::pcapgen::scenario::{Dialog, Scenario};
-    use calltap::pcapgen::Link;
     use calltap::pcapgen::Party;
 
     const FIRST_MS: u64 = 1_100;
@@ -378,17 +380,9 @@ fn a_recording_borrowed_from_the_trunk_leg_starts_at_the_records_start() {
         s.raw(when, trunk_rtp, pbx_rtp, &packet(k, 0x1111, client_code(k)));
         s.raw(when, pbx_rtp, trunk_rtp, &packet(k, 0x2222, pbx_code(k)));
     }
-    let capture_dir = tempfile::tempdir().expect("temp dir");
-    let capture = capture_dir.path().join("borrowed.pcap");
-    std::fs::write(&capture, s.pcap(Link::Ethernet)).expect("write capture");
-
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = Store::open(dir.path()).expect("store");
     let config = Config::from_toml(b2bua::CONFIG, "b2bua").expect("config");
-    let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
-    let mut ingest = Ingest::new(engine, &store);
-    replay_files(&[capture], &mut ingest, false);
-    drop(ingest);
+    let stored = stored::replay_scenario(&s, &config);
+    let store = &stored.store;
 
     let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
     let exported: Vec<_> = calls.iter().filter(|c| c.exported).collect();
