@@ -173,11 +173,32 @@ impl<'s> Ingest<'s> {
         self.write_records();
         if !self.call_events.is_empty() {
             self.unsynced = true;
+            if self.convert.is_some() {
+                self.hold_recording_ready();
+            }
             match self.store.enqueue_events(&self.call_events) {
                 Ok(new) => self.summary.call_events += new as u64,
                 Err(e) => self.error(e),
             }
             self.call_events.clear();
+        }
+    }
+
+    /// With FLAC storage, `recording.ready` waits for the encoder (see
+    /// [`Store::hold_event`]); the other events go on. Their records are stored already:
+    /// a record always comes out of the engine before its `recording.ready`.
+    fn hold_recording_ready(&mut self) {
+        let events = std::mem::take(&mut self.call_events);
+        for event in events {
+            let id = event.data["id"].as_str().map(str::to_owned);
+            match (event.kind, id) {
+                (crate::events::EventKind::RecordingReady, Some(id)) => {
+                    if let Err(e) = self.store.hold_event(&id, &event) {
+                        self.error(e);
+                    }
+                }
+                _ => self.call_events.push(event),
+            }
         }
     }
 

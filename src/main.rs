@@ -316,6 +316,10 @@ fn open_store(config: &Config, arg: &StoreArg) -> Result<Store, CliError> {
         .clone()
         .unwrap_or_else(|| config.store.path.clone());
     let store = Store::open(&dir)?;
+    if config.recording.format == calltap::config::RecordingFormat::Wav {
+        // recording.ready events held for a FLAC encoder that is no longer configured.
+        store.release_settled_held(true)?;
+    }
     match calltap::ingest::recover_interrupted(&store, config) {
         Ok(r) => {
             if r.finalised > 0 {

@@ -469,3 +469,48 @@ fn a_sigkill_while_encoding_leaves_the_wav_served_and_the_next_start_encodes_it(
         );
     }
 }
+
+/// With FLAC storage a call's `recording.ready` waits for the encoder: receivers are
+/// told the FLAC (its name, type and size), once per call, never the WAV it replaced.
+#[test]
+fn recording_ready_names_the_flac() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("calls.pcap");
+    std::fs::write(&capture, calls_capture(3, 5)).expect("capture");
+    let store = Arc::new(Store::open(&tmp.path().join("store")).expect("store"));
+    let config = Config::from_toml(CONFIG, "tests/flac.rs").expect("config");
+    let converter = Converter::start(store.clone()).expect("encoder");
+    let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    engine.emit_call_events(&config);
+    let mut ingest = Ingest::new(engine, &store);
+    ingest.convert_with(converter.queue());
+    replay_files(&[capture], &mut ingest, false);
+    drop(ingest);
+    converter.finish();
+
+    let events = store.events_after(0, 1000).expect("outbox");
+    let ready: Vec<_> = events
+        .iter()
+        .map(|(_, e)| e)
+        .filter(|e| e.kind == calltap::events::EventKind::RecordingReady)
+        .collect();
+    assert_eq!(ready.len(), 3, "one per call");
+    for event in ready {
+        let id = event.data["id"].as_str().expect("call id");
+        let rec = store
+            .get_call(id)
+            .expect("read")
+            .and_then(|c| c.media.recording)
+            .expect("a recording");
+        assert_eq!(rec.file, format!("{id}.flac"));
+        let told = &event.data["recording"];
+        assert_eq!(told["filename"], format!("call_recording_{id}.flac"));
+        assert_eq!(told["mimeType"], "audio/flac");
+        assert_eq!(told["bytes"], rec.bytes);
+    }
+    assert_eq!(
+        store.release_settled_held(true).expect("held"),
+        0,
+        "none left held"
+    );
+}

@@ -132,6 +132,7 @@ impl Converter {
                     .map_err(io_err("remove an encoded WAV"))?;
             }
         }
+        store.release_settled_held(false)?;
         let (tx, rx) = mpsc::sync_channel(QUEUE.max(pending.len()));
         let counters = Arc::new(Counters::default());
         let queue = ConvertQueue {
@@ -184,6 +185,11 @@ fn work(store: &Store, rx: &Receiver<Job>, counters: &Counters) {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(id = %job.id, "recording kept as WAV: FLAC encoding failed: {e}");
             }
+        }
+        // Its recording.ready, held for the final format, goes out now whatever became
+        // of the encode (it describes the file the record names).
+        if let Err(e) = store.release_held(&job.id) {
+            tracing::warn!(id = %job.id, "recording.ready not released: {e}");
         }
         counters.backlog.fetch_sub(1, Ordering::Relaxed);
     }

@@ -23,6 +23,8 @@
 //!     1,000,000 calls), and the running total in `meta` saves walking the folder;
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
 //!   - `events`, `event_ids`: the outbox of call events (see `outbox`);
+//!   - `held_events`: record id -> a `recording.ready` event waiting for the recording's
+//!     FLAC (see `outbox`);
 //!   - `hook_cursor`, `hook_pending`, `hook_dead`, `hook_log`: webhook delivery state
 //!     per endpoint (see `deliveries`);
 //!   - `meta`: `schema_version` (u32 BE), the call counters (u64 BE) by outcome, and the
@@ -144,6 +146,7 @@ pub struct Store {
     meta: sled::Tree,
     events: sled::Tree,
     event_ids: sled::Tree,
+    held_events: sled::Tree,
     hook_cursor: sled::Tree,
     hook_pending: sled::Tree,
     hook_dead: sled::Tree,
@@ -197,6 +200,7 @@ impl Store {
             meta: tree("meta")?,
             events: tree("events")?,
             event_ids: tree("event_ids")?,
+            held_events: tree("held_events")?,
             hook_cursor: tree("hook_cursor")?,
             hook_pending: tree("hook_pending")?,
             hook_dead: tree("hook_dead")?,

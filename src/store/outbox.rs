@@ -91,6 +91,74 @@ impl Store {
     pub fn events_len(&self) -> usize {
         self.events.len()
     }
+
+    /// Keeps a `recording.ready` event back until record `id`'s recording is in its final
+    /// format (FLAC, encoded after the record is stored), so receivers are never told
+    /// `.wav` and `audio/wav` for a file that is about to become FLAC. Durable with the
+    /// next flush; released by [`release_held`](Store::release_held). If the recording
+    /// is settled already (the encoder was quicker), it is released at once.
+    pub fn hold_event(&self, id: &str, event: &Event) -> Result<(), StoreError> {
+        let value = serde_json::to_vec(event).map_err(|err| StoreError::InvalidRecord {
+            id: event.id.clone(),
+            reason: err.to_string(),
+        })?;
+        self.held_events
+            .insert(id.as_bytes(), value)
+            .map_err(StoreError::db("held_events"))?;
+        if !self.names_a_wav(id)? {
+            self.release_held(id)?;
+        }
+        Ok(())
+    }
+
+    /// Sends record `id`'s held event on to the outbox, its recording described as the
+    /// record names it now. Whoever takes it from the held tree first sends it, so the
+    /// encoder and [`hold_event`](Store::hold_event) may both call this.
+    pub fn release_held(&self, id: &str) -> Result<bool, StoreError> {
+        let Some(value) = self
+            .held_events
+            .remove(id.as_bytes())
+            .map_err(StoreError::db("held_events"))?
+        else {
+            return Ok(false);
+        };
+        let Ok(mut event) = serde_json::from_slice::<Event>(&value) else {
+            self.corrupt
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return Ok(false);
+        };
+        let recording = self.get_call(id)?.and_then(|r| r.media.recording);
+        if let (Some(rec), Some(data)) = (recording, event.data.get_mut("recording")) {
+            data["filename"] = format!("call_recording_{id}.{}", rec.extension()).into();
+            data["mimeType"] = rec.mime_type().into();
+            data["bytes"] = rec.bytes.into();
+        }
+        self.enqueue_events(std::slice::from_ref(&event))?;
+        Ok(true)
+    }
+
+    /// Releases every held event whose recording is settled (no longer a WAV), or all
+    /// of them with `all` (the configured format is WAV again): what a stop or a crash
+    /// between encoding and release left held.
+    pub fn release_settled_held(&self, all: bool) -> Result<usize, StoreError> {
+        let mut released = 0;
+        for item in self.held_events.iter().keys() {
+            let key = item.map_err(StoreError::db("held_events"))?;
+            let id = String::from_utf8_lossy(&key).into_owned();
+            if (all || !self.names_a_wav(&id)?) && self.release_held(&id)? {
+                released += 1;
+            }
+        }
+        Ok(released)
+    }
+
+    /// Whether record `id` names a WAV recording (one the encoder may still convert).
+    fn names_a_wav(&self, id: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .get_call(id)?
+            .and_then(|r| r.media.recording)
+            .is_some_and(|r| r.file.ends_with(".wav")))
+    }
 }
 
 #[cfg(test)]
