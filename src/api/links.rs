@@ -198,7 +198,7 @@ pub(crate) async fn recording(
     let live = state.live();
     Ok(Json(RecordingLink {
         url: signed_url(&live, id, ext),
-        filename: format!("call_recording_{id}.{ext}"),
+        filename: file.download_name(id),
         mime_type: file.mime_type(),
     }))
 }
@@ -303,9 +303,9 @@ pub(crate) async fn download(
         )));
     }
     let mut response = response.map(axum::body::Body::new).into_response();
-    let ext = recording.extension();
     if let Ok(v) = HeaderValue::from_str(&format!(
-        "attachment; filename=\"call_recording_{id}.{ext}\""
+        "attachment; filename=\"{}\"",
+        recording.download_name(id)
     )) {
         response
             .headers_mut()

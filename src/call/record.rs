@@ -166,6 +166,12 @@ impl RecordingFile {
             _ => "audio/wav",
         }
     }
+
+    /// The name a download of call `id`'s recording is offered under (the API's link,
+    /// Content-Disposition, webhook events).
+    pub fn download_name(&self, id: &str) -> String {
+        format!("call_recording_{id}.{}", self.extension())
+    }
 }
 
 /// What the media told about the call (filled by the recordings layer).

@@ -5,7 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::call::record::{CallRecord, Outcome};
+use crate::call::record::{CallRecord, Outcome, RecordingFile};
 use crate::config::Config;
 
 use super::{Event, EventKind};
@@ -89,20 +89,22 @@ fn data(kind: EventKind, record: &CallRecord, config: &Config) -> Value {
     }
     if matches!(kind, EventKind::RecordingReady) {
         if let Some(rec) = &record.media.recording {
-            // The link is signed when the event is sent (it expires; the event may wait).
-            put(
-                "recording",
-                json!({
-                    "filename": format!("call_recording_{}.{}", record.id, rec.extension()),
-                    "mimeType": rec.mime_type(),
-                    "bytes": rec.bytes,
-                    "durationMs": rec.duration_ms,
-                }),
-            );
+            put("recording", recording_data(&record.id, rec));
         }
     }
     if let Some(id) = &record.conversation.id {
         put("conversationId", json!(id));
     }
     Value::Object(data)
+}
+
+/// `data.recording` of a `recording.ready` event for call `id`'s recording `rec`. The
+/// link is added when the event is sent (it is signed and expires; the event may wait).
+pub fn recording_data(id: &str, rec: &RecordingFile) -> Value {
+    json!({
+        "filename": rec.download_name(id),
+        "mimeType": rec.mime_type(),
+        "bytes": rec.bytes,
+        "durationMs": rec.duration_ms,
+    })
 }

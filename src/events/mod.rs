@@ -22,7 +22,7 @@
 mod build;
 pub mod deliver;
 
-pub use build::{call_event, unanswered_kind};
+pub use build::{call_event, recording_data, unanswered_kind};
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;

@@ -127,11 +127,8 @@ impl Store {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return Ok(false);
         };
-        let recording = self.get_call(id)?.and_then(|r| r.media.recording);
-        if let (Some(rec), Some(data)) = (recording, event.data.get_mut("recording")) {
-            data["filename"] = format!("call_recording_{id}.{}", rec.extension()).into();
-            data["mimeType"] = rec.mime_type().into();
-            data["bytes"] = rec.bytes.into();
+        if let Some(rec) = self.get_call(id)?.and_then(|r| r.media.recording) {
+            event.data["recording"] = crate::events::recording_data(id, &rec);
         }
         self.enqueue_events(std::slice::from_ref(&event))?;
         Ok(true)
