@@ -11,7 +11,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use calltap::api::{self, AppState};
-use calltap::call::record::RecordingFile;
 use calltap::config::Config;
 use calltap::store::Store;
 use reqwest::StatusCode;
@@ -45,17 +44,7 @@ impl Drop for Server {
 /// end with tables such as `[api.rate_limit]`).
 async fn start(extra: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(&dir.path().join("store")).unwrap());
-    let wav: Vec<u8> = (0..4_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(store.recordings_dir().join("c-1.wav"), &wav).unwrap();
-    let mut call = records::answered_call("c-1", T0);
-    call.media.recording = Some(RecordingFile {
-        file: "c-1.wav".into(),
-        bytes: wav.len() as u64,
-        sample_rate: 8000,
-        duration_ms: 250,
-    });
-    store.put_calls(&[call]).unwrap();
+    let store = records::store_with_recording(&dir.path().join("store"), T0, 4_000, 250);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let text = format!(

@@ -7,13 +7,10 @@
 //! them, and a shutdown lets the request in flight finish.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use calltap::api::{self, AppState};
-use calltap::call::record::RecordingFile;
 use calltap::config::Config;
-use calltap::store::Store;
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,17 +44,7 @@ async fn start(extra: &str) -> Server {
 
 async fn start_with_recording(extra: &str, wav_len: u32) -> Server {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(Store::open(dir.path()).unwrap());
-    let wav: Vec<u8> = (0..wav_len).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(store.recordings_dir().join("c-1.wav"), &wav).unwrap();
-    let mut call = records::answered_call("c-1", T0);
-    call.media.recording = Some(RecordingFile {
-        file: "c-1.wav".into(),
-        bytes: wav.len() as u64,
-        sample_rate: 8000,
-        duration_ms: 600,
-    });
-    store.put_calls(&[call]).unwrap();
+    let store = records::store_with_recording(dir.path(), T0, wav_len, 600);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let text = format!(

@@ -13,7 +13,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use calltap::api::{self, AppState};
-use calltap::call::record::RecordingFile;
 use calltap::config::Config;
 use calltap::store::Store;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -65,18 +64,7 @@ fn replace(path: &Path, text: &str) {
 
 /// A store with one recorded call, `c-1` at `T0`.
 fn store(dir: &Path) -> Arc<Store> {
-    let store = Arc::new(Store::open(&dir.join("store")).unwrap());
-    let wav: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
-    std::fs::write(store.recordings_dir().join("c-1.wav"), &wav).unwrap();
-    let mut call = records::answered_call("c-1", T0);
-    call.media.recording = Some(RecordingFile {
-        file: "c-1.wav".into(),
-        bytes: wav.len() as u64,
-        sample_rate: 8000,
-        duration_ms: 600,
-    });
-    store.put_calls(&[call]).unwrap();
-    store
+    records::store_with_recording(&dir.join("store"), T0, 10_000, 600)
 }
 
 fn config_text(addr: SocketAddr, cert: &Path, key: &Path, extra: &str) -> String {

@@ -4,8 +4,12 @@
 
 use std::collections::BTreeMap;
 
-use calltap::call::record::{MediaFacts, SipFacts};
+use std::path::Path;
+use std::sync::Arc;
+
+use calltap::call::record::{MediaFacts, RecordingFile, SipFacts};
 use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, WhoHungUp};
+use calltap::store::Store;
 
 /// Alice Smith, extension 101, as configured.
 pub fn alice() -> OperatorRef {
@@ -53,4 +57,22 @@ pub fn answered_call(id: &str, start: u64) -> CallRecord {
         conversation: Default::default(),
         recovered: false,
     }
+}
+
+/// A store at `dir` holding one answered call, `c-1` starting at `start`, whose
+/// recording `c-1.wav` is `bytes` bytes of a fixed pattern said to last `duration_ms`:
+/// what the API tests download, range and sign links for.
+pub fn store_with_recording(dir: &Path, start: u64, bytes: u32, duration_ms: u64) -> Arc<Store> {
+    let store = Arc::new(Store::open(dir).expect("store"));
+    let wav: Vec<u8> = (0..bytes).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(store.recordings_dir().join("c-1.wav"), &wav).expect("recording");
+    let mut call = answered_call("c-1", start);
+    call.media.recording = Some(RecordingFile {
+        file: "c-1.wav".into(),
+        bytes: wav.len() as u64,
+        sample_rate: 8000,
+        duration_ms,
+    });
+    store.put_calls(&[call]).expect("stored");
+    store
 }
