@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::capture::Timestamp;
-use crate::config::{Config, RecordingFormat};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
 use crate::media::AudioGate;
 use crate::replay::FrameSink;
-use crate::store::convert::{ConvertQueue, Converter};
+use crate::store::convert::{ConvertQueue, Converter, Target};
 use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
@@ -185,10 +185,11 @@ async fn serve_and_capture(
     )
     .map_err(RunError::Webhooks)?;
     let delivery_metrics = deliveries.metrics();
-    // FLAC storage: the encoder starts with what a stop or crash left as WAV.
-    let converter = match config.recording.format {
-        RecordingFormat::Flac => Some(Converter::start(store.clone())?),
-        RecordingFormat::Wav => None,
+    // Compact storage: the encoder starts with what a stop or crash left as WAV.
+    let r = &config.recording;
+    let converter = match Target::from_config(r.format, r.bitrate_kbps) {
+        Some(target) => Some(Converter::start(store.clone(), target)?),
+        None => None,
     };
     let convert = converter.as_ref().map(Converter::queue);
 

@@ -475,3 +475,77 @@ fn g711_under_an_opus_payload_type_is_counted_not_decoded_as_noise() {
     let loud = right.iter().filter(|&&s| s.abs() > 64).count();
     assert!(loud <= 320, "{loud} loud samples");
 }
+
+/// The third-party G.729 capture (SIPp against FreeSWITCH, one direction of G.729 in
+/// 20-octet payloads): replayed through the whole engine, the recording holds bcg729's
+/// decode of the captured payloads (read out by tshark), sample for sample, in one
+/// unbroken run on the channel of the party that sent them.
+#[test]
+fn the_shared_g729_capture_is_recorded_as_bcg729_decodes_it() {
+    let Some(pcaps) = skip::shared_pcaps() else {
+        return;
+    };
+    if !bcg729_available() {
+        return;
+    }
+    if !have("tshark", &["-v"]) {
+        skip::skip("tshark is not installed (Debian: tshark)");
+        return;
+    }
+    let capture = pcaps.join("sip-rtp-g729a.pcap");
+    let out = Command::new("tshark")
+        .args(["-r"])
+        .arg(&capture)
+        .args(["-Y", "rtp", "-T", "fields", "-e", "rtp.payload"])
+        .output()
+        .expect("run tshark");
+    assert!(out.status.success());
+    let frames: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| hex::decode(l.trim().replace(':', "")).ok())
+        .flat_map(|p| p.chunks(10).map(<[u8]>::to_vec).collect::<Vec<_>>())
+        .filter(|f| !f.is_empty())
+        .collect();
+    assert_eq!(frames.len(), 850, "425 packets of two frames");
+    let reference = bcg729_decode(&frames);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = calltap::store::Store::open(&dir.path().join("store")).expect("store");
+    let config = calltap::config::Config::default();
+    let engine =
+        calltap::engine::Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
+    let mut ingest = calltap::ingest::Ingest::new(engine, &store);
+    calltap::replay::replay_files(&[capture], &mut ingest, false);
+    drop(ingest);
+    let calls: Vec<_> = store.all_calls().filter_map(Result::ok).collect();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].media.codecs, ["G729"]);
+    let rec = calls[0].media.recording.as_ref().expect("a recording");
+    let mut reader = hound::WavReader::open(store.recordings_dir().join(&rec.file)).expect("WAV");
+    let frames: Vec<i16> = reader
+        .samples::<i16>()
+        .map(|s| s.expect("sample"))
+        .collect();
+    let (left, right): (Vec<i16>, Vec<i16>) = frames.chunks_exact(2).map(|f| (f[0], f[1])).unzip();
+    let channel = if left.iter().any(|&s| s != 0) {
+        left
+    } else {
+        right
+    };
+    // The first packet's place (18 ms after the answer, the capture says), then every
+    // sample to the BYE, which comes before the last packet's 20 ms are over.
+    let start = channel
+        .windows(400)
+        .position(|w| w == &reference[..400])
+        .expect("bcg729's decode of the first packets is in the recording");
+    assert!(
+        (130..150).contains(&start),
+        "first packet at sample {start}"
+    );
+    let recorded = &channel[start..];
+    assert!(
+        reference.len() - recorded.len() < 160,
+        "more than a packet cut"
+    );
+    assert_eq!(recorded, &reference[..recorded.len()]);
+}
