@@ -221,8 +221,8 @@ async fn serve_and_capture(
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
             delivery_metrics.write_prometheus(out);
             if let Some(q) = &encoder {
-                let flac = serde_json::to_value(q.stats()).unwrap_or_default();
-                crate::api::prometheus_from_json("calltap_flac", &flac, out);
+                let encoder = serde_json::to_value(q.stats()).unwrap_or_default();
+                crate::api::prometheus_from_json("calltap_recording_encoder", &encoder, out);
             }
         }));
         let shared = shared.clone();
@@ -235,7 +235,7 @@ async fn serve_and_capture(
                 "interfaces": snapshot.get("capture").cloned().unwrap_or(Value::Null),
                 "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
                 "dialogs": snapshot.pointer("/engine/dialogs"),
-                "flac_encoder": encoder.as_ref().map(ConvertQueue::stats),
+                "recording_encoder": encoder.as_ref().map(ConvertQueue::stats),
             })
         }));
     }

@@ -478,7 +478,7 @@ fn g711_under_an_opus_payload_type_is_counted_not_decoded_as_noise() {
 
 /// The third-party G.729 capture (SIPp against FreeSWITCH, one direction of G.729 in
 /// 20-octet payloads): replayed through the whole engine, the recording holds bcg729's
-/// decode of the captured payloads (read out by tshark), sample for sample, in one
+/// decode of the captured payloads, sample for sample, in one
 /// unbroken run on the channel of the party that sent them.
 #[test]
 fn the_shared_g729_capture_is_recorded_as_bcg729_decodes_it() {
@@ -488,24 +488,25 @@ fn the_shared_g729_capture_is_recorded_as_bcg729_decodes_it() {
     if !bcg729_available() {
         return;
     }
-    if !have("tshark", &["-v"]) {
-        skip::skip("tshark is not installed (Debian: tshark)");
-        return;
-    }
     let capture = pcaps.join("sip-rtp-g729a.pcap");
-    let out = Command::new("tshark")
-        .args(["-r"])
-        .arg(&capture)
-        .args(["-Y", "rtp", "-T", "fields", "-e", "rtp.payload"])
-        .output()
-        .expect("run tshark");
-    assert!(out.status.success());
-    let frames: Vec<Vec<u8>> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| hex::decode(l.trim().replace(':', "")).ok())
-        .flat_map(|p| p.chunks(10).map(<[u8]>::to_vec).collect::<Vec<_>>())
-        .filter(|f| !f.is_empty())
-        .collect();
+    // The RTP payloads, read with pcap-file and etherparse (not calltap's decoder):
+    // UDP datagrams with RTP version 2 and payload type 18.
+    let file = std::fs::File::open(&capture).expect("open the capture");
+    let mut reader = pcap_file::pcap::PcapReader::new(file).expect("a pcap");
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    while let Some(packet) = reader.next_packet() {
+        let packet = packet.expect("a packet");
+        let Ok(sliced) = etherparse::SlicedPacket::from_ethernet(packet.data()) else {
+            continue;
+        };
+        let Some(etherparse::TransportSlice::Udp(udp)) = sliced.transport else {
+            continue;
+        };
+        let rtp = udp.payload();
+        if rtp.len() > 12 && rtp[0] >> 6 == 2 && rtp[1] & 0x7F == 18 {
+            frames.extend(rtp[12..].chunks(10).map(<[u8]>::to_vec));
+        }
+    }
     assert_eq!(frames.len(), 850, "425 packets of two frames");
     let reference = bcg729_decode(&frames);
 

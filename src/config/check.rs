@@ -14,31 +14,21 @@ impl FileConfig {
 
         if let Some(kbps) = self.recording.bitrate_kbps {
             let allowed: &[u32] = match self.recording.format {
-                RecordingFormat::Opus => &[],
                 #[cfg(feature = "mp3")]
                 RecordingFormat::Mp3 => &[16, 24, 32, 40, 48, 64],
-                _ => {
-                    return Err(loc.error(
-                        &at("recording", "bitrate_kbps"),
-                        "bitrate_kbps is for format = \"opus\" or \"mp3\"",
-                    ))
-                }
+                _ => &[],
             };
-            let fits = if allowed.is_empty() {
-                (OPUS_MIN_KBPS..=256).contains(&kbps)
-            } else {
-                allowed.contains(&kbps)
-            };
-            if !fits {
-                let message = if allowed.is_empty() {
-                    format!(
-                        "{kbps} kbit/s is outside {OPUS_MIN_KBPS}-256: below {OPUS_MIN_KBPS}, \
-                         Opus's stereo coding leaks one party into the other's channel"
-                    )
-                } else {
-                    format!("{kbps} kbit/s is not an MP3 rate for speech: one of {allowed:?}")
-                };
-                return Err(loc.error(&at("recording", "bitrate_kbps"), message));
+            if allowed.is_empty() {
+                return Err(loc.error(
+                    &at("recording", "bitrate_kbps"),
+                    "bitrate_kbps is for format = \"mp3\"",
+                ));
+            }
+            if !allowed.contains(&kbps) {
+                return Err(loc.error(
+                    &at("recording", "bitrate_kbps"),
+                    format!("{kbps} kbit/s is not an MP3 rate for speech: one of {allowed:?}"),
+                ));
             }
         }
 

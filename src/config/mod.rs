@@ -449,12 +449,6 @@ impl Default for LimitsConfig {
     }
 }
 
-/// Opus storage's bit rate when none is set: stereo speech, two parties, kept apart
-/// (below 24 kbit/s the encoder's stereo coding leaks one party into the other's
-/// channel: -4.7 dB at 16 kbit/s, measured on speech against silence).
-pub const OPUS_DEFAULT_KBPS: u32 = 24;
-/// The lowest Opus bit rate accepted, for the same reason.
-pub const OPUS_MIN_KBPS: u32 = 24;
 /// MP3 storage's bit rate when none is set (plain stereo at 8 or 16 kHz).
 pub const MP3_DEFAULT_KBPS: u32 = 32;
 
@@ -469,8 +463,6 @@ pub enum RecordingFormat {
     /// FLAC, lossless: the WAV is written as usual while the call runs, then encoded in
     /// the background (src/store/convert.rs); about a quarter of the bytes of the WAV.
     Flac,
-    /// Ogg Opus at `bitrate_kbps` (default 24), encoded the same way.
-    Opus,
     /// MP3 at `bitrate_kbps` (default 32), encoded the same way; only in a build with
     /// the `mp3` feature (LAME, LGPL-3.0).
     #[cfg(feature = "mp3")]
@@ -482,19 +474,23 @@ impl<'de> Deserialize<'de> for RecordingFormat {
         values::parse_str(d, "a recording format", |text| match text {
             "wav" => Ok(RecordingFormat::Wav),
             "flac" => Ok(RecordingFormat::Flac),
-            "opus" => Ok(RecordingFormat::Opus),
+            "opus" => Err(
+                "\"opus\" storage is not built in: the pure-Rust Opus encoder's files do not \
+                 play cleanly in libopus; use \"mp3\" (a tenth of the WAV) or \"flac\""
+                    .to_string(),
+            ),
             #[cfg(feature = "mp3")]
             "mp3" => Ok(RecordingFormat::Mp3),
             #[cfg(not(feature = "mp3"))]
             "mp3" => Err(
                 "\"mp3\" is not built in this binary (the `mp3` cargo feature, LAME under \
-                 LGPL-3.0): use \"opus\", \"flac\" or \"wav\""
+                 LGPL-3.0): use \"flac\" or \"wav\""
                     .to_string(),
             ),
             other => Err(format!(
                 "{other:?} is not a recording format: \"wav\" (stereo 16-bit PCM), \
-                 \"flac\" (lossless, about a quarter of the size), \"opus\" or \"mp3\" \
-                 (lossy, a tenth or less)"
+                 \"flac\" (lossless, about a quarter of the size) or \"mp3\" (lossy, a \
+                 tenth or less)"
             )),
         })
     }
@@ -506,9 +502,9 @@ impl<'de> Deserialize<'de> for RecordingFormat {
 pub struct RecordingConfig {
     /// Write recordings. Default true: recordings are half of what the importer asks for.
     pub enabled: bool,
-    /// File format: "wav" (default), "flac", "opus" or "mp3".
+    /// File format: "wav" (default), "flac" or "mp3".
     pub format: RecordingFormat,
-    /// Bit rate of "opus" (default 24, at least 24) or "mp3" (default 32), kbit/s.
+    /// Bit rate of "mp3" (default 32), kbit/s.
     pub bitrate_kbps: Option<u32>,
 }
 

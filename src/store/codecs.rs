@@ -1,11 +1,13 @@
-//! The lossy encoders of stored recordings: a stereo 16-bit WAV to Ogg Opus (RFC 7845)
-//! or MP3. Each holds the encoded file in memory (a tenth of the PCM or less), never
-//! the PCM; `convert` writes it out.
+//! The lossy encoder of stored recordings: a stereo 16-bit WAV to MP3, held in memory
+//! (a tenth of the PCM or less), never the PCM; `convert` writes it out.
+//!
+//! Not Opus: opus-rs's encoder (the pure-Rust one calltap decodes RTP Opus with) makes
+//! streams that libopus, what players use, decodes with loud artefacts on two-tone
+//! speech-like signals (measured: bursts at 4x the source's level), and libopus itself
+//! needs cmake to build.
 
 use std::fs::File;
 use std::io::{self, BufReader};
-
-use ogg::writing::PacketWriteEndInfo;
 
 type Wav = hound::WavReader<BufReader<File>>;
 
@@ -39,90 +41,6 @@ fn blocks(
             return Ok(());
         }
     }
-}
-
-/// Opus's encoder delay at 48 kHz for the rates a recording has (8 and 16 kHz):
-/// libopus's lookahead, 2.5 ms + 4 ms, which a player skips (OpusHead's pre-skip).
-const PRE_SKIP_48K: u16 = 312;
-/// Packets an Ogg page holds: one second of 20 ms packets.
-const PACKETS_PER_PAGE: usize = 50;
-
-/// Ogg Opus of a stereo WAV at 8 or 16 kHz: 20 ms packets, VoIP tuning, `bitrate` bits
-/// a second; the channels stay the two parties (stereo coding, kept apart at 24 kbit/s
-/// and above: src/config/mod.rs).
-pub fn ogg_opus(reader: Wav, bitrate: u32) -> io::Result<Vec<u8>> {
-    let spec = reader.spec();
-    if spec.channels != 2 {
-        return Err(invalid(format!("{} channels, not 2", spec.channels)));
-    }
-    let rate = spec.sample_rate;
-    let mut encoder = opus_rs::OpusEncoder::new(
-        i32::try_from(rate).map_err(|_| invalid(format!("rate {rate}")))?,
-        2,
-        opus_rs::Application::Voip,
-    )
-    .map_err(|e| invalid(format!("Opus encoder at {rate} Hz: {e}")))?;
-    encoder.bitrate_bps = i32::try_from(bitrate).unwrap_or(i32::MAX);
-    let frame = rate as usize / 50;
-    let to_48k = 48_000 / u64::from(rate);
-
-    let mut out = Vec::new();
-    let mut w = ogg::PacketWriter::new(&mut out);
-    // One logical stream per file; the serial only has to be unique within it.
-    let serial = 0x6361_6c6c;
-    let mut head = Vec::with_capacity(19);
-    head.extend_from_slice(b"OpusHead");
-    head.push(1);
-    head.push(2);
-    head.extend_from_slice(&PRE_SKIP_48K.to_le_bytes());
-    head.extend_from_slice(&rate.to_le_bytes());
-    head.extend_from_slice(&0i16.to_le_bytes());
-    head.push(0);
-    w.write_packet(head, serial, PacketWriteEndInfo::EndPage, 0)?;
-    let vendor = concat!("calltap ", env!("CARGO_PKG_VERSION"));
-    let mut tags = b"OpusTags".to_vec();
-    tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
-    tags.extend_from_slice(vendor.as_bytes());
-    tags.extend_from_slice(&0u32.to_le_bytes());
-    w.write_packet(tags, serial, PacketWriteEndInfo::EndPage, 0)?;
-
-    // Packets are written one behind, so the last can end the stream with the exact
-    // length as its granule position (a player drops the padding after it).
-    let mut held: Option<Vec<u8>> = None;
-    let (mut frames_done, mut packets) = (0u64, 0usize);
-    let mut packet = [0u8; 1500];
-    blocks(reader, frame, |pcm, real| {
-        let n = encoder
-            .encode_i16(pcm, frame, &mut packet)
-            .map_err(|e| invalid(format!("Opus encode: {e}")))?;
-        if let Some(prev) = held.take() {
-            packets += 1;
-            let end = if packets % PACKETS_PER_PAGE == 0 {
-                PacketWriteEndInfo::EndPage
-            } else {
-                PacketWriteEndInfo::NormalPacket
-            };
-            let granule = u64::from(PRE_SKIP_48K) + frames_done * to_48k;
-            w.write_packet(prev, serial, end, granule)?;
-        }
-        frames_done += real as u64;
-        held = Some(packet[..n].to_vec());
-        Ok(())
-    })?;
-    let last = match held {
-        Some(p) => p,
-        // An empty WAV: one packet of silence, so the stream is a valid Opus stream.
-        None => {
-            let n = encoder
-                .encode_i16(&vec![0; 2 * frame], frame, &mut packet)
-                .map_err(|e| invalid(format!("Opus encode: {e}")))?;
-            packet[..n].to_vec()
-        }
-    };
-    let granule = u64::from(PRE_SKIP_48K) + frames_done * to_48k;
-    w.write_packet(last, serial, PacketWriteEndInfo::EndStream, granule)?;
-    drop(w);
-    Ok(out)
 }
 
 /// MP3 of a stereo WAV: LAME, plain stereo (joint stereo would code the parties as mid
