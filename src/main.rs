@@ -183,8 +183,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum RecordingsAction {
-    /// Encode every stored WAV recording to FORMAT ("flac", or "mp3" in a build with
-    /// the mp3 feature), one at a time on one low-priority thread, each through
+    /// Encode every stored WAV recording to FORMAT ("flac", "opus", or "mp3" in a build
+    /// with the mp3 feature), one at a time on one low-priority thread, each through
     /// ID.<ext>.part and a rename before its record names it and its WAV goes.
     ///
     /// Resumable: stopped at any point (Ctrl-C, a crash), every record still names a
@@ -196,11 +196,11 @@ enum RecordingsAction {
         config: ConfigArg,
         #[command(flatten)]
         store: StoreArg,
-        /// The format to encode to: "flac" or "mp3".
+        /// The format to encode to: "flac", "opus" or "mp3".
         #[arg(long = "to", value_name = "FORMAT")]
         to: String,
-        /// MP3's bit rate in kbit/s (16, 24, 32, 40, 48 or 64); default
-        /// `[recording] bitrate_kbps`, else 32.
+        /// Opus's (12-256) or MP3's (16, 24, 32, 40, 48 or 64) bit rate in kbit/s;
+        /// default `[recording] bitrate_kbps`, else 24 for Opus and 32 for MP3.
         #[arg(long, value_name = "KBPS")]
         bitrate_kbps: Option<u32>,
     },

@@ -428,8 +428,15 @@ source = "talk_seconds"
 
 #[test]
 fn other_values_are_checked_with_their_line() {
-    let opus = rejected("[recording]\nformat = \"opus\"\n", 2, "[recording] format");
-    assert!(opus.contains("not built in"), "{opus}");
+    let opus = Config::from_toml("[recording]\nformat = \"opus\"\n", "calltap.toml")
+        .expect("opus is a format");
+    assert_eq!(opus.recording.format, RecordingFormat::Opus);
+    let low = rejected(
+        "[recording]\nformat = \"opus\"\nbitrate_kbps = 8\n",
+        3,
+        "[recording] bitrate_kbps",
+    );
+    assert!(low.contains("6 kbit/s a party"), "{low}");
     let mp3 = Config::from_toml(
         "[recording]\nformat = \"mp3\"\nbitrate_kbps = 24\n",
         "calltap.toml",

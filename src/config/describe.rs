@@ -116,6 +116,9 @@ impl Config {
                 (false, _) => "off",
                 (true, RecordingFormat::Wav) => "stereo WAV",
                 (true, RecordingFormat::Flac) => "stereo WAV while the call runs, stored as FLAC",
+                (true, RecordingFormat::Opus) => {
+                    "stereo WAV while the call runs, stored as Ogg Opus"
+                }
                 #[cfg(feature = "mp3")]
                 (true, RecordingFormat::Mp3) => "stereo WAV while the call runs, stored as MP3",
             }

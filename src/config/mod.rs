@@ -449,6 +449,12 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Opus storage's bit rate when none is set: 12 kbit/s for each party's mono stream,
+/// SILK's wide-band speech rate.
+pub const OPUS_DEFAULT_KBPS: u32 = 24;
+/// Opus bit rates accepted, for both parties together: 6 kbit/s a party (SILK's floor)
+/// to 128.
+pub const OPUS_KBPS: std::ops::RangeInclusive<u32> = 12..=256;
 /// MP3 storage's bit rate when none is set (plain stereo at 8 or 16 kHz).
 pub const MP3_DEFAULT_KBPS: u32 = 32;
 
@@ -463,6 +469,9 @@ pub enum RecordingFormat {
     /// FLAC, lossless: the WAV is written as usual while the call runs, then encoded in
     /// the background (src/store/convert.rs); about a quarter of the bytes of the WAV.
     Flac,
+    /// Ogg Opus at `bitrate_kbps` (default 24), each party a mono stream, encoded the
+    /// same way.
+    Opus,
     /// MP3 at `bitrate_kbps` (default 32), encoded the same way; only in a build with
     /// the `mp3` feature (LAME, LGPL-3.0).
     #[cfg(feature = "mp3")]
@@ -474,23 +483,19 @@ impl<'de> Deserialize<'de> for RecordingFormat {
         values::parse_str(d, "a recording format", |text| match text {
             "wav" => Ok(RecordingFormat::Wav),
             "flac" => Ok(RecordingFormat::Flac),
-            "opus" => Err(
-                "\"opus\" storage is not built in: the pure-Rust Opus encoder's files do not \
-                 play cleanly in libopus; use \"mp3\" (a tenth of the WAV) or \"flac\""
-                    .to_string(),
-            ),
+            "opus" => Ok(RecordingFormat::Opus),
             #[cfg(feature = "mp3")]
             "mp3" => Ok(RecordingFormat::Mp3),
             #[cfg(not(feature = "mp3"))]
             "mp3" => Err(
                 "\"mp3\" is not built in this binary (the `mp3` cargo feature, LAME under \
-                 LGPL-3.0): use \"flac\" or \"wav\""
+                 LGPL-3.0): use \"opus\", \"flac\" or \"wav\""
                     .to_string(),
             ),
             other => Err(format!(
                 "{other:?} is not a recording format: \"wav\" (stereo 16-bit PCM), \
-                 \"flac\" (lossless, about a quarter of the size) or \"mp3\" (lossy, a \
-                 tenth or less)"
+                 \"flac\" (lossless, about a quarter of the size), \"opus\" or \"mp3\" \
+                 (lossy, a tenth or less)"
             )),
         })
     }
@@ -502,9 +507,9 @@ impl<'de> Deserialize<'de> for RecordingFormat {
 pub struct RecordingConfig {
     /// Write recordings. Default true: recordings are half of what the importer asks for.
     pub enabled: bool,
-    /// File format: "wav" (default), "flac" or "mp3".
+    /// File format: "wav" (default), "flac", "opus" or "mp3".
     pub format: RecordingFormat,
-    /// Bit rate of "mp3" (default 32), kbit/s.
+    /// Bit rate of "opus" (default 24) or "mp3" (default 32), kbit/s.
     pub bitrate_kbps: Option<u32>,
 }
 

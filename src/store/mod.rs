@@ -39,7 +39,6 @@
 //! flush, for replay. Other writes ride sled's own flush (every 500 ms) unless noted.
 
 mod codec;
-#[cfg(feature = "mp3")]
 mod codecs;
 pub mod convert;
 pub mod deliveries;
