@@ -238,8 +238,15 @@ pub fn compile_condition(
     text: &str,
     allowed: &[&str],
 ) -> Result<cel_interpreter::Program, String> {
-    let program = cel_interpreter::Program::compile(text)
-        .map_err(|e| format!("condition {text:?} does not compile: {e}"))?;
+    let program = cel_interpreter::Program::compile(text).map_err(|e| {
+        // One line per configuration error: the position, not the caret drawing.
+        let why: Vec<String> = e
+            .errors
+            .iter()
+            .map(|e| format!("line {} column {}: {}", e.pos.0, e.pos.1 + 1, e.msg))
+            .collect();
+        format!("condition {text:?} does not compile: {}", why.join("; "))
+    })?;
     let references = program.references();
     if let Some(unknown) = references
         .variables()

@@ -257,7 +257,7 @@ mod tests {
             .holds(&program("steps.lead.code == 201 && saved.lead_id == 7"))
             .expect("decided"));
         let err = scope.render("{{ steps.lead.json.nope }}").expect_err("strict");
-        assert!(err.contains("steps.lead.json.nope"), "{err}");
+        assert!(err.contains("json.nope"), "{err}");
     }
 
     #[test]
