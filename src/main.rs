@@ -853,8 +853,11 @@ fn serve(
             print_next_steps(&base, &store, made_key.as_deref());
         }
         let state = calltap::api::AppState::new(config.clone(), store.clone())?;
-        let deliveries =
-            calltap::events::deliver::Deliveries::start(&config, store.clone(), Some(state.link_signer()))?;
+        let deliveries = calltap::events::deliver::Deliveries::start(
+            &config,
+            store.clone(),
+            Some(state.link_signer()),
+        )?;
         let delivery_metrics = deliveries.metrics();
         let integrations = calltap::integrations::Integrations::start(&config, store.clone())?;
         let integration_metrics = integrations.metrics();

@@ -6,6 +6,8 @@
 //! binary: a SIGKILL between two steps and a restart, the run log, /metrics, and
 //! `calltap integrations test` with and without `--dry-run`.
 
+#[path = "support/readme.rs"]
+mod readme;
 #[path = "support/skip.rs"]
 mod skip;
 
@@ -28,6 +30,7 @@ use calltap::integrations::Integrations;
 use calltap::replay::replay_bytes;
 use calltap::store::runs::{Run, RunStatus, StepStatus};
 use calltap::store::Store;
+use readme::readme_block;
 use serde_json::{json, Value};
 
 const OFFICE_DAY: &[u8] = include_bytes!("../pcaps/office-day.pcap");
@@ -92,9 +95,7 @@ async fn answer(
     };
     let mut response = (StatusCode::from_u16(code).unwrap(), text).into_response();
     for (name, value) in extra {
-        response
-            .headers_mut()
-            .insert(name, value.parse().unwrap());
+        response.headers_mut().insert(name, value.parse().unwrap());
     }
     response
 }
@@ -185,7 +186,9 @@ async fn finished_runs(store: &Store, want: usize, within: Duration) -> Vec<Run>
         assert!(
             Instant::now() < deadline,
             "{} runs finished of {want}: {runs:#?}",
-            runs.iter().filter(|r| r.status != RunStatus::Running).count()
+            runs.iter()
+                .filter(|r| r.status != RunStatus::Running)
+                .count()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -204,7 +207,10 @@ async fn a_crm_lead_then_a_note_that_carries_the_id_the_crm_answered() {
     let crm = Stub::start(|g, before| match (g.method.as_str(), g.path.as_str()) {
         ("POST", "/leads") => {
             let n = before.iter().filter(|b| b.method == "POST").count();
-            ok(201, &json!({"id": format!("lead-{n}"), "status": "new"}).to_string())
+            ok(
+                201,
+                &json!({"id": format!("lead-{n}"), "status": "new"}).to_string(),
+            )
         }
         ("PUT", path) => {
             let id = path
@@ -230,6 +236,7 @@ async fn a_crm_lead_then_a_note_that_carries_the_id_the_crm_answered() {
 [[integrations]]
 name = "crm"
 on = ["call.ended"]
+secret = "crm-s3cret"
 {QUICK}
 [[integrations.steps]]
 name = "lead"
@@ -272,8 +279,21 @@ body = '{{"lead": {{{{ saved.lead_id | tojson }}}}, "status": {{{{ steps.lead.js
     }
     let posts: Vec<&Got> = got.iter().filter(|g| g.method == "POST").collect();
     assert_eq!(posts.len(), ended.len(), "each lead once");
-    assert!(posts.iter().all(|p| p.header("authorization") == "Bearer t0ken"));
-    let phones: BTreeSet<String> = posts.iter().map(|p| p.json()["phone"].to_string()).collect();
+    assert!(posts
+        .iter()
+        .all(|p| p.header("authorization") == "Bearer t0ken"));
+    // Signed as webhooks are: HMAC-SHA256 of timestamp + "." + body.
+    for g in &got {
+        use hmac::Mac;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"crm-s3cret").unwrap();
+        mac.update(format!("{}.{}", g.header("x-calltap-timestamp"), g.body).as_bytes());
+        let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(g.header("x-calltap-signature"), want, "{g:?}");
+    }
+    let phones: BTreeSet<String> = posts
+        .iter()
+        .map(|p| p.json()["phone"].to_string())
+        .collect();
     let want: BTreeSet<String> = ended
         .iter()
         .map(|e| e.data["clientNumber"].to_string())
@@ -387,7 +407,11 @@ text = "missed {{{{ event.callId }}}}"
 async fn a_chat_url_answering_429_waits_for_its_retry_after_then_posts() {
     let chat = Stub::start(|_, before| {
         if before.is_empty() {
-            (429, vec![("retry-after", "1".to_owned())], "slow down".into())
+            (
+                429,
+                vec![("retry-after", "1".to_owned())],
+                "slow down".into(),
+            )
         } else {
             ok(200, "ok")
         }
@@ -411,15 +435,24 @@ text = "Missed call from {{{{ event.data.clientNumber }}}}"
     let runs = finished_runs(&r.store, 1, Duration::from_secs(10)).await;
     let got = chat.got();
     assert_eq!(got.len(), 2, "the 429, then the post");
-    assert_eq!(got[0].header("x-calltap-delivery"), got[1].header("x-calltap-delivery"));
-    assert_eq!(got[0].header("x-calltap-delivery"), format!("{}.post", runs[0].id));
+    assert_eq!(
+        got[0].header("x-calltap-delivery"),
+        got[1].header("x-calltap-delivery")
+    );
+    assert_eq!(
+        got[0].header("x-calltap-delivery"),
+        format!("{}.post", runs[0].id)
+    );
     let missed = of_type(&r.events, "call.missed")[0];
     assert_eq!(
         got[1].json(),
         json!({"text": format!("Missed call from {}", missed.data["clientNumber"].as_str().unwrap())})
     );
     let step = &runs[0].steps[0];
-    assert_eq!((step.status, step.attempts, step.code), (StepStatus::Succeeded, 2, Some(200)));
+    assert_eq!(
+        (step.status, step.attempts, step.code),
+        (StepStatus::Succeeded, 2, Some(200))
+    );
     r.integrations.stop().await;
 }
 
@@ -460,9 +493,15 @@ text = "CRM step: {{{{ steps.lead.status }}}}"
     assert_eq!(run.status, RunStatus::Failed);
     let lead = &run.steps[0];
     assert_eq!(lead.status, StepStatus::Failed);
-    assert_eq!(lead.attempts, 1, "an answer that is not JSON is not retried");
+    assert_eq!(
+        lead.attempts, 1,
+        "an answer that is not JSON is not retried"
+    );
     let reason = lead.error.as_deref().unwrap();
-    assert!(reason.contains("not JSON") && reason.contains("lead_id"), "{reason}");
+    assert!(
+        reason.contains("not JSON") && reason.contains("lead_id"),
+        "{reason}"
+    );
     assert!(run.error.as_deref().unwrap().starts_with("step lead: "));
     for later in &run.steps[1..] {
         assert_eq!(later.status, StepStatus::Skipped);
@@ -485,8 +524,16 @@ text = "CRM step: {{{{ steps.lead.status }}}}"
     let run = &runs[0];
     assert_eq!(run.steps[0].status, StepStatus::Failed);
     assert_eq!(run.steps[1].status, StepStatus::Failed);
-    assert!(run.steps[1].error.as_deref().unwrap().contains("saved.lead_id"));
-    assert_eq!(run.steps[2].status, StepStatus::Skipped, "the note failed before it");
+    assert!(run.steps[1]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("saved.lead_id"));
+    assert_eq!(
+        run.steps[2].status,
+        StepStatus::Skipped,
+        "the note failed before it"
+    );
     assert_eq!(run.status, RunStatus::Failed);
     r.integrations.stop().await;
 }
@@ -531,7 +578,15 @@ impl Smtp {
         let port = free_port();
         let out = dir.join("smtp.out");
         let child = Command::new(python)
-            .args(["-u", "-m", "aiosmtpd", "-n", "-c", "aiosmtpd.handlers.Debugging", "-l"])
+            .args([
+                "-u",
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-c",
+                "aiosmtpd.handlers.Debugging",
+                "-l",
+            ])
             .arg(format!("127.0.0.1:{port}"))
             .stdout(std::fs::File::create(&out).unwrap())
             .stderr(Stdio::null())
@@ -615,7 +670,10 @@ async fn a_missed_call_e_mail_reaches_the_smtp_server_with_its_rendered_subject(
     assert!(text.contains("To: sales@office.example"), "{text}");
     assert!(text.contains("Cc: boss@office.example"), "{text}");
     assert!(text.contains("nobody answered"), "{text}");
-    assert!(text.contains(&format!("Message-ID: <{}.mail@calltap>", runs[0].id)), "{text}");
+    assert!(
+        text.contains(&format!("Message-ID: <{}.mail@calltap>", runs[0].id)),
+        "{text}"
+    );
     r.integrations.stop().await;
 }
 
@@ -627,7 +685,10 @@ async fn an_smtp_server_that_is_down_is_retried_then_the_run_fails_saying_why() 
     assert_eq!(runs[0].status, RunStatus::Failed);
     assert_eq!((step.status, step.attempts), (StepStatus::Failed, 3));
     let reason = step.error.as_deref().unwrap();
-    assert!(reason.starts_with("SMTP: ") && reason.contains("given up after 3 attempts"), "{reason}");
+    assert!(
+        reason.starts_with("SMTP: ") && reason.contains("given up after 3 attempts"),
+        "{reason}"
+    );
     r.integrations.stop().await;
 }
 
@@ -644,7 +705,10 @@ fn a_template_naming_a_missing_field_or_a_bad_condition_is_refused_with_its_line
     // A field no event has: refused before any call, naming the step's line.
     let c = config(&step("{{ event.data.nope }}", ""));
     let err = calltap::integrations::check(&c).unwrap_err();
-    assert!(err.starts_with("calltap.toml line 6: integration \"crm\" step \"lead\" body"), "{err}");
+    assert!(
+        err.starts_with("calltap.toml line 6: integration \"crm\" step \"lead\" body"),
+        "{err}"
+    );
     assert!(err.contains("nope"), "{err}");
     // A field only some events have, read without a guard.
     let c = config(&step("{{ event.data.duration }}", ""));
@@ -661,23 +725,40 @@ fn a_template_naming_a_missing_field_or_a_bad_condition_is_refused_with_its_line
         step("{}", "").replace("body = '{}'", "body = '{}'\nsave = { lead_id = \"/id\" }")
     );
     calltap::integrations::check(&config(&two)).unwrap();
-    let err = calltap::integrations::check(&config(&two.replace("lead_id }}", "other }}"))).unwrap_err();
-    assert!(err.contains("line 12") && err.contains("saved.other"), "{err}");
+    let err =
+        calltap::integrations::check(&config(&two.replace("lead_id }}", "other }}"))).unwrap_err();
+    assert!(
+        err.contains("line 12") && err.contains("saved.other"),
+        "{err}"
+    );
 
     // Syntax: a condition that does not compile, and one that reads an unknown name.
-    let err = Config::from_toml(&step("{}", "when = 'event.data.duration >>= 3'\n"), "calltap.toml")
-        .unwrap_err()
-        .to_string();
-    assert!(err.starts_with("calltap.toml line 8:") && err.contains("does not compile: line 1 column 23"), "{err}");
+    let err = Config::from_toml(
+        &step("{}", "when = 'event.data.duration >>= 3'\n"),
+        "calltap.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.starts_with("calltap.toml line 8:")
+            && err.contains("does not compile: line 1 column 23"),
+        "{err}"
+    );
     assert!(!err.contains('\n'), "one line: {err}");
     let err = Config::from_toml(&step("{}", "when = 'call.duration > 3'\n"), "calltap.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.contains("\"call\"") && err.contains("event, steps, saved"), "{err}");
+    assert!(
+        err.contains("\"call\"") && err.contains("event, steps, saved"),
+        "{err}"
+    );
     let err = Config::from_toml(&step("{% if %}", ""), "calltap.toml")
         .unwrap_err()
         .to_string();
-    assert!(err.starts_with("calltap.toml line 8:") && err.contains("template line 1"), "{err}");
+    assert!(
+        err.starts_with("calltap.toml line 8:") && err.contains("template line 1"),
+        "{err}"
+    );
     // An e-mail step without [smtp], and keys of another kind.
     let err = Config::from_toml(
         "[[integrations]]\nname = \"m\"\n[[integrations.steps]]\nname = \"mail\"\nkind = \"email\"\nto = [\"a@b.example\"]\nsubject = \"s\"\nbody = \"b\"\n",
@@ -729,7 +810,8 @@ fn header_values_come_from_files_and_the_environment() {
 
 fn calltap() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltap"));
-    cmd.env("CALLTAP_LOG", "warn").env("CALLTAP_SECRET_KEY", KEY);
+    cmd.env("CALLTAP_LOG", "warn")
+        .env("CALLTAP_SECRET_KEY", KEY);
     cmd
 }
 
@@ -802,7 +884,11 @@ fn replay_into(config: &Path, data: &Path) {
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/office-day.pcap"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 async fn wait_for<F: std::future::Future<Output = bool>>(
@@ -818,8 +904,7 @@ async fn wait_for<F: std::future::Future<Output = bool>>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkill_between_two_steps_then_a_restart_runs_the_second_once_and_never_the_first_again()
-{
+async fn sigkill_between_two_steps_then_a_restart_runs_the_second_once_and_never_the_first_again() {
     let dir = tempfile::tempdir().unwrap();
     let first = Stub::start(|_, _| ok(201, r#"{"id": "lead-1"}"#)).await;
     // The second step's receiver is down at first: nothing listens on its port.
@@ -867,7 +952,9 @@ body = '{{"text": "missed"}}'
     assert_eq!(first.got().len(), 1);
 
     // The second receiver comes up; a new start resumes the run at its second step.
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", second_port)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", second_port))
+        .await
+        .unwrap();
     let second_got = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     {
         let got = second_got.clone();
@@ -1025,7 +1112,14 @@ body = '{{"note": "called"}}'
     };
     let test = |extra: &[&str]| {
         calltap()
-            .args(["integrations", "test", "crm", "--call", &call.id, "--config"])
+            .args([
+                "integrations",
+                "test",
+                "crm",
+                "--call",
+                &call.id,
+                "--config",
+            ])
             .arg(&cfg)
             .arg("--data")
             .arg(&data)
@@ -1035,13 +1129,29 @@ body = '{{"note": "called"}}'
     };
     let dry = test(&["--dry-run"]);
     let text = String::from_utf8_lossy(&dry.stdout);
-    assert!(dry.status.success(), "{text}{}", String::from_utf8_lossy(&dry.stderr));
+    assert!(
+        dry.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&dry.stderr)
+    );
     assert!(crm.got().is_empty(), "a dry run sends nothing");
     let phone = call.client_number.clone().unwrap();
-    assert!(text.contains(&format!("POST {}/leads", crm.url())), "{text}");
-    assert!(text.contains(&format!("{{\"phone\": \"{phone}\"}}")), "{text}");
-    assert!(text.contains(&format!("PATCH {}/leads/<saved.lead_id>", crm.url())), "{text}");
-    assert!(text.contains("Authorization: <from the configuration, not shown>"), "{text}");
+    assert!(
+        text.contains(&format!("POST {}/leads", crm.url())),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("{{\"phone\": \"{phone}\"}}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("PATCH {}/leads/<saved.lead_id>", crm.url())),
+        "{text}"
+    );
+    assert!(
+        text.contains("Authorization: <from the configuration, not shown>"),
+        "{text}"
+    );
     assert!(!text.contains("secret-token"), "{text}");
 
     let real = test(&[]);
@@ -1052,10 +1162,20 @@ body = '{{"note": "called"}}'
     assert!(text.contains("saved: {\"lead_id\":77}"), "{text}");
     let got = crm.got();
     assert_eq!(got.len(), 2);
-    assert_eq!((got[1].method.as_str(), got[1].path.as_str()), ("PATCH", "/leads/77"));
+    assert_eq!(
+        (got[1].method.as_str(), got[1].path.as_str()),
+        ("PATCH", "/leads/77")
+    );
 
     let missing = calltap()
-        .args(["integrations", "test", "nope", "--call", &call.id, "--config"])
+        .args([
+            "integrations",
+            "test",
+            "nope",
+            "--call",
+            &call.id,
+            "--config",
+        ])
         .arg(&cfg)
         .arg("--data")
         .arg(&data)
@@ -1063,4 +1183,31 @@ body = '{{"note": "called"}}'
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("the integrations are crm"));
+}
+
+/// The files the README's examples name, without the real /etc.
+struct ReadmeFiles;
+
+impl calltap::config::Environment for ReadmeFiles {
+    fn var(&self, _: &str) -> Option<String> {
+        None
+    }
+
+    fn read_file(&self, path: &Path) -> std::io::Result<String> {
+        match path.to_str() {
+            Some("/etc/calltap/crm-token") => Ok("Bearer t0ken\n".into()),
+            Some("/etc/calltap/smtp-password") => Ok("pw\n".into()),
+            _ => Err(std::io::Error::from(std::io::ErrorKind::NotFound)),
+        }
+    }
+}
+
+#[test]
+fn the_readme_examples_load_and_fit_every_event_they_run_on() {
+    let text = readme_block("## Integrations", "toml");
+    let c =
+        Config::from_toml_with(&text, "README.md", &ReadmeFiles).unwrap_or_else(|e| panic!("{e}"));
+    let names: Vec<&str> = c.integrations.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(names, ["crm", "missed-call-mail", "long-calls"]);
+    calltap::integrations::check(&c).unwrap_or_else(|e| panic!("{e}"));
 }

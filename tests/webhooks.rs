@@ -8,6 +8,8 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/readme.rs"]
+mod readme;
 #[path = "support/skip.rs"]
 mod skip;
 
@@ -31,6 +33,7 @@ use calltap::events::Event;
 use calltap::replay::replay_bytes;
 use calltap::store::Store;
 use hmac::{Hmac, Mac};
+use readme::readme_block;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -1379,16 +1382,6 @@ async fn webhooks_test_sends_a_signed_sample_and_prints_the_answer() {
         stdout.contains("HTTP 410") && stdout.contains("not be retried"),
         "{stdout}"
     );
-}
-
-/// The code block of `language` that follows `after` in README.md.
-fn readme_block(after: &str, language: &str) -> String {
-    let readme = include_str!("../README.md");
-    let from = readme.find(after).expect("the README section");
-    let fence = format!("```{language}\n");
-    let start = readme[from..].find(&fence).expect("the code block") + from + fence.len();
-    let end = readme[start..].find("```").expect("its end") + start;
-    readme[start..end].to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -38,7 +38,9 @@ pub(crate) async fn runs(
     let live = state.live();
     if let Some(name) = &q.integration {
         if !live.integrations.iter().any(|i| &i.name == name) {
-            return Err(ApiError::not_found(format!("no integration is named {name:?}")));
+            return Err(ApiError::not_found(format!(
+                "no integration is named {name:?}"
+            )));
         }
     }
     let integrations: Vec<Value> = live

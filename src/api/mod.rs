@@ -31,6 +31,7 @@ pub mod acme;
 mod auth;
 mod calls;
 mod error;
+mod integrations;
 mod limits;
 mod links;
 mod openapi;
@@ -38,7 +39,6 @@ mod ops;
 mod server;
 pub mod tls;
 mod webhooks;
-mod integrations;
 
 use std::future::Future;
 use std::sync::{Arc, RwLock};

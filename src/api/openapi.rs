@@ -409,7 +409,8 @@ fn add_integrations(doc: &mut Value, secured: &Value) {
                 }
     });
     if let (Some(all), Value::Object(more)) = (
-        doc.pointer_mut("/components/schemas").and_then(Value::as_object_mut),
+        doc.pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut),
         schemas,
     ) {
         all.extend(more);

@@ -167,7 +167,8 @@ impl Config {
                 .iter()
                 .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
                 .collect();
-            let _ = writeln!(
+            let _ =
+                writeln!(
                 out,
                 "integration {}: on {}{}; steps {}; timeout {}, {} attempts per step, {} at once",
                 it.name,

@@ -16,8 +16,8 @@ use serde::{Deserialize, Serialize};
 use super::error::{k, Locator, PathSeg};
 use super::webhooks::{
     check_headers, default_retry_first_ms, default_retry_max_secs, default_timeout_secs,
-    is_endpoint_name, resolve_headers, within, HeaderValueSource, EVENT_TYPES, MAX_CONCURRENCY,
-    MAX_TIMEOUT_SECS,
+    is_endpoint_name, read_secret, resolve_headers, within, HeaderValueSource, EVENT_TYPES,
+    MAX_CONCURRENCY, MAX_TIMEOUT_SECS,
 };
 use super::{ConfigError, Environment, SecretKey};
 
@@ -142,6 +142,13 @@ pub struct IntegrationConfig {
     #[serde(default)]
     pub when: Option<String>,
     pub steps: Vec<StepConfig>,
+    /// Signs HTTP and chat requests as webhooks are (`X-Calltap-Signature`, HMAC-SHA256
+    /// of timestamp + "." + body). Default none: not signed.
+    #[serde(default)]
+    pub secret: Option<SecretKey>,
+    /// A file whose first non-comment line is the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_file: Option<PathBuf>,
     #[serde(default = "default_timeout_secs")]
     pub timeout_secs: u64,
     #[serde(default = "default_retry_first_ms")]
@@ -234,10 +241,7 @@ fn is_identifier(name: &str) -> bool {
 
 /// Compiles a CEL condition and checks it reads only `allowed` names; the message for
 /// an administrator otherwise.
-pub fn compile_condition(
-    text: &str,
-    allowed: &[&str],
-) -> Result<cel_interpreter::Program, String> {
+pub fn compile_condition(text: &str, allowed: &[&str]) -> Result<cel_interpreter::Program, String> {
     let program = cel_interpreter::Program::compile(text).map_err(|e| {
         // One line per configuration error: the position, not the caret drawing.
         let why: Vec<String> = e
@@ -302,10 +306,7 @@ pub(crate) fn check(
             ));
         }
         if earlier.iter().any(|e| e.name == it.name) {
-            return Err(loc.error(
-                &at("name"),
-                format!("{:?} names two integrations", it.name),
-            ));
+            return Err(loc.error(&at("name"), format!("{:?} names two integrations", it.name)));
         }
         for (j, event) in it.on.iter().enumerate() {
             let path = [
@@ -323,6 +324,9 @@ pub(crate) fn check(
                     ),
                 ));
             }
+        }
+        if it.secret.is_some() && it.secret_file.is_some() {
+            return Err(loc.error(&at("secret_file"), "set secret or secret_file, not both"));
         }
         if let Some(when) = &it.when {
             compile_condition(when, &["event"]).map_err(|m| loc.error(&at("when"), m))?;
@@ -398,19 +402,14 @@ pub(crate) fn check(
                 ));
             }
             if before.iter().any(|s| s.name == step.name) {
-                return Err(loc.error(
-                    &path("name"),
-                    format!("{:?} names two steps", step.name),
-                ));
+                return Err(loc.error(&path("name"), format!("{:?} names two steps", step.name)));
             }
             check_step(step, smtp.is_some(), &path, loc)?;
             for name in step.save.keys() {
                 if !is_identifier(name) || saved_names.contains(name) {
                     return Err(loc.error(
                         &path("save"),
-                        format!(
-                            "{name:?}: a saved name is an identifier, once per integration"
-                        ),
+                        format!("{name:?}: a saved name is an identifier, once per integration"),
                     ));
                 }
                 saved_names.push(name.clone());
@@ -431,7 +430,11 @@ fn check_step(
     let keys: [(&str, bool, bool); 9] = [
         ("method", step.method.is_some(), step.kind == StepKind::Http),
         ("url", step.url.is_some(), step.kind != StepKind::Email),
-        ("headers", !step.headers.is_empty(), step.kind == StepKind::Http),
+        (
+            "headers",
+            !step.headers.is_empty(),
+            step.kind == StepKind::Http,
+        ),
         ("body", step.body.is_some(), step.kind != StepKind::Chat),
         (
             "content_type",
@@ -439,7 +442,11 @@ fn check_step(
             step.kind == StepKind::Http,
         ),
         ("save", !step.save.is_empty(), step.kind == StepKind::Http),
-        ("expect", !step.expect.is_empty(), step.kind == StepKind::Http),
+        (
+            "expect",
+            !step.expect.is_empty(),
+            step.kind == StepKind::Http,
+        ),
         (
             "to",
             !step.to.is_empty() || !step.cc.is_empty() || step.subject.is_some(),
@@ -488,10 +495,7 @@ fn check_step(
     )?;
     if let Some(ct) = &step.content_type {
         if axum::http::HeaderValue::from_str(ct).is_err() || !ct.contains('/') {
-            return Err(loc.error(
-                &path("content_type"),
-                format!("{ct:?} is not a media type"),
-            ));
+            return Err(loc.error(&path("content_type"), format!("{ct:?} is not a media type")));
         }
     }
     for (name, pointer) in &step.save {
@@ -539,6 +543,10 @@ pub(crate) fn read_files(
     env: &dyn Environment,
 ) -> Result<(), ConfigError> {
     for (i, it) in integrations.iter_mut().enumerate() {
+        if let Some(file) = &it.secret_file {
+            let at = [k("integrations"), PathSeg::Index(i), k("secret_file")];
+            it.secret = Some(read_secret(file, &at, "secret", loc, env)?);
+        }
         for (j, step) in it.steps.iter_mut().enumerate() {
             step.resolved_headers = resolve_headers(
                 &step.headers,
@@ -557,16 +565,7 @@ pub(crate) fn read_files(
     if let Some(smtp) = smtp {
         if let Some(file) = &smtp.password_file {
             let at = [k("smtp"), k("password_file")];
-            let text = env
-                .read_file(file)
-                .map_err(|e| loc.file_error(&at, file.clone(), e))?;
-            let password = text
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.starts_with('#'))
-                .find_map(SecretKey::new)
-                .ok_or_else(|| loc.error(&at, format!("{} holds no password", file.display())))?;
-            smtp.password = Some(password);
+            smtp.password = Some(read_secret(file, &at, "password", loc, env)?);
         }
     }
     Ok(())

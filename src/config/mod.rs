@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
 pub use integrations::{
-    compile_condition, templates as step_templates, HttpMethod, IntegrationConfig,
-    SmtpConfig, SmtpSecurity, StepConfig, StepKind, CONTEXT_NAMES,
+    compile_condition, templates as step_templates, HttpMethod, IntegrationConfig, SmtpConfig,
+    SmtpSecurity, StepConfig, StepKind, CONTEXT_NAMES,
 };
 pub use numbers::NumbersConfig;
 pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKind};

@@ -434,16 +434,7 @@ pub(crate) fn read_files(
     for (i, hook) in hooks.iter_mut().enumerate() {
         if let Some(file) = &hook.secret_file {
             let at = [k("webhooks"), PathSeg::Index(i), k("secret_file")];
-            let text = env
-                .read_file(file)
-                .map_err(|e| loc.file_error(&at, file.clone(), e))?;
-            let secret = text
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.starts_with('#'))
-                .find_map(SecretKey::new)
-                .ok_or_else(|| loc.error(&at, format!("{} holds no secret", file.display())))?;
-            hook.secret = Some(secret);
+            hook.secret = Some(read_secret(file, &at, "secret", loc, env)?);
         }
         hook.resolved_headers = resolve_headers(
             &hook.headers,
@@ -517,10 +508,9 @@ pub(crate) fn resolve_headers(
             }
             HeaderValueSource::Env { env: var } => {
                 let Some(text) = env.var(var) else {
-                    return Err(loc.error(
-                        &path,
-                        format!("the environment variable {var} is not set"),
-                    ));
+                    return Err(
+                        loc.error(&path, format!("the environment variable {var} is not set"))
+                    );
                 };
                 if axum::http::HeaderValue::from_str(text.trim()).is_err() {
                     return Err(loc.error(
@@ -553,4 +543,23 @@ pub(crate) fn within(
         ));
     }
     Ok(())
+}
+
+/// The first non-comment line of a `*_file` key's file: a secret kept out of the
+/// configuration. `what` names it in the error.
+pub(crate) fn read_secret(
+    file: &std::path::Path,
+    at: &[PathSeg],
+    what: &str,
+    loc: &Locator<'_>,
+    env: &dyn Environment,
+) -> Result<SecretKey, ConfigError> {
+    let text = env
+        .read_file(file)
+        .map_err(|e| loc.file_error(at, file.to_owned(), e))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .find_map(SecretKey::new)
+        .ok_or_else(|| loc.error(at, format!("{} holds no {what}", file.display())))
 }

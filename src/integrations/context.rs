@@ -115,7 +115,8 @@ impl Scope {
                     ("status", minijinja::Value::from(s.status)),
                     (
                         "code",
-                        s.code.map_or(minijinja::Value::from(()), minijinja::Value::from),
+                        s.code
+                            .map_or(minijinja::Value::from(()), minijinja::Value::from),
                     ),
                     ("json", json),
                 ]);
@@ -220,7 +221,8 @@ mod tests {
 
     #[test]
     fn templates_and_conditions_see_the_event_the_steps_and_the_saved_values() {
-        let event = json!({"type": "call.ended", "data": {"direction": "incoming", "duration": 75}});
+        let event =
+            json!({"type": "call.ended", "data": {"direction": "incoming", "duration": 75}});
         let mut scope = Scope::stand_in(event.clone(), [], []);
         assert!(scope
             .holds(&program(
@@ -244,9 +246,7 @@ mod tests {
                 stand_in: false,
             },
         );
-        scope
-            .saved
-            .insert("lead_id".into(), Saved::Value(json!(7)));
+        scope.saved.insert("lead_id".into(), Saved::Value(json!(7)));
         assert_eq!(
             scope
                 .render("{{ event.type }} {{ steps.lead.code }} {{ steps.lead.json.id }} {{ saved.lead_id }}")
@@ -256,7 +256,9 @@ mod tests {
         assert!(scope
             .holds(&program("steps.lead.code == 201 && saved.lead_id == 7"))
             .expect("decided"));
-        let err = scope.render("{{ steps.lead.json.nope }}").expect_err("strict");
+        let err = scope
+            .render("{{ steps.lead.json.nope }}")
+            .expect_err("strict");
         assert!(err.contains("json.nope"), "{err}");
     }
 

@@ -129,15 +129,19 @@ pub fn check(config: &Config) -> Result<(), String> {
                 let earlier = it.steps[..j].iter().map(|s| s.name.as_str());
                 let scope = Scope::stand_in(event.clone(), earlier, saved.iter().copied());
                 for (key, template) in step_templates(step) {
-                    scope.render(template).map_err(|e| {
-                        refuse(step.line, format!("step {:?} {key}", step.name), e)
-                    })?;
+                    scope
+                        .render(template)
+                        .map_err(|e| refuse(step.line, format!("step {:?} {key}", step.name), e))?;
                 }
                 if let (Some(when), Some(source)) = (&compiled.step_when[j], &step.when) {
                     let refs = when.references();
                     if !refs.has_variable("steps") && !refs.has_variable("saved") {
                         scope.holds(when).map_err(|e| {
-                            refuse(step.line, format!("step {:?} when {source:?}", step.name), e)
+                            refuse(
+                                step.line,
+                                format!("step {:?} when {source:?}", step.name),
+                                e,
+                            )
                         })?;
                     }
                 }

@@ -243,7 +243,11 @@ impl Worker {
         &self.compiled.config.name
     }
 
-    pub(super) async fn run(self, mut changes: watch::Receiver<u64>, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(
+        self,
+        mut changes: watch::Receiver<u64>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let mut open: BTreeMap<u64, Run> = BTreeMap::new();
         match self.store.open_runs(self.name()) {
             Ok(runs) => open.extend(runs.into_iter().map(|r| (r.seq, r))),
@@ -332,8 +336,8 @@ impl Worker {
                 }
             }
             let (store, keep, name2) = (self.store.clone(), runs.clone(), name.clone());
-            let written = tokio::task::spawn_blocking(move || store.start_runs(&name2, &keep, cursor))
-                .await;
+            let written =
+                tokio::task::spawn_blocking(move || store.start_runs(&name2, &keep, cursor)).await;
             if !matches!(written, Ok(Ok(()))) {
                 tracing::error!(integration = %name, "recording new runs failed: {written:?}");
                 break;
@@ -347,7 +351,12 @@ impl Worker {
         }
     }
 
-    fn dispatch(&self, open: &BTreeMap<u64, Run>, in_flight: &mut HashSet<u64>, tasks: &mut JoinSet<u64>) {
+    fn dispatch(
+        &self,
+        open: &BTreeMap<u64, Run>,
+        in_flight: &mut HashSet<u64>,
+        tasks: &mut JoinSet<u64>,
+    ) {
         let mut calls_ahead: HashSet<&str> = HashSet::new();
         for (seq, run) in open {
             if in_flight.len() >= self.compiled.config.concurrency {

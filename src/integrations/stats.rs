@@ -91,50 +91,50 @@ pub fn write_prometheus(all: &[(String, Arc<IntegrationStats>)], out: &mut Strin
             load(&s.open)
         );
     }
-    type Get = fn(&StepStats) -> u64;
-    let per_step: [(&str, &str, &str, Get); 3] = [
-        (
-            "steps_total",
-            "counter",
-            "Integration steps finished, by status",
-            |_| 0,
-        ),
+    let _ = writeln!(
+        out,
+        "# HELP calltap_integration_steps_total Integration steps finished, by status\n# TYPE calltap_integration_steps_total counter"
+    );
+    for (name, s) in all {
+        for (step, st) in &s.steps {
+            for (status, value) in [
+                ("succeeded", &st.succeeded),
+                ("failed", &st.failed),
+                ("skipped", &st.skipped),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "calltap_integration_steps_total{{integration=\"{name}\",step=\"{step}\",status=\"{status}\"}} {}",
+                    load(value)
+                );
+            }
+        }
+    }
+    type Counter = fn(&StepStats) -> &AtomicU64;
+    let per_step: [(&str, &str, Counter); 2] = [
         (
             "step_retries_total",
-            "counter",
             "Integration step attempts that failed and were retried",
-            |s| s.retried.load(Ordering::Relaxed),
+            |s| &s.retried,
         ),
         (
             "step_attempts_total",
-            "counter",
             "Integration step attempts made",
-            |s| s.attempts.load(Ordering::Relaxed),
+            |s| &s.attempts,
         ),
     ];
-    for (metric, kind, help, get) in per_step {
+    for (metric, help, get) in per_step {
         let _ = writeln!(
             out,
-            "# HELP calltap_integration_{metric} {help}\n# TYPE calltap_integration_{metric} {kind}"
+            "# HELP calltap_integration_{metric} {help}\n# TYPE calltap_integration_{metric} counter"
         );
         for (name, s) in all {
             for (step, st) in &s.steps {
-                let labels = format!("integration=\"{name}\",step=\"{step}\"");
-                if metric == "steps_total" {
-                    for (status, value) in [
-                        ("succeeded", &st.succeeded),
-                        ("failed", &st.failed),
-                        ("skipped", &st.skipped),
-                    ] {
-                        let _ = writeln!(
-                            out,
-                            "calltap_integration_steps_total{{{labels},status=\"{status}\"}} {}",
-                            load(value)
-                        );
-                    }
-                } else {
-                    let _ = writeln!(out, "calltap_integration_{metric}{{{labels}}} {}", get(st));
-                }
+                let _ = writeln!(
+                    out,
+                    "calltap_integration_{metric}{{integration=\"{name}\",step=\"{step}\"}} {}",
+                    load(get(st))
+                );
             }
         }
     }

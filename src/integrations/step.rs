@@ -13,10 +13,9 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde_json::Value;
 
-use crate::config::{
-    IntegrationConfig, SmtpConfig, SmtpSecurity, StepConfig, StepKind,
-};
-use crate::events::deliver::{answer_of, failed, Answer};
+use crate::config::{IntegrationConfig, SmtpConfig, SmtpSecurity, StepConfig, StepKind};
+use crate::config::{SecretKey, SignatureDialect};
+use crate::events::deliver::{answer_of, failed, signature, Answer};
 
 use super::context::Scope;
 
@@ -131,7 +130,11 @@ pub fn prepare(
                     .content_type
                     .clone()
                     .unwrap_or_else(|| "application/json".into()),
-                body: step.body.as_deref().map(|b| render("body", b)).transpose()?,
+                body: step
+                    .body
+                    .as_deref()
+                    .map(|b| render("body", b))
+                    .transpose()?,
             }
         }
         StepKind::Chat => {
@@ -170,6 +173,7 @@ fn check_url(url: &str) -> Result<(), String> {
 /// An integration's means of sending: its HTTP client and the SMTP transport.
 pub struct Sender {
     client: reqwest::Client,
+    secret: Option<SecretKey>,
     smtp: Option<(AsyncSmtpTransport<Tokio1Executor>, Mailbox)>,
     timeout_secs: u64,
 }
@@ -193,6 +197,7 @@ impl Sender {
         };
         Ok(Sender {
             client,
+            secret: it.secret.clone(),
             smtp,
             timeout_secs: it.timeout_secs,
         })
@@ -206,7 +211,11 @@ impl Sender {
         delivery: &str,
     ) -> Vec<(String, String, bool)> {
         let mut out = vec![
-            ("X-Calltap-Integration".into(), integration.to_owned(), false),
+            (
+                "X-Calltap-Integration".into(),
+                integration.to_owned(),
+                false,
+            ),
             ("X-Calltap-Event".into(), event_type.to_owned(), false),
             ("X-Calltap-Delivery".into(), delivery.to_owned(), false),
         ];
@@ -218,7 +227,12 @@ impl Sender {
 
     /// Sends a prepared step once; `delivery` (run id and step name) lets a receiver
     /// deduplicate retries.
-    pub async fn send(&self, step: &StepConfig, prepared: &Prepared, delivery: &str) -> (Attempted, Duration) {
+    pub async fn send(
+        &self,
+        step: &StepConfig,
+        prepared: &Prepared,
+        delivery: &str,
+    ) -> (Attempted, Duration) {
         let started = Instant::now();
         let outcome = match prepared {
             Prepared::Http {
@@ -228,8 +242,8 @@ impl Sender {
                 content_type,
                 body,
             } => {
-                let method = reqwest::Method::from_bytes(method.as_bytes())
-                    .unwrap_or(reqwest::Method::POST);
+                let method =
+                    reqwest::Method::from_bytes(method.as_bytes()).unwrap_or(reqwest::Method::POST);
                 let mut request = self.client.request(method, url);
                 for (name, value, _) in headers {
                     request = request.header(name.as_str(), value.as_str());
@@ -239,6 +253,7 @@ impl Sender {
                         .header(reqwest::header::CONTENT_TYPE, content_type.as_str())
                         .body(body.clone());
                 }
+                let request = self.signed(request, body.as_deref().unwrap_or(""));
                 self.http(request, step).await
             }
             Prepared::Chat { url, body } => {
@@ -248,6 +263,7 @@ impl Sender {
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .header("X-Calltap-Delivery", delivery)
                     .body(body.clone());
+                let request = self.signed(request, body);
                 self.http(request, step).await
             }
             Prepared::Email {
@@ -258,6 +274,25 @@ impl Sender {
             } => self.mail(to, cc, subject, body, delivery).await,
         };
         (outcome, started.elapsed())
+    }
+
+    /// With a secret: the timestamp and the signature webhooks carry, over `body`.
+    fn signed(&self, request: reqwest::RequestBuilder, body: &str) -> reqwest::RequestBuilder {
+        let Some(secret) = &self.secret else {
+            return request;
+        };
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let sig = signature(
+            secret.expose().as_bytes(),
+            SignatureDialect::Timestamped,
+            timestamp,
+            body.as_bytes(),
+        );
+        request
+            .header("X-Calltap-Timestamp", timestamp.to_string())
+            .header("X-Calltap-Signature", format!("sha256={sig}"))
     }
 
     async fn http(&self, request: reqwest::RequestBuilder, step: &StepConfig) -> Attempted {
@@ -377,7 +412,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
-fn smtp_transport(smtp: &SmtpConfig) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), String> {
+fn smtp_transport(
+    smtp: &SmtpConfig,
+) -> Result<(AsyncSmtpTransport<Tokio1Executor>, Mailbox), String> {
     let from = smtp
         .from
         .parse::<Mailbox>()
@@ -414,9 +451,7 @@ fn saved_from(step: &StepConfig, code: Option<u16>, body: &str) -> Attempted {
             let shown: String = body.chars().take(80).collect();
             return Attempted::Failed {
                 code,
-                reason: format!(
-                    "the answer is not JSON, and save wants {name} from it: {shown:?}"
-                ),
+                reason: format!("the answer is not JSON, and save wants {name} from it: {shown:?}"),
             };
         };
         match doc.pointer(pointer) {
@@ -464,7 +499,10 @@ mod tests {
         match saved_from(&s, Some(200), "<html>ok</html>") {
             Attempted::Failed { reason, code } => {
                 assert_eq!(code, Some(200));
-                assert!(reason.contains("not JSON") && reason.contains("lead_id"), "{reason}");
+                assert!(
+                    reason.contains("not JSON") && reason.contains("lead_id"),
+                    "{reason}"
+                );
             }
             other => panic!("{other:?}"),
         }

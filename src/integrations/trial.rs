@@ -47,7 +47,11 @@ pub async fn try_on_call(
         .iter()
         .find(|i| i.name == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = config.integrations.iter().map(|i| i.name.as_str()).collect();
+            let names: Vec<&str> = config
+                .integrations
+                .iter()
+                .map(|i| i.name.as_str())
+                .collect();
             if names.is_empty() {
                 format!("no integration is named {name:?}: none is configured")
             } else {
@@ -67,12 +71,19 @@ pub async fn try_on_call(
         record.id,
         event.kind.as_str(),
         event.id,
-        if dry_run { ", dry run: nothing is sent" } else { "" }
+        if dry_run {
+            ", dry run: nothing is sent"
+        } else {
+            ""
+        }
     );
     match compiled.selects(&event) {
         Ok(true) => {}
         Ok(false) => {
-            let _ = writeln!(out, "when is false for this call: the integration would not run");
+            let _ = writeln!(
+                out,
+                "when is false for this call: the integration would not run"
+            );
             return Ok((out, false));
         }
         Err(e) => {
@@ -100,7 +111,11 @@ pub async fn try_on_call(
                         let _ = writeln!(out, "\nstep {} when {text}: {v}", step.name);
                     }
                     Err(e) => {
-                        let _ = writeln!(out, "\nstep {} when {text}: not known before the answers ({e})", step.name);
+                        let _ = writeln!(
+                            out,
+                            "\nstep {} when {text}: not known before the answers ({e})",
+                            step.name
+                        );
                     }
                 }
             }
@@ -108,22 +123,29 @@ pub async fn try_on_call(
             let headers = Sender::headers(step, name, run.event.kind.as_str(), &delivery);
             match prepare(step, &scope, headers) {
                 Ok(prepared) => {
-                    let _ = writeln!(out, "\nstep {} ({}):\n{prepared}", step.name, step.kind.as_str());
+                    let _ = writeln!(
+                        out,
+                        "\nstep {} ({}):\n{prepared}",
+                        step.name,
+                        step.kind.as_str()
+                    );
                 }
                 Err(e) => {
                     ok = false;
-                    let _ = writeln!(out, "\nstep {} ({}): cannot be prepared: {e}", step.name, step.kind.as_str());
+                    let _ = writeln!(
+                        out,
+                        "\nstep {} ({}): cannot be prepared: {e}",
+                        step.name,
+                        step.kind.as_str()
+                    );
                 }
             }
             continue;
         }
         // A test run tries each step once: retries are the daemon's.
-        match compiled.attempt(&mut run, index).await {
-            None => {}
-            Some((attempted, took)) => {
-                if !settle(&compiled.config, &mut run, index, attempted, took) {
-                    run.steps[index].status = StepStatus::Failed;
-                }
+        if let Some((attempted, took)) = compiled.attempt(&mut run, index).await {
+            if !settle(&compiled.config, &mut run, index, attempted, took) {
+                run.steps[index].status = StepStatus::Failed;
             }
         }
         let r = &run.steps[index];
@@ -133,8 +155,13 @@ pub async fn try_on_call(
             r.name,
             r.status.as_str(),
             r.code.map(|c| format!(", answer {c}")).unwrap_or_default(),
-            r.duration_ms.map(|d| format!(", {d} ms")).unwrap_or_default(),
-            r.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default(),
+            r.duration_ms
+                .map(|d| format!(", {d} ms"))
+                .unwrap_or_default(),
+            r.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default(),
         );
     }
     if !dry_run {
@@ -148,7 +175,10 @@ pub async fn try_on_call(
             out,
             "run {}{}",
             if ok { "succeeded" } else { "failed" },
-            run.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+            run.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
         );
     }
     Ok((out, ok))

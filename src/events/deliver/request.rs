@@ -188,7 +188,12 @@ impl Sender {
             Ok(r) => r,
             Err(e) => return failed(&e, hook.timeout_secs),
         };
-        answer_of(response, &|status| (200..300).contains(&status), ANSWER_KEEP).await
+        answer_of(
+            response,
+            &|status| (200..300).contains(&status),
+            ANSWER_KEEP,
+        )
+        .await
     }
 }
 
