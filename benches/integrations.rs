@@ -152,7 +152,7 @@ fn main() {
             let (url, patched) = receiver().await;
             let cfg = config(&url, concurrency);
             let started = Instant::now();
-            let integrations = Integrations::start(&cfg, store.clone()).expect("start");
+            let integrations = Integrations::start(&cfg, store.clone(), None).expect("start");
             wait_for(&patched, ended, Duration::from_secs(1200)).await;
             let secs = started.elapsed().as_secs_f64();
             integrations.stop().await;
@@ -172,7 +172,7 @@ fn main() {
         let (url, patched) = receiver().await;
         let cfg = config(&url, 4);
         let store = Arc::new(Store::open(&tmp.path().join("one")).expect("store"));
-        let integrations = Integrations::start(&cfg, store.clone()).expect("start");
+        let integrations = Integrations::start(&cfg, store.clone(), None).expect("start");
         let (one_secs, ended) =
             tokio::task::block_in_place(|| replay_into(&capture, &store, &cfg));
         let backlog = wait_for(&patched, ended, Duration::from_secs(1200)).await;

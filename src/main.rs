@@ -414,15 +414,22 @@ fn integrations_test(
         .data
         .clone()
         .unwrap_or_else(|| config.store.path.clone());
-    let record = Store::open(&dir)?
+    let store = Arc::new(Store::open(&dir)?);
+    let record = store
         .get_call(call)?
         .ok_or_else(|| format!("no call {call:?} in the store at {}", dir.display()))?;
+    // Recording links as the daemon signs them (with a configured link key, they work).
+    let signer = calltap::api::AppState::new(config.clone(), store)?.link_signer();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     let (report, ok) = runtime.block_on(calltap::integrations::try_on_call(
-        &config, name, &record, dry_run,
+        &config,
+        name,
+        &record,
+        dry_run,
+        Some(signer),
     ))?;
     print!("{report}");
     Ok(if ok {
@@ -859,7 +866,11 @@ fn serve(
             Some(state.link_signer()),
         )?;
         let delivery_metrics = deliveries.metrics();
-        let integrations = calltap::integrations::Integrations::start(&config, store.clone())?;
+        let integrations = calltap::integrations::Integrations::start(
+            &config,
+            store.clone(),
+            Some(state.link_signer()),
+        )?;
         let integration_metrics = integrations.metrics();
         if let Some(metrics) = &engine_metrics {
             // What fed the store in this process, and the PBX it found (issue: B2BUA legs).

@@ -188,8 +188,9 @@ async fn serve_and_capture(
     .map_err(RunError::Webhooks)?;
     let delivery_metrics = deliveries.metrics();
     // Integrations read the same outbox on their own tasks.
-    let integrations = crate::integrations::Integrations::start(&config, store.clone())
-        .map_err(RunError::Integrations)?;
+    let integrations =
+        crate::integrations::Integrations::start(&config, store.clone(), Some(state.link_signer()))
+            .map_err(RunError::Integrations)?;
     let integration_metrics = integrations.metrics();
     // FLAC storage: the encoder starts with what a stop or crash left as WAV.
     let converter = match config.recording.format {

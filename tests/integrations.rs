@@ -161,11 +161,15 @@ struct Running {
 }
 
 async fn start(toml: &str) -> Running {
+    start_signed(toml, None).await
+}
+
+async fn start_signed(toml: &str, signer: Option<calltap::events::deliver::LinkSigner>) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let events = office_events();
     store.enqueue_events(&events).unwrap();
-    let integrations = Integrations::start(&config(toml), store.clone()).unwrap();
+    let integrations = Integrations::start(&config(toml), store.clone(), signer).unwrap();
     Running {
         _dir: dir,
         store,
@@ -453,6 +457,47 @@ text = "Missed call from {{{{ event.data.clientNumber }}}}"
         (step.status, step.attempts, step.code),
         (StepStatus::Succeeded, 2, Some(200))
     );
+    r.integrations.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_ready_step_sees_the_signed_link_made_when_it_is_sent() {
+    let chat = Stub::start(|_, _| ok(200, "ok")).await;
+    let toml = format!(
+        r#"
+[[integrations]]
+name = "recordings"
+on = ["recording.ready"]
+{QUICK}
+[[integrations.steps]]
+name = "post"
+kind = "chat"
+url = "{url}/"
+text = "{{{{ event.data.recording.filename }}}} {{{{ event.data.recording.url }}}}"
+"#,
+        url = chat.url()
+    );
+    let signer: calltap::events::deliver::LinkSigner =
+        Arc::new(|id: &str| Some(format!("https://calltap.example/recordings/{id}?sig=1")));
+    let r = start_signed(&toml, Some(signer)).await;
+    let ready = of_type(&r.events, "recording.ready");
+    finished_runs(&r.store, ready.len(), Duration::from_secs(10)).await;
+    let texts: BTreeSet<String> = chat
+        .got()
+        .iter()
+        .map(|g| g.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    let want: BTreeSet<String> = ready
+        .iter()
+        .map(|e| {
+            format!(
+                "{} https://calltap.example/recordings/{}?sig=1",
+                e.data["recording"]["filename"].as_str().unwrap(),
+                e.data["id"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(texts, want);
     r.integrations.stop().await;
 }
 

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{step_templates, Config, StepKind};
-use crate::events::deliver::sample_events;
+use crate::events::deliver::{sample_events, LinkSigner};
 use crate::store::Store;
 
 pub use context::Scope;
@@ -42,13 +42,18 @@ pub struct Integrations {
 impl Integrations {
     /// Starts every integration on the current tokio runtime. Fails on a template or
     /// condition that does not fit sample events (see [`check`]).
-    pub fn start(config: &Config, store: Arc<Store>) -> Result<Integrations, String> {
+    /// `signer` makes `recording.ready`'s `data.recording.url`, as for webhooks.
+    pub fn start(
+        config: &Config,
+        store: Arc<Store>,
+        signer: Option<LinkSigner>,
+    ) -> Result<Integrations, String> {
         check(config)?;
         let (stop, stopped) = watch::channel(false);
         let mut stats = Vec::new();
         let mut tasks = Vec::new();
         for it in &config.integrations {
-            let compiled = Arc::new(Compiled::new(it, config.smtp.as_ref())?);
+            let compiled = Arc::new(Compiled::new(it, config.smtp.as_ref(), signer.clone())?);
             let s = Arc::new(IntegrationStats::new(
                 it.steps.iter().map(|s| s.name.clone()),
             ));
@@ -105,7 +110,7 @@ pub fn check(config: &Config) -> Result<(), String> {
     }
     let samples = sample_events(config);
     for it in &config.integrations {
-        let compiled = Compiled::new(it, config.smtp.as_ref())?;
+        let compiled = Compiled::new(it, config.smtp.as_ref(), None)?;
         let line = |l: Option<usize>| l.map(|l| format!(" line {l}")).unwrap_or_default();
         for sample in samples.iter().filter(|e| it.wants(e.kind.as_str())) {
             let kind = sample.kind.as_str();

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::config::{compile_condition, IntegrationConfig, CONTEXT_NAMES};
-use crate::events::deliver::{jitter, now_ms, retry_delay};
+use crate::events::deliver::{add_recording_link, jitter, now_ms, retry_delay, LinkSigner};
 use crate::events::Event;
 use crate::store::runs::{run_id, Run, RunStatus, StepRecord, StepStatus};
 use crate::store::Store;
@@ -38,12 +38,15 @@ pub struct Compiled {
     pub when: Option<cel_interpreter::Program>,
     pub step_when: Vec<Option<cel_interpreter::Program>>,
     pub sender: Sender,
+    /// Signs `recording.ready`'s link, as webhook delivery does.
+    pub signer: Option<LinkSigner>,
 }
 
 impl Compiled {
     pub fn new(
         config: &IntegrationConfig,
         smtp: Option<&crate::config::SmtpConfig>,
+        signer: Option<LinkSigner>,
     ) -> Result<Compiled, String> {
         let at = |what: &str, e: String| format!("integration {}: {what}: {e}", config.name);
         let when = config
@@ -68,6 +71,7 @@ impl Compiled {
             when,
             step_when,
             sender: Sender::new(config, smtp)?,
+            signer,
         })
     }
 
@@ -118,7 +122,8 @@ impl Compiled {
             .zip(&run.steps)
             .find(|(cfg, rec)| rec.status == StepStatus::Failed && !cfg.continue_on_error)
             .map(|(cfg, _)| cfg.name.clone());
-        let scope = Scope::of_run(run, index);
+        let mut scope = Scope::of_run(run, index);
+        add_recording_link(&mut scope.event, self.signer.as_ref());
         let record = &mut run.steps[index];
         if let Some(failed) = blocked {
             record.status = StepStatus::Skipped;

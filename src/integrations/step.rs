@@ -42,6 +42,7 @@ pub enum Prepared {
     },
     Chat {
         url: String,
+        headers: Vec<(String, String, bool)>,
         body: String,
     },
 }
@@ -81,7 +82,7 @@ impl fmt::Display for Prepared {
                 }
                 writeln!(f, "Subject: {subject}\n\n{body}")
             }
-            Prepared::Chat { url, body } => writeln!(f, "POST {url}\n\n{body}"),
+            Prepared::Chat { url, body, .. } => writeln!(f, "POST {url}\n\n{body}"),
         }
     }
 }
@@ -144,6 +145,7 @@ pub fn prepare(
             // Slack's and Teams' incoming webhooks both take {"text": ...}.
             Prepared::Chat {
                 url,
+                headers: headers_out,
                 body: serde_json::json!({ "text": text }).to_string(),
             }
         }
@@ -256,13 +258,15 @@ impl Sender {
                 let request = self.signed(request, body.as_deref().unwrap_or(""));
                 self.http(request, step).await
             }
-            Prepared::Chat { url, body } => {
-                let request = self
+            Prepared::Chat { url, headers, body } => {
+                let mut request = self
                     .client
                     .post(url)
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
-                    .header("X-Calltap-Delivery", delivery)
                     .body(body.clone());
+                for (name, value, _) in headers {
+                    request = request.header(name.as_str(), value.as_str());
+                }
                 let request = self.signed(request, body);
                 self.http(request, step).await
             }

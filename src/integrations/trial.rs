@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use crate::base::Timestamp;
 use crate::call::record::{CallRecord, Outcome};
 use crate::config::{Config, IntegrationConfig};
+use crate::events::deliver::LinkSigner;
 use crate::events::{call_event, unanswered_kind, Event, EventKind};
 use crate::store::runs::{RunStatus, StepStatus};
 
@@ -41,6 +42,7 @@ pub async fn try_on_call(
     name: &str,
     record: &CallRecord,
     dry_run: bool,
+    signer: Option<LinkSigner>,
 ) -> Result<(String, bool), String> {
     let it = config
         .integrations
@@ -62,7 +64,7 @@ pub async fn try_on_call(
             }
         })?;
     super::check(config)?;
-    let compiled = Compiled::new(it, config.smtp.as_ref())?;
+    let compiled = Compiled::new(it, config.smtp.as_ref(), signer)?;
     let event = event_of_call(record, it, config);
     let mut out = String::new();
     let _ = writeln!(

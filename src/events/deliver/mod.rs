@@ -29,7 +29,9 @@ use crate::store::Store;
 
 pub use backoff::{jitter, retry_after, retry_delay};
 pub use endpoint::now_ms;
-pub use request::{answer_of, chain, failed, render, signature, Answer, LinkSigner, Sender};
+pub use request::{
+    add_recording_link, answer_of, chain, failed, render, signature, Answer, LinkSigner, Sender,
+};
 pub use samples::sample_events;
 pub use select::selects;
 pub use stats::EndpointStats;

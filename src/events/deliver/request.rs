@@ -34,6 +34,26 @@ pub fn signature(secret: &[u8], dialect: SignatureDialect, timestamp: u64, body:
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Puts a signed link in an event's (as JSON) `data.recording.url`, made when it is
+/// sent: a link expires, and an event may wait in the outbox longer than its life.
+pub fn add_recording_link(event: &mut Value, signer: Option<&LinkSigner>) {
+    let id = event
+        .pointer("/data/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let (Some(signer), Some(id), Some(recording)) = (
+        signer,
+        id,
+        event
+            .pointer_mut("/data/recording")
+            .and_then(Value::as_object_mut),
+    ) {
+        if let Some(url) = signer(&id) {
+            recording.insert("url".into(), Value::String(url));
+        }
+    }
+}
+
 /// What an attempt came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
@@ -120,16 +140,7 @@ impl Sender {
     /// The body this endpoint is sent for `event`, and its content type.
     pub fn body(&self, event: &Event) -> Result<(Vec<u8>, String), String> {
         let mut value = serde_json::to_value(event).map_err(|e| e.to_string())?;
-        if let (Some(signer), Some(recording)) = (
-            &self.signer,
-            value
-                .pointer_mut("/data/recording")
-                .and_then(Value::as_object_mut),
-        ) {
-            if let Some(url) = event.data["id"].as_str().and_then(|id| signer(id)) {
-                recording.insert("url".into(), Value::String(url));
-            }
-        }
+        add_recording_link(&mut value, self.signer.as_ref());
         match &self.hook.template {
             None => Ok((
                 serde_json::to_vec(&value).map_err(|e| e.to_string())?,
