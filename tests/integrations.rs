@@ -6,6 +6,8 @@
 //! binary: a SIGKILL between two steps and a restart, the run log, /metrics, and
 //! `calltap integrations test` with and without `--dry-run`.
 
+#[path = "support/daemon.rs"]
+mod daemon;
 #[path = "support/readme.rs"]
 mod readme;
 #[path = "support/skip.rs"]
@@ -30,6 +32,7 @@ use calltap::integrations::Integrations;
 use calltap::replay::replay_bytes;
 use calltap::store::runs::{Run, RunStatus, StepStatus};
 use calltap::store::Store;
+use daemon::{free_port, write_config, Serve};
 use readme::readme_block;
 use serde_json::{json, Value};
 
@@ -603,14 +606,6 @@ fn aiosmtpd_python() -> Option<String> {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// aiosmtpd on loopback, printing each message it receives.
 struct Smtp {
     child: Child,
@@ -854,86 +849,19 @@ fn header_values_come_from_files_and_the_environment() {
 // The real binary
 
 fn calltap() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltap"));
-    cmd.env("CALLTAP_LOG", "warn")
-        .env("CALLTAP_SECRET_KEY", KEY);
-    cmd
+    daemon::calltap(KEY)
 }
 
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(config: &Path, data: &Path) -> Serve {
-        let port = free_port();
-        let child = calltap()
-            .args(["serve", "--config"])
-            .arg(config)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "calltap serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Serve {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-        }
-    }
-
-    /// SIGKILL: no chance to save anything more.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
-    }
-
-    async fn runs(&self) -> Value {
-        reqwest::Client::new()
-            .get(format!("{}/integrations/runs?limit=100", self.base))
-            .header("X-Secret-Key", KEY)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
-    }
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("calltap.toml");
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// The office morning replayed into a store, its events in the outbox.
-fn replay_into(config: &Path, data: &Path) {
-    let out = calltap()
-        .args(["replay", "-q", "--webhooks", "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/office-day.pcap"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+async fn runs_of(serve: &Serve) -> Value {
+    reqwest::Client::new()
+        .get(format!("{}/integrations/runs?limit=100", serve.base))
+        .header("X-Secret-Key", KEY)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
 }
 
 async fn wait_for<F: std::future::Future<Output = bool>>(
@@ -980,14 +908,14 @@ body = '{{"text": "missed"}}'
             first = first.url()
         ),
     );
-    replay_into(&cfg, &data);
-    let serve = Serve::start(&cfg, &data);
+    daemon::replay_office_day(KEY, &cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     // Killed once the first step is saved and the second has been tried.
     wait_for(
         "the first step done, the second failing",
         Duration::from_secs(10),
         || async {
-            let runs = serve.runs().await;
+            let runs = runs_of(&serve).await;
             let steps = &runs["runs"][0]["steps"];
             steps[0]["status"] == "succeeded" && steps[1]["attempts"].as_u64() >= Some(1)
         },
@@ -1016,12 +944,12 @@ body = '{{"text": "missed"}}'
         ));
         tokio::spawn(async move { axum::serve(listener, app).await });
     }
-    let serve = Serve::start(&cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     wait_for("the run to finish", Duration::from_secs(10), || async {
-        serve.runs().await["runs"][0]["status"] == "succeeded"
+        runs_of(&serve).await["runs"][0]["status"] == "succeeded"
     })
     .await;
-    let body = serve.runs().await;
+    let body = runs_of(&serve).await;
     let metrics = reqwest::get(format!("{}/metrics", serve.base))
         .await
         .unwrap()
@@ -1065,8 +993,8 @@ async fn the_run_log_is_behind_the_key_paged_and_checks_its_query() {
             chat.url()
         ),
     );
-    replay_into(&cfg, &data);
-    let serve = Serve::start(&cfg, &data);
+    daemon::replay_office_day(KEY, &cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     wait_for("seven runs", Duration::from_secs(10), || async {
         chat.got().len() >= 7
     })

@@ -798,6 +798,24 @@ impl Config {
     }
 }
 
+/// Why `name` names no `what` (a webhook, an integration) of `names`, the configured
+/// ones, for a command given a name.
+pub fn no_such_entry<'a>(
+    what: &str,
+    name: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        format!("no {what} is named {name:?}: none is configured")
+    } else {
+        format!(
+            "no {what} is named {name:?}; the {what}s are {}",
+            names.join(", ")
+        )
+    }
+}
+
 fn add_keys(keys: &mut Vec<SecretKey>, more: impl IntoIterator<Item = SecretKey>) {
     for key in more {
         if !keys.contains(&key) {

@@ -49,19 +49,11 @@ pub async fn try_on_call(
         .iter()
         .find(|i| i.name == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = config
-                .integrations
-                .iter()
-                .map(|i| i.name.as_str())
-                .collect();
-            if names.is_empty() {
-                format!("no integration is named {name:?}: none is configured")
-            } else {
-                format!(
-                    "no integration is named {name:?}; the integrations are {}",
-                    names.join(", ")
-                )
-            }
+            crate::config::no_such_entry(
+                "integration",
+                name,
+                config.integrations.iter().map(|i| i.name.as_str()),
+            )
         })?;
     super::check(config)?;
     let compiled = Compiled::new(it, config.smtp.as_ref(), signer)?;

@@ -203,15 +203,11 @@ pub async fn send_test(
         .iter()
         .find(|h| h.name == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = config.webhooks.iter().map(|h| h.name.as_str()).collect();
-            if names.is_empty() {
-                format!("no webhook is named {name:?}: none is configured")
-            } else {
-                format!(
-                    "no webhook is named {name:?}; the webhooks are {}",
-                    names.join(", ")
-                )
-            }
+            crate::config::no_such_entry(
+                "webhook",
+                name,
+                config.webhooks.iter().map(|h| h.name.as_str()),
+            )
         })?;
     check_templates(config)?;
     let samples = sample_events(config);
