@@ -1027,6 +1027,7 @@ async fn the_run_log_is_behind_the_key_paged_and_checks_its_query() {
     for (q, code) in [
         ("?limit=0", 400),
         ("?limit=x", 400),
+        ("?before=12", 400),
         ("?integration=nope", 404),
         ("?integration=chat", 200),
     ] {

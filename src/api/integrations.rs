@@ -19,8 +19,8 @@ const MAX_LIMIT: usize = 500;
 #[serde(deny_unknown_fields)]
 pub(crate) struct RunsQuery {
     limit: Option<usize>,
-    /// The `next` of the previous page.
-    before: Option<u64>,
+    /// The `next` of the previous page: outbox sequence, `:`, integration.
+    before: Option<String>,
     integration: Option<String>,
 }
 
@@ -35,6 +35,16 @@ pub(crate) async fn runs(
             "limit must be 1 to {MAX_LIMIT}"
         )));
     }
+    let before = match &q.before {
+        None => None,
+        Some(text) => Some(
+            text.split_once(':')
+                .and_then(|(seq, name)| Some((seq.parse::<u64>().ok()?, name.to_owned())))
+                .ok_or_else(|| {
+                    ApiError::bad_request("before: the previous page's next (SEQUENCE:NAME)")
+                })?,
+        ),
+    };
     let live = state.live();
     if let Some(name) = &q.integration {
         if !live.integrations.iter().any(|i| &i.name == name) {
@@ -57,8 +67,10 @@ pub(crate) async fn runs(
     state
         .blocking(move |store| {
             // One more than asked, to know whether there is a next page.
-            let mut runs = store.runs(limit + 1, q.before, q.integration.as_deref())?;
-            let next = (runs.len() > limit).then(|| runs[limit - 1].seq.to_string());
+            let before = before.as_ref().map(|(seq, name)| (*seq, name.as_str()));
+            let mut runs = store.runs(limit + 1, before, q.integration.as_deref())?;
+            let next = (runs.len() > limit)
+                .then(|| format!("{}:{}", runs[limit - 1].seq, runs[limit - 1].integration));
             runs.truncate(limit);
             Ok(Json(json!({
                 "integrations": integrations,

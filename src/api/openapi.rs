@@ -421,7 +421,7 @@ fn add_integrations(doc: &mut Value, secured: &Value) {
                 "security": secured,
                 "parameters": [
                     {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
-                    {"name": "before", "in": "query", "required": false, "description": "The previous page's next", "schema": {"type": "integer", "minimum": 0}},
+                    {"name": "before", "in": "query", "required": false, "description": "The previous page's next (SEQUENCE:NAME)", "schema": {"type": "string"}},
                     {"name": "integration", "in": "query", "required": false, "description": "Only this integration's runs", "schema": {"type": "string"}}
                 ],
                 "responses": merge(json!({"200": ok("IntegrationRuns", "Runs")}), error_responses(&["400", "401", "404", "500"]))

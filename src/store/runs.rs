@@ -226,17 +226,21 @@ impl Store {
         Ok(out)
     }
 
-    /// Runs, newest event first: at most `limit`, of events before outbox sequence
-    /// `before` (for paging), of one integration when `integration` is given.
+    /// Runs, newest event first: at most `limit`, those before `before` (the outbox
+    /// sequence and integration of the last run of the previous page), of one
+    /// integration when `integration` is given.
     pub fn runs(
         &self,
         limit: usize,
-        before: Option<u64>,
+        before: Option<(u64, &str)>,
         integration: Option<&str>,
     ) -> Result<Vec<Run>, StoreError> {
-        let end = before.unwrap_or(u64::MAX).to_be_bytes();
+        let iter = match before {
+            Some((seq, name)) => self.runs.range(..key(name, seq)),
+            None => self.runs.range::<Vec<u8>, _>(..),
+        };
         let mut out = Vec::new();
-        for item in self.runs.range(..end.as_slice()).rev() {
+        for item in iter.rev() {
             if out.len() >= limit {
                 break;
             }
@@ -347,7 +351,21 @@ mod tests {
             [5, 4, 3],
             "newest first"
         );
-        let page = store.runs(10, Some(4), Some("crm")).expect("page");
-        assert_eq!(page, [a2]);
+        let page = store
+            .runs(10, Some((4, "chat")), Some("crm"))
+            .expect("page");
+        assert_eq!(page, [a2.clone()]);
+        // Two integrations' runs of one event: a page may end between them.
+        let (x, y) = (run("a", 8), run("b", 8));
+        store
+            .start_runs("a", std::slice::from_ref(&x), 8)
+            .expect("started");
+        store
+            .start_runs("b", std::slice::from_ref(&y), 8)
+            .expect("started");
+        let first = store.runs(1, None, None).expect("first");
+        assert_eq!(first, [y]);
+        let second = store.runs(1, Some((8, "b")), None).expect("second");
+        assert_eq!(second, [x]);
     }
 }
