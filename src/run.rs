@@ -18,12 +18,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde_json::{json, Value};
 
 use crate::capture::Timestamp;
-use crate::config::{Config, RecordingFormat};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
 use crate::media::AudioGate;
 use crate::replay::FrameSink;
-use crate::store::convert::{ConvertQueue, Converter};
+use crate::store::convert::{ConvertQueue, Converter, Target};
 use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
@@ -192,10 +192,11 @@ async fn serve_and_capture(
         crate::integrations::Integrations::start(&config, store.clone(), Some(state.link_signer()))
             .map_err(RunError::Integrations)?;
     let integration_metrics = integrations.metrics();
-    // FLAC storage: the encoder starts with what a stop or crash left as WAV.
-    let converter = match config.recording.format {
-        RecordingFormat::Flac => Some(Converter::start(store.clone())?),
-        RecordingFormat::Wav => None,
+    // Compact storage: the encoder starts with what a stop or crash left as WAV.
+    let r = &config.recording;
+    let converter = match Target::from_config(r.format, r.bitrate_kbps) {
+        Some(target) => Some(Converter::start(store.clone(), target)?),
+        None => None,
     };
     let convert = converter.as_ref().map(Converter::queue);
 
@@ -228,8 +229,8 @@ async fn serve_and_capture(
             delivery_metrics.write_prometheus(out);
             integration_metrics.write_prometheus(out);
             if let Some(q) = &encoder {
-                let flac = serde_json::to_value(q.stats()).unwrap_or_default();
-                crate::api::prometheus_from_json("calltap_flac", &flac, out);
+                let encoder = serde_json::to_value(q.stats()).unwrap_or_default();
+                crate::api::prometheus_from_json("calltap_recording_encoder", &encoder, out);
             }
         }));
         let shared = shared.clone();
@@ -242,7 +243,7 @@ async fn serve_and_capture(
                 "interfaces": snapshot.get("capture").cloned().unwrap_or(Value::Null),
                 "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
                 "dialogs": snapshot.pointer("/engine/dialogs"),
-                "flac_encoder": encoder.as_ref().map(ConvertQueue::stats),
+                "recording_encoder": encoder.as_ref().map(ConvertQueue::stats),
             })
         }));
     }
