@@ -335,6 +335,8 @@ impl FileConfig {
         let properties = properties::check_properties(self.properties, loc)?;
         let mut webhooks = self.webhooks;
         webhooks::check(&mut webhooks, &properties, loc)?;
+        let mut integrations = self.integrations;
+        integrations::check(&mut integrations, self.smtp.as_ref(), loc)?;
 
         Ok(Config {
             store: self.store,
@@ -348,6 +350,8 @@ impl FileConfig {
             operators: self.operators,
             properties,
             webhooks,
+            integrations,
+            smtp: self.smtp,
             origin: loc.origin().to_owned(),
         })
     }

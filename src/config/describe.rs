@@ -163,6 +163,38 @@ impl Config {
                 hook.concurrency,
             );
         }
+        if self.integrations.is_empty() {
+            let _ = writeln!(out, "integrations: none");
+        }
+        for it in &self.integrations {
+            let steps: Vec<String> = it
+                .steps
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
+                .collect();
+            let _ =
+                writeln!(
+                out,
+                "integration {}: on {}{}; steps {}; timeout {}, {} attempts per step, {} at once",
+                it.name,
+                if it.on.is_empty() { "every event".to_owned() } else { it.on.join(", ") },
+                it.when.as_deref().map(|w| format!(" when {w}")).unwrap_or_default(),
+                steps.join(" -> "),
+                secs(it.timeout_secs),
+                it.max_attempts,
+                it.concurrency,
+            );
+        }
+        if let Some(smtp) = &self.smtp {
+            let _ = writeln!(
+                out,
+                "smtp: {}:{} ({:?}), from {}",
+                smtp.host,
+                smtp.port(),
+                smtp.security,
+                smtp.from
+            );
+        }
         for warning in self.warnings() {
             let _ = writeln!(out, "warning: {warning}");
         }

@@ -18,9 +18,11 @@ mod check;
 mod describe;
 mod error;
 pub mod filters;
+mod integrations;
 mod numbers;
 mod properties;
 mod security;
+pub mod templates;
 mod values;
 mod webhooks;
 
@@ -31,6 +33,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use integrations::{
+    compile_condition, templates as step_templates, HttpMethod, IntegrationConfig, SmtpConfig,
+    SmtpSecurity, StepConfig, StepKind, CONTEXT_NAMES,
+};
 pub use numbers::NumbersConfig;
 pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKind};
 pub use security::{
@@ -558,6 +564,10 @@ pub struct Config {
     pub properties: Vec<Property>,
     /// `[[webhooks]]`: endpoints sent call events.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[[integrations]]`: workflows run on call events.
+    pub integrations: Vec<IntegrationConfig>,
+    /// `[smtp]`: where integration e-mails go.
+    pub smtp: Option<SmtpConfig>,
     /// Where this configuration came from (a path, or "built-in defaults"), for messages.
     #[serde(skip)]
     pub origin: String,
@@ -577,6 +587,8 @@ impl Default for Config {
             operators: Vec::new(),
             properties: Vec::new(),
             webhooks: Vec::new(),
+            integrations: Vec::new(),
+            smtp: None,
             origin: "built-in defaults".into(),
         }
     }
@@ -597,6 +609,8 @@ struct FileConfig {
     operators: Vec<Operator>,
     properties: Vec<PropertyEntry>,
     webhooks: Vec<WebhookConfig>,
+    integrations: Vec<IntegrationConfig>,
+    smtp: Option<SmtpConfig>,
 }
 
 impl Config {
@@ -707,6 +721,7 @@ impl Config {
             entry.keys = found;
         }
         webhooks::read_files(&mut self.webhooks, loc, env)?;
+        integrations::read_files(&mut self.integrations, self.smtp.as_mut(), loc, env)?;
         Ok(())
     }
 
@@ -805,6 +820,24 @@ impl Config {
             );
         }
         out
+    }
+}
+
+/// Why `name` names no `what` (a webhook, an integration) of `names`, the configured
+/// ones, for a command given a name.
+pub fn no_such_entry<'a>(
+    what: &str,
+    name: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        format!("no {what} is named {name:?}: none is configured")
+    } else {
+        format!(
+            "no {what} is named {name:?}; the {what}s are {}",
+            names.join(", ")
+        )
     }
 }
 
