@@ -8,6 +8,8 @@
 
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/tinydisk.rs"]
+mod tinydisk;
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
@@ -811,4 +813,54 @@ fn stored_recordings_become_ogg_opus_each_party_on_its_own_channel() {
             );
         }
     }
+}
+
+/// A disk that fills while encoding: the recordings folder is a tmpfs with room for the
+/// WAVs and a few KiB more, so every FLAC fails part-way (ENOSPC). Each record still
+/// names its WAV, whole and served; the failures are counted; no `.part` is left.
+#[test]
+fn a_disk_that_fills_while_encoding_keeps_every_wav() {
+    let Some(disk) = tinydisk::TinyDisk::mount(8 << 20) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("calls.pcap");
+    std::fs::write(&capture, calls_capture(3, 20)).expect("capture");
+    let data = tmp.path().join("store");
+    std::fs::create_dir_all(&data).expect("store folder");
+    std::os::unix::fs::symlink(disk.dir.path(), data.join("recordings")).expect("link");
+    let store = replay_encoded(&data, &capture, None);
+    let calls: Vec<_> = store.all_calls().map(|c| c.expect("record")).collect();
+    assert_eq!(calls.len(), 3);
+    let wav_bytes: u64 = calls
+        .iter()
+        .map(|c| c.media.recording.as_ref().expect("a recording").bytes)
+        .sum();
+    drop(store);
+    assert!(disk.resize(wav_bytes + 16 * 1024), "tmpfs resized");
+    let store = Arc::new(Store::open(&data).expect("store"));
+    let converter = Converter::start(store.clone(), Target::Flac).expect("encoder");
+    let queue = converter.queue();
+    let stats = {
+        while queue.stats().backlog > 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        queue.stats()
+    };
+    drop(queue);
+    converter.finish();
+    assert_eq!((stats.encoded, stats.failed), (0, 3), "{stats:?}");
+    for call in &calls {
+        let now = store
+            .get_call(&call.id)
+            .expect("store")
+            .and_then(|c| c.media.recording)
+            .expect("a recording");
+        assert_eq!(Some(&now), call.media.recording.as_ref(), "still the WAV");
+        let (_, channels, samples) = read_wav(&store.recordings_dir().join(&now.file));
+        assert_eq!(channels, 2);
+        assert!(!samples.is_empty());
+    }
+    let left = files(disk.dir.path());
+    assert!(left.iter().all(|f| f.ends_with(".wav")), "{left:?}");
 }

@@ -6,6 +6,10 @@
 
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/tinydisk.rs"]
+mod tinydisk;
+
+use tinydisk::TinyDisk;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -694,38 +698,6 @@ fn a_replay_below_the_floor_from_the_start_writes_no_file_at_all() {
 }
 
 // ---------------------------------------------------------------- a real full disk
-
-/// A tmpfs of `bytes` mounted on a fresh folder, unmounted on drop; `None` (with a
-/// notice) where mounting is not allowed.
-struct TinyDisk {
-    dir: tempfile::TempDir,
-}
-
-impl TinyDisk {
-    fn mount(bytes: u64) -> Option<TinyDisk> {
-        let dir = tempfile::tempdir().ok()?;
-        let status = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status();
-        match status {
-            Ok(s) if s.success() => Some(TinyDisk { dir }),
-            _ => {
-                skip::skip("cannot mount a tmpfs (needs root): full-disk test skipped");
-                None
-            }
-        }
-    }
-}
-
-impl Drop for TinyDisk {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.dir.path())
-            .status();
-    }
-}
 
 #[test]
 fn a_disk_full_while_writing_loses_only_that_recording_and_is_counted() {
