@@ -545,6 +545,24 @@ fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
     }
 }
 
+/// Call `id`'s stored WAV: its size, rate, and its two channels.
+fn wav_channels(store: &Store, id: &str) -> (u64, u32, [Vec<f64>; 2]) {
+    let rec = store
+        .get_call(id)
+        .expect("store")
+        .and_then(|c| c.media.recording)
+        .expect("its WAV");
+    let (rate, _, wav) = read_wav(&store.recordings_dir().join(&rec.file));
+    let channel = |ch: usize| {
+        wav.iter()
+            .skip(ch)
+            .step_by(2)
+            .map(|&s| f64::from(s))
+            .collect()
+    };
+    (rec.bytes, rate, [channel(0), channel(1)])
+}
+
 /// ffmpeg's decode of an encoded recording, stereo s16le at `rate`, as two channels.
 fn ffmpeg_channels(path: &Path, rate: u32) -> [Vec<f64>; 2] {
     let out = Command::new("ffmpeg")
@@ -593,26 +611,12 @@ fn stored_recordings_become_mp3_aligned_with_the_wav() {
             assert_eq!(rec.mime_type(), mime);
             let path = store.recordings_dir().join(&rec.file);
             assert_eq!(std::fs::metadata(&path).expect("file").len(), rec.bytes);
-            let wav_call = wav_store
-                .get_call(&call.id)
-                .expect("store")
-                .expect("the same call");
-            let wav_rec = wav_call.media.recording.as_ref().expect("its WAV");
-            let (rate, _, wav) = read_wav(&wav_store.recordings_dir().join(&wav_rec.file));
+            let (wav_bytes, rate, wav) = wav_channels(&wav_store, &call.id);
             assert!(
-                rec.bytes * 4 < wav_rec.bytes,
-                "{ext}: {} of {}",
-                rec.bytes,
-                wav_rec.bytes
+                rec.bytes * 4 < wav_bytes,
+                "{ext}: {} of {wav_bytes}",
+                rec.bytes
             );
-            let wav: [Vec<f64>; 2] = [
-                wav.iter().step_by(2).map(|&s| f64::from(s)).collect(),
-                wav.iter()
-                    .skip(1)
-                    .step_by(2)
-                    .map(|&s| f64::from(s))
-                    .collect(),
-            ];
             let decoded = ffmpeg_channels(&path, rate);
             // Sample alignment on the operator's tone (a waveform a speech codec keeps).
             let (lag, best) = lags
@@ -750,26 +754,8 @@ fn stored_recordings_become_ogg_opus_each_party_on_its_own_channel() {
         assert!(rec.file.ends_with(".opus"), "{}", rec.file);
         assert_eq!(rec.mime_type(), "audio/ogg");
         let path = store.recordings_dir().join(&rec.file);
-        let wav_rec = wav_store
-            .get_call(&call.id)
-            .expect("store")
-            .and_then(|c| c.media.recording)
-            .expect("its WAV");
-        let (rate, _, wav) = read_wav(&wav_store.recordings_dir().join(&wav_rec.file));
-        assert!(
-            rec.bytes * 8 < wav_rec.bytes,
-            "{} of {}",
-            rec.bytes,
-            wav_rec.bytes
-        );
-        let wav: [Vec<f64>; 2] = [
-            wav.iter().step_by(2).map(|&s| f64::from(s)).collect(),
-            wav.iter()
-                .skip(1)
-                .step_by(2)
-                .map(|&s| f64::from(s))
-                .collect(),
-        ];
+        let (wav_bytes, rate, wav) = wav_channels(&wav_store, &call.id);
+        assert!(rec.bytes * 8 < wav_bytes, "{} of {wav_bytes}", rec.bytes);
         let decoded = ffmpeg_channels(&path, rate);
         let (got, want) = (decoded[0].len(), wav[0].len());
         assert!(got.abs_diff(want) <= 1, "{got} samples decoded of {want}");
