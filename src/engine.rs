@@ -160,6 +160,7 @@ impl Engine {
             enabled: config.recording.enabled && recordings_dir.is_some(),
             recordings_dir: recordings_dir.unwrap_or_default(),
             media_timeout: Duration::from_secs(config.calls.media_timeout_secs),
+            opus_fullband: config.recording.opus_fullband,
             ..MediaOptions::default()
         };
         Engine {

@@ -309,12 +309,17 @@ const CALLEE: &str = "10.0.0.2:6000";
 
 impl MediaCall {
     fn new(caller_sdp: &str, callee_sdp: &str) -> MediaCall {
+        MediaCall::with(caller_sdp, callee_sdp, false)
+    }
+
+    fn with(caller_sdp: &str, callee_sdp: &str, opus_fullband: bool) -> MediaCall {
         use calltap::call::record::Party;
         use calltap::media::{MediaOptions, MediaTable};
         use calltap::sip::sdp::SessionDescription;
         let dir = tempfile::tempdir().expect("temp dir");
         let mut media = MediaTable::new(MediaOptions {
             recordings_dir: dir.path().to_path_buf(),
+            opus_fullband,
             ..MediaOptions::default()
         });
         let sdp = |ip: &str, port: u16, m: &str| {
@@ -549,4 +554,49 @@ fn the_shared_g729_capture_is_recorded_as_bcg729_decodes_it() {
         "more than a packet cut"
     );
     assert_eq!(recorded, &reference[..recorded.len()]);
+}
+
+/// `[recording] opus_fullband`: a call in Opus is recorded at 48 kHz, the client's Opus
+/// decoded at 48 kHz on the right, the operator's PCMU on the left interpolated up six
+/// times (every sixth sample the decoder's), each from its first packet's place.
+#[test]
+fn opus_fullband_records_at_48_khz() {
+    const PACKETS: usize = 50;
+    const FIRST_MS: u64 = 40;
+    let sdp = "111 0\r\na=rtpmap:111 opus/48000/2\r\n";
+    let mut call = MediaCall::with(sdp, sdp, true);
+    let pcm = signal();
+    let wide: Vec<i16> = pcm.iter().flat_map(|&s| [s, s]).collect();
+    let opus = opus_packets(&wide[..PACKETS * 320]);
+    let mut opus_ref = Vec::new();
+    let mut opus_dec = Opus::new(48_000).expect("decoder");
+    let mut buf = [0i16; 960];
+    for k in 0..PACKETS {
+        let ms = FIRST_MS + 20 * k as u64;
+        call.send(CALLER, ms, 111, k as u16, (k * 960) as u32, &opus[k]);
+        let ulaw: Vec<u8> = pcm[160 * k..160 * (k + 1)]
+            .iter()
+            .map(|&s| calltap::pcapgen::g711::linear_to_ulaw(s))
+            .collect();
+        call.send(CALLEE, ms, 0, k as u16, (k * 160) as u32, &ulaw);
+        let (n, refused) = opus_dec.decode(&opus[k], &mut buf);
+        assert!(!refused);
+        opus_ref.extend_from_slice(&buf[..n]);
+    }
+    let (summary, rate, left, right) = call.end(FIRST_MS + 20 * PACKETS as u64 + 500);
+    assert_eq!(rate, 48_000);
+    let mut codecs = summary.codecs.clone();
+    codecs.sort();
+    assert_eq!(codecs, ["PCMU", "opus"]);
+    let from = FIRST_MS as usize * 48;
+    assert_eq!(
+        &right[from..from + PACKETS * 960],
+        &opus_ref[..],
+        "right: Opus"
+    );
+    for (i, &s) in pcm[..PACKETS * 160].iter().enumerate() {
+        let decoded =
+            calltap::pcapgen::g711::ulaw_to_linear(calltap::pcapgen::g711::linear_to_ulaw(s));
+        assert_eq!(left[from + 6 * i + 5], decoded, "left: PCMU sample {i}");
+    }
 }

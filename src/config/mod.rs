@@ -517,6 +517,8 @@ pub struct RecordingConfig {
     pub format: RecordingFormat,
     /// Bit rate of "opus" (default 24) or "mp3" (default 32), kbit/s.
     pub bitrate_kbps: Option<u32>,
+    /// Calls in Opus recorded at 48 kHz (its full band) rather than 16 kHz.
+    pub opus_fullband: bool,
 }
 
 impl Default for RecordingConfig {
@@ -525,6 +527,7 @@ impl Default for RecordingConfig {
             enabled: true,
             format: RecordingFormat::Wav,
             bitrate_kbps: None,
+            opus_fullband: false,
         }
     }
 }

@@ -89,6 +89,9 @@ pub struct MediaOptions {
     pub max_calls: usize,
     /// Closed while the disk is below the free-space floor: no audio is written.
     pub audio_gate: AudioGate,
+    /// Record calls whose parties speak Opus at 48 kHz (Opus's full band) instead of
+    /// 16: three times the bytes, and packets up to 20 ms only.
+    pub opus_fullband: bool,
 }
 
 impl Default for MediaOptions {
@@ -101,6 +104,7 @@ impl Default for MediaOptions {
             hold_timeout: Duration::from_secs(3600),
             max_calls: 20_000,
             audio_gate: AudioGate::default(),
+            opus_fullband: false,
         }
     }
 }
@@ -480,7 +484,13 @@ impl MediaTable {
                 k.sample_rate() > 8_000 && (!b.described || b.offered.contains(&k))
             })
         };
-        let rate = if wide(&c.sides[0], &c.sides[1]) || wide(&c.sides[1], &c.sides[0]) {
+        let speaks = |kind: Kind, a: &Side, b: &Side| {
+            a.preferred == Some(kind) && (!b.described || b.offered.contains(&kind))
+        };
+        let [a, b] = &c.sides;
+        let rate = if opts.opus_fullband && (speaks(Kind::Opus, a, b) || speaks(Kind::Opus, b, a)) {
+            48_000
+        } else if wide(a, b) || wide(b, a) {
             16_000
         } else {
             8_000

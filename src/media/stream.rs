@@ -649,6 +649,23 @@ impl Stream {
         }
         let frames: &[i16] = if rate == codec_rate {
             decoded
+        } else if rate > 2 * codec_rate {
+            // 8 or 16 -> 48 kHz (Opus full band on the other side): k - 1 points on the
+            // line from the previous sample, then the sample.
+            let k = (rate / codec_rate) as usize;
+            let mut prev = i32::from(if in_order {
+                self.prev_sample
+            } else {
+                decoded[0]
+            });
+            for (i, &x) in decoded.iter().enumerate() {
+                let x = i32::from(x);
+                for j in 1..=k {
+                    s.frames[k * i + j - 1] = (prev + (x - prev) * j as i32 / k as i32) as i16;
+                }
+                prev = x;
+            }
+            &s.frames[..n]
         } else if rate > codec_rate {
             // 8 -> 16 kHz: each sample, preceded by the midpoint from the previous one
             // (linear interpolation: a half-sample, 31 us, delay).
