@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use std::path::{Path, PathBuf};
 
-use crate::base::{Frame, Timestamp};
+use crate::base::{Frame, SipTrace, Timestamp};
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
 use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
@@ -88,6 +88,10 @@ pub enum EngineEvent {
     Operator(DiscoveredOperator, Timestamp),
     /// A call event for webhooks (only with [`Engine::emit_call_events`]).
     CallEvent(Box<Event>),
+    /// The SIP messages of the dialog whose record has id `id` (a leg's own id: a
+    /// B2BUA conversation has one per leg). Comes before that record, which a
+    /// correlated leg may hold back a while.
+    SipMessages { id: String, trace: Box<SipTrace> },
 }
 
 /// What the SIP layer counted.
@@ -458,6 +462,10 @@ impl Engine {
                         self.record(record);
                     }
                 }
+                DialogEvent::Messages { id, trace } => {
+                    self.events
+                        .push_back(EngineEvent::SipMessages { id, trace });
+                }
                 DialogEvent::Registered(r) => {
                     if let Some(op) = self.classifier.registration(&r) {
                         self.events.push_back(EngineEvent::Operator(op, r.time));
@@ -565,6 +573,7 @@ pub fn dialog_limits(config: &Config) -> DialogLimits {
             per_source_per_minute: calls.no_response_per_source_per_minute,
             per_minute: calls.no_response_per_minute,
         },
+        keep_messages: config.store.sip_messages,
     }
 }
 

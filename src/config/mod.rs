@@ -111,6 +111,9 @@ pub struct StoreConfig {
     /// /metrics and logged). Default 100000: about 150 MB, a day of a 10,000-call PBX
     /// (about five events a call) twice over, so an endpoint down for a day loses nothing.
     pub max_events: u64,
+    /// Keep each call's SIP messages (bounded per call) for the console's ladder and
+    /// pcap download. Default true: a few KiB a call.
+    pub sip_messages: bool,
 }
 
 impl Default for StoreConfig {
@@ -122,6 +125,7 @@ impl Default for StoreConfig {
             max_disk: None,
             min_free: ByteSize(ByteSize::GIB),
             max_events: 100_000,
+            sip_messages: true,
         }
     }
 }

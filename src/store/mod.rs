@@ -22,6 +22,8 @@
 //!     recordings and their files without decoding records (100,000 recordings among
 //!     1,000,000 calls), and the running total in `meta` saves walking the folder;
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
+//!   - `sip_messages`: record id -> that dialog's SIP messages, bounded per call (see
+//!     `sip_messages`), for the console's ladder and pcap download;
 //!   - `events`, `event_ids`: the outbox of call events (see `outbox`);
 //!   - `held_events`: record id -> a `recording.ready` event waiting for the recording's
 //!     FLAC (see `outbox`);
@@ -45,6 +47,7 @@ mod error;
 mod operators;
 mod outbox;
 pub mod retention;
+mod sip_messages;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -143,6 +146,7 @@ pub struct Store {
     operators: sled::Tree,
     recordings_index: sled::Tree,
     in_progress: sled::Tree,
+    sip_messages: sled::Tree,
     meta: sled::Tree,
     events: sled::Tree,
     event_ids: sled::Tree,
@@ -197,6 +201,7 @@ impl Store {
             operators: tree("operators")?,
             recordings_index: tree("recordings")?,
             in_progress: tree("in_progress")?,
+            sip_messages: tree("sip_messages")?,
             meta: tree("meta")?,
             events: tree("events")?,
             event_ids: tree("event_ids")?,
@@ -582,9 +587,15 @@ impl Store {
     /// counters, in one transaction. The recording files are the caller's to delete
     /// (first: see `retention`). A key no longer stored is skipped.
     pub(crate) fn delete_calls(&self, keys: &[(u64, String)]) -> Result<Deleted, StoreError> {
-        let trees = (&self.calls, &self.by_id, &self.meta, &self.recordings_index);
+        let trees = (
+            &self.calls,
+            &self.by_id,
+            &self.meta,
+            &self.recordings_index,
+            &self.sip_messages,
+        );
         trees
-            .transaction(|(calls, by_id, meta, recordings)| {
+            .transaction(|(calls, by_id, meta, recordings, sip_messages)| {
                 let mut deleted = Deleted::default();
                 let mut removed = CallCounts::default();
                 for (start, id) in keys {
@@ -603,6 +614,7 @@ impl Store {
                     // The id entry goes only if it names this call (a repeated id stays).
                     if by_id.get(id.as_bytes())?.as_deref() == Some(&start.to_be_bytes()[..]) {
                         by_id.remove(id.as_bytes())?;
+                        sip_messages.remove(id.as_bytes())?;
                     }
                     if let Some(v) = recordings.remove(key.as_slice())? {
                         let (bytes, _) = codec::parse_recording_value(id, &v)
@@ -916,6 +928,10 @@ impl Store {
     /// operators): a figure for `/metrics`, each one also returned or logged as an error.
     pub fn corrupt_seen(&self) -> u64 {
         self.corrupt.load(Ordering::Relaxed)
+    }
+
+    fn count_corrupt(&self) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Writes everything to disk now.
