@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use crate::base::{Frame, SipTrace, Timestamp};
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
-use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
+use crate::call::{CallInProgress, CallRecord, EndReason, MediaFacts, RecordingFile, Stage};
 use crate::config::Config;
 use crate::dialog::{
     DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog, NoResponseLimits,
@@ -491,6 +491,50 @@ impl Engine {
                 self.call_event(EventKind::Ended, &key, at, &record);
             }
         }
+    }
+
+    /// The calls ringing and talking now, as of the engine's clock, with their media so
+    /// far (the console's Live page; `calltap run` asks once a second).
+    pub fn calls_in_progress(&self) -> Vec<CallInProgress> {
+        let now = self.now.as_nanos();
+        self.dialogs
+            .in_progress()
+            .map(|(d, answered)| {
+                let (record, _) = self.classifier.classify(d);
+                let summary = self.media.summary_so_far(&d.record_id);
+                let since = if answered {
+                    d.answer_time.unwrap_or(d.invite_time)
+                } else {
+                    d.invite_time
+                };
+                CallInProgress {
+                    id: d.record_id.clone(),
+                    stage: if answered {
+                        Stage::Talking
+                    } else {
+                        Stage::Ringing
+                    },
+                    direction: record.direction,
+                    operator: record.operator,
+                    client_number: record.client_number,
+                    from: d.from.user.clone(),
+                    to: d.to.user.clone(),
+                    invite_ns: d.invite_time.as_nanos(),
+                    answer_ns: d.answer_time.map(Timestamp::as_nanos),
+                    elapsed_secs: now.saturating_sub(since.as_nanos()) / 1_000_000_000,
+                    codecs: summary
+                        .as_ref()
+                        .map(|s| s.codecs.clone())
+                        .unwrap_or_default(),
+                    caller_packets: summary.as_ref().map_or(0, |s| s.caller.received),
+                    callee_packets: summary.as_ref().map_or(0, |s| s.callee.received),
+                    loss_percent: summary
+                        .as_ref()
+                        .map(|s| s.loss_percent)
+                        .filter(|l| l.is_finite()),
+                }
+            })
+            .collect()
     }
 
     /// The call `id` (just reported [`EngineEvent::Answered`]) is stored whole already:

@@ -29,3 +29,4 @@ pub mod replay;
 pub mod run;
 pub mod sip;
 pub mod store;
+pub mod ui;

@@ -29,6 +29,7 @@ impl FileConfig {
             _ => {}
         }
         security::check(a, loc)?;
+        super::ui::check(&self.ui, loc)?;
 
         // (section, key, value, least, why the least)
         let minimums: [(&str, &str, u64, u64, &str); 20] = [
@@ -318,6 +319,7 @@ impl FileConfig {
             operators: self.operators,
             properties,
             webhooks,
+            ui: self.ui,
             origin: loc.origin().to_owned(),
         })
     }

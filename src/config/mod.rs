@@ -21,6 +21,7 @@ pub mod filters;
 mod numbers;
 mod properties;
 mod security;
+mod ui;
 mod values;
 mod webhooks;
 
@@ -36,6 +37,7 @@ pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKi
 pub use security::{
     AcmeChallenge, AcmeConfig, KeyEntry, RateLimitConfig, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
+pub use ui::UiConfig;
 pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
 pub use webhooks::{
     is_endpoint_name, HeaderValueSource, SignatureDialect, WebhookConfig, EVENT_TYPES,
@@ -537,6 +539,8 @@ pub struct Config {
     pub properties: Vec<Property>,
     /// `[[webhooks]]`: endpoints sent call events.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[ui]`: the administrator's web console.
+    pub ui: UiConfig,
     /// Where this configuration came from (a path, or "built-in defaults"), for messages.
     #[serde(skip)]
     pub origin: String,
@@ -556,6 +560,7 @@ impl Default for Config {
             operators: Vec::new(),
             properties: Vec::new(),
             webhooks: Vec::new(),
+            ui: UiConfig::default(),
             origin: "built-in defaults".into(),
         }
     }
@@ -576,6 +581,7 @@ struct FileConfig {
     operators: Vec<Operator>,
     properties: Vec<PropertyEntry>,
     webhooks: Vec<WebhookConfig>,
+    ui: UiConfig,
 }
 
 impl Config {

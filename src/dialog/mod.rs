@@ -319,6 +319,15 @@ impl DialogTable {
         self.events.pop_front()
     }
 
+    /// The dialogs not over yet, with whether each was answered.
+    pub fn in_progress(&self) -> impl Iterator<Item = (&FinishedDialog, bool)> {
+        self.dialogs.values().filter_map(|d| match d.phase {
+            Phase::Ended { .. } => None,
+            Phase::Answered => Some((&d.facts, true)),
+            Phase::Inviting | Phase::AwaitingRetry { .. } => Some((&d.facts, false)),
+        })
+    }
+
     /// Feeds one SIP message seen at `time` going `src` -> `dst`.
     pub fn message(
         &mut self,

@@ -490,11 +490,39 @@ impl Store {
         self.range(start, stop, false)
     }
 
+    /// Every call (any outcome) whose start time lies in `[start, stop)`, newest first,
+    /// from just before call `before` (a start time and id, as the last call of the
+    /// previous page) when given: the console's History, a page at a time, each page
+    /// a range scan however deep.
+    pub fn all_calls_newest_first(
+        &self,
+        start: u64,
+        stop: u64,
+        before: Option<(u64, &str)>,
+    ) -> Calls {
+        let low = start.to_be_bytes().to_vec();
+        let mut high = stop.max(start).to_be_bytes().to_vec();
+        if let Some((at, id)) = before {
+            let key = codec::call_key(at, id);
+            if key < high {
+                high = key;
+            }
+        }
+        let high = high.max(low.clone());
+        Calls {
+            range: self.calls.range(low..high),
+            exported_only: false,
+            newest_first: true,
+            corrupt: Arc::clone(&self.corrupt),
+        }
+    }
+
     /// Every stored call, any outcome, in start-time order: `calltap calls --all`.
     pub fn all_calls(&self) -> Calls {
         Calls {
             range: self.calls.iter(),
             exported_only: false,
+            newest_first: false,
             corrupt: Arc::clone(&self.corrupt),
         }
     }
@@ -506,6 +534,7 @@ impl Store {
         Calls {
             range: self.calls.range(start.to_be_bytes()..stop.to_be_bytes()),
             exported_only,
+            newest_first: false,
             corrupt: Arc::clone(&self.corrupt),
         }
     }
@@ -1030,6 +1059,7 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
 pub struct Calls {
     range: sled::Iter,
     exported_only: bool,
+    newest_first: bool,
     corrupt: Arc<AtomicU64>,
 }
 
@@ -1038,7 +1068,12 @@ impl Iterator for Calls {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let (key, value) = match self.range.next()? {
+            let next = if self.newest_first {
+                self.range.next_back()
+            } else {
+                self.range.next()
+            };
+            let (key, value) = match next? {
                 Ok(kv) => kv,
                 Err(source) => {
                     return Some(Err(StoreError::Db {
