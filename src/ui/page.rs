@@ -60,8 +60,9 @@ pub(crate) fn page(title: &str, nav: Nav, viewer: Option<&Viewer>, body: Markup)
 }
 
 /// `markup` as an HTML answer with the console's headers: nothing cached (pages show
-/// call data), no framing, no referrer (a recording link carries its signature), and
-/// only the console's own scripts, styles and media.
+/// call data), no framing, no referrer to other sites (a recording link carries its
+/// signature; within the console it lets a browser name the form's origin), and only
+/// the console's own scripts, styles and media.
 pub(crate) fn html_response(status: StatusCode, markup: Markup) -> Response {
     let mut response = (status, markup.into_string()).into_response();
     let h = response.headers_mut();
@@ -86,7 +87,7 @@ pub(crate) fn secure_headers(h: &mut axum::http::HeaderMap) {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,

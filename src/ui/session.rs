@@ -165,15 +165,17 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -
 }
 
 /// A request whose `Origin` names another site than its `Host` (a form posted from
-/// elsewhere). Browsers send `Origin` on every POST; its absence is let through, the
-/// form token still holds.
+/// elsewhere). Its absence, or "null" (a browser hiding where a form came from), is let
+/// through: the form token still holds.
 fn cross_site(headers: &HeaderMap) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
+    if origin == "null" {
+        return false;
+    }
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
-    let origin_host = origin.split_once("://").map(|(_, rest)| rest);
-    origin == "null" || origin_host != host
+    origin.split_once("://").map(|(_, rest)| rest) != host
 }
 
 fn same(a: &str, b: &str) -> bool {
