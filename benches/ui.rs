@@ -141,6 +141,12 @@ fn config() -> Config {
     .expect("the bench configuration")
 }
 
+/// The `name=value` of the answer's cookie.
+fn cookie_of(response: &reqwest::Response) -> String {
+    let set = response.headers()["set-cookie"].to_str().unwrap();
+    set.split(';').next().unwrap().to_owned()
+}
+
 /// CPU seconds this process has used.
 fn cpu_secs() -> f64 {
     // SAFETY: getrusage fills the struct it is given.
@@ -211,13 +217,7 @@ fn main() {
             .unwrap();
         // Log in as a browser does: the form, its token cookie, the post.
         let form = client.get(format!("{base}/ui/login")).send().await.unwrap();
-        let login_cookie = form.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let login_cookie = cookie_of(&form);
         let text = form.text().await.unwrap();
         let csrf = text
             .split("name=\"csrf\" value=\"")
@@ -235,13 +235,7 @@ fn main() {
             .await
             .unwrap();
         assert_eq!(done.status(), 303, "logged in");
-        let session = done.headers()["set-cookie"]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let session = cookie_of(&done);
 
         let deep_cursor = format!("{}_c", BASE + 50 * DAY);
         let pages = [

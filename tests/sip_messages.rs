@@ -12,10 +12,13 @@ use calltap::config::Config;
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::pcapgen::call::{SipTransport, DEFAULT_START};
-use calltap::pcapgen::{ByteOrder, CallScript, Link, PcapFile, Phone, TsResolution};
+use calltap::pcapgen::{CallScript, Phone};
 use calltap::replay::replay_files;
 use calltap::store::retention::Retention;
 use calltap::store::Store;
+
+#[path = "support/stored.rs"]
+mod stored;
 
 fn script(i: u8, transport: SipTransport) -> CallScript {
     CallScript::new(0x5100 + u64::from(i))
@@ -31,18 +34,8 @@ fn script(i: u8, transport: SipTransport) -> CallScript {
 fn replay(dir: &Path, scripts: &[CallScript], config: &str) -> Store {
     let mut packets: Vec<_> = scripts.iter().flat_map(|s| s.to_vec()).collect();
     packets.sort_by_key(|p| p.time);
-    let mut pcap = PcapFile::new(
-        Vec::new(),
-        Link::Ethernet,
-        ByteOrder::Little,
-        TsResolution::Micro,
-    )
-    .expect("writer");
-    for p in &packets {
-        pcap.write_packet(p).expect("written");
-    }
     let capture = dir.join("calls.pcap");
-    std::fs::write(&capture, pcap.finish().expect("capture")).expect("write capture");
+    std::fs::write(&capture, stored::pcap_of(&packets)).expect("write capture");
     let config = Config::from_toml(config, "tests/sip_messages.rs").expect("config");
     let store = Store::open(&dir.join("store")).expect("store");
     let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());

@@ -8,6 +8,8 @@ mod console;
 mod records;
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/stored.rs"]
+mod stored;
 
 use std::collections::HashSet;
 use std::process::Command;

@@ -12,6 +12,8 @@ mod console;
 mod records;
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/stored.rs"]
+mod stored;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -14,8 +14,8 @@ use std::path::Path;
 pub(crate) const BUCKETS: usize = 600;
 /// Height of one channel's band, px.
 const BAND: usize = 70;
-/// Bytes read at a time.
-const BLOCK: usize = 1 << 20;
+/// Bytes read at a time (a whole number of stereo frames).
+const BLOCK: usize = 4 << 20;
 
 /// The peaks of each channel per slice: (lowest, highest).
 #[derive(Debug, PartialEq)]
@@ -34,30 +34,36 @@ pub(crate) fn peaks(path: &Path) -> Result<Peaks, String> {
         ));
     }
     let channels = usize::from(spec.channels.clamp(1, 2));
-    let stride = usize::from(spec.channels);
+    let frame_bytes = usize::from(spec.channels) * 2;
     let frames = reader.duration() as usize;
     let per_bucket = frames.div_ceil(BUCKETS).max(1);
-    let mut out = vec![vec![(0i16, 0i16); frames.div_ceil(per_bucket).min(BUCKETS)]; channels];
-    let mut data = reader.into_inner().take((frames * stride * 2) as u64);
+    let buckets = frames.div_ceil(per_bucket).min(BUCKETS);
+    let mut out = vec![Vec::with_capacity(buckets); channels];
+    let mut data = reader.into_inner().take((frames * frame_bytes) as u64);
     let mut block = vec![0u8; BLOCK];
     let mut carry = 0usize;
-    let mut sample = 0usize;
+    // The slice being read: its peaks per channel, and the frames it still takes.
+    let mut peak = [(0i16, 0i16); 2];
+    let mut left = per_bucket;
     loop {
         let n = data
             .read(&mut block[carry..])
             .map_err(|e| format!("cannot read the WAV's samples: {e}"))?;
         let have = carry + n;
-        let whole = have / 2 * 2;
-        for pair in block[..whole].chunks_exact(2) {
-            let v = i16::from_le_bytes([pair[0], pair[1]]);
-            let (frame, ch) = (sample / stride, sample % stride);
-            sample += 1;
-            if ch >= channels {
-                continue;
+        let whole = have / frame_bytes * frame_bytes;
+        for frame in block[..whole].chunks_exact(frame_bytes) {
+            for (ch, p) in peak.iter_mut().enumerate().take(channels) {
+                let v = i16::from_le_bytes([frame[2 * ch], frame[2 * ch + 1]]);
+                p.0 = p.0.min(v);
+                p.1 = p.1.max(v);
             }
-            if let Some(slot) = out[ch].get_mut(frame / per_bucket) {
-                slot.0 = slot.0.min(v);
-                slot.1 = slot.1.max(v);
+            left -= 1;
+            if left == 0 {
+                for (ch, slices) in out.iter_mut().enumerate() {
+                    slices.push(peak[ch]);
+                }
+                peak = [(0, 0); 2];
+                left = per_bucket;
             }
         }
         block.copy_within(whole..have, 0);
@@ -65,6 +71,14 @@ pub(crate) fn peaks(path: &Path) -> Result<Peaks, String> {
         if n == 0 {
             break;
         }
+    }
+    if left < per_bucket {
+        for (ch, slices) in out.iter_mut().enumerate() {
+            slices.push(peak[ch]);
+        }
+    }
+    for slices in &mut out {
+        slices.truncate(BUCKETS);
     }
     Ok(Peaks { channels: out })
 }

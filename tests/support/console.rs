@@ -16,7 +16,7 @@ use calltap::config::Config;
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::pcapgen::call::{SipTransport, DEFAULT_START};
-use calltap::pcapgen::{ByteOrder, CallScript, Link, PcapFile, Phone, TsResolution};
+use calltap::pcapgen::{CallScript, Link, Phone};
 use calltap::replay::{replay_bytes, DEMO_CAPTURE};
 use calltap::store::Store;
 use tokio::sync::oneshot;
@@ -46,20 +46,6 @@ pub fn live_call() -> CallScript {
         ))
         .start(DEFAULT_START)
         .talk(Duration::from_secs(60))
-}
-
-fn pcap(packets: &[calltap::pcapgen::Packet]) -> Vec<u8> {
-    let mut pcap = PcapFile::new(
-        Vec::new(),
-        Link::Ethernet,
-        ByteOrder::Little,
-        TsResolution::Micro,
-    )
-    .expect("writer");
-    for p in packets {
-        pcap.write_packet(p).expect("written");
-    }
-    pcap.finish().expect("capture")
 }
 
 /// The calls in progress after the first 4 s of [`live_call`].
@@ -118,7 +104,7 @@ pub async fn start(extra: &str) -> Console {
         let mut ingest = Ingest::new(engine, &store);
         let report = replay_bytes("office-day.pcap", DEMO_CAPTURE, &mut ingest);
         assert!(report.failed.is_none(), "{:?}", report.failed);
-        let tcp = pcap(&tcp_call().to_vec());
+        let tcp = crate::stored::pcap_of(&tcp_call().to_vec());
         let report = replay_bytes("tcp-call.pcap", &tcp, &mut ingest);
         assert!(report.failed.is_none(), "{:?}", report.failed);
     }
