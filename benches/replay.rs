@@ -88,12 +88,21 @@ fn main() {
     }
     let rec = median(&recording);
     let bare = median(&without_messages);
+    let cpu = |runs: &[Run]| {
+        let mut v: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
     println!(
-        "keeping SIP messages: {:.2} s against {:.2} s without ({:.3}x wall, {:.3}x CPU)",
+        "keeping SIP messages: median {:.2} s and {:.2} CPU s against {:.2} s and {:.2} CPU s \
+         without ({:.3}x wall, {:.3}x CPU), {:.1} MB more peak RSS",
         rec.wall,
+        cpu(&recording),
         bare.wall,
+        cpu(&without_messages),
         rec.wall / bare.wall,
-        rec.cpu / bare.cpu
+        cpu(&recording) / cpu(&without_messages),
+        (rec.rss_kib - bare.rss_kib) as f64 / 1024.0
     );
     let dry = median(&dry);
     println!(
