@@ -426,8 +426,11 @@ pub fn recover_interrupted(store: &Store, config: &Config) -> Result<Recovery, S
     for entry in entries {
         let entry = entry.map_err(io_err(&dir, "list the recordings folder"))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        // A FLAC encode a crash cut short too: the next encoder starts it again.
-        if name.ends_with(".wav.part") || name.ends_with(".flac.part") {
+        // An encode a crash cut short too: the next encoder starts it again.
+        let encode_part = crate::store::convert::ENCODED_EXTENSIONS
+            .iter()
+            .any(|ext| name.strip_suffix(".part").is_some_and(|n| n.ends_with(ext)));
+        if name.ends_with(".wav.part") || encode_part {
             let path = entry.path();
             remove_if_present(&path).map_err(io_err(&path, "remove a partial recording"))?;
             done.stray_parts += 1;

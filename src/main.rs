@@ -18,7 +18,7 @@ use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::net::filter::PreFilter;
 use calltap::replay::{replay_bytes, replay_files, replay_files_until, FileReport};
-use calltap::store::convert::Converter;
+use calltap::store::convert::{Converter, Target};
 use calltap::store::Store;
 
 #[derive(Parser)]
@@ -306,12 +306,13 @@ fn load_config(path: Option<&Path>) -> Result<Config, CliError> {
     Ok(Config::load(path)?)
 }
 
-/// The FLAC encoder when the configured format is FLAC: it first queues what a stop or
-/// crash left as WAV.
+/// The recording encoder when the configured format is not WAV: it first queues what a
+/// stop or crash left as WAV.
 fn start_converter(config: &Config, store: &Arc<Store>) -> Result<Option<Converter>, CliError> {
-    match config.recording.format {
-        calltap::config::RecordingFormat::Flac => Ok(Some(Converter::start(store.clone())?)),
-        calltap::config::RecordingFormat::Wav => Ok(None),
+    let r = &config.recording;
+    match Target::from_config(r.format, r.bitrate_kbps) {
+        Some(target) => Ok(Some(Converter::start(store.clone(), target)?)),
+        None => Ok(None),
     }
 }
 

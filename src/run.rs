@@ -19,12 +19,12 @@ use serde_json::{json, Value};
 
 use crate::call::CallInProgress;
 use crate::capture::Timestamp;
-use crate::config::{Config, RecordingFormat};
+use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
 use crate::media::AudioGate;
 use crate::replay::FrameSink;
-use crate::store::convert::{ConvertQueue, Converter};
+use crate::store::convert::{ConvertQueue, Converter, Target};
 use crate::store::retention::{DiskWatch, Retention};
 use crate::store::Store;
 
@@ -200,10 +200,11 @@ async fn serve_and_capture(
     )
     .map_err(RunError::Webhooks)?;
     let delivery_metrics = deliveries.metrics();
-    // FLAC storage: the encoder starts with what a stop or crash left as WAV.
-    let converter = match config.recording.format {
-        RecordingFormat::Flac => Some(Converter::start(store.clone())?),
-        RecordingFormat::Wav => None,
+    // Compact storage: the encoder starts with what a stop or crash left as WAV.
+    let r = &config.recording;
+    let converter = match Target::from_config(r.format, r.bitrate_kbps) {
+        Some(target) => Some(Converter::start(store.clone(), target)?),
+        None => None,
     };
     let convert = converter.as_ref().map(Converter::queue);
 
@@ -235,8 +236,8 @@ async fn serve_and_capture(
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
             delivery_metrics.write_prometheus(out);
             if let Some(q) = &encoder {
-                let flac = serde_json::to_value(q.stats()).unwrap_or_default();
-                crate::api::prometheus_from_json("calltap_flac", &flac, out);
+                let encoder = serde_json::to_value(q.stats()).unwrap_or_default();
+                crate::api::prometheus_from_json("calltap_recording_encoder", &encoder, out);
             }
         }));
         let shared = shared.clone();
@@ -250,7 +251,7 @@ async fn serve_and_capture(
                 "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
                 "dialogs": snapshot.pointer("/engine/dialogs"),
                 "sip": snapshot.pointer("/engine/sip"),
-                "flac_encoder": encoder.as_ref().map(ConvertQueue::stats),
+                "recording_encoder": encoder.as_ref().map(ConvertQueue::stats),
             })
         }));
     }

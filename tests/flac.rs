@@ -1,9 +1,13 @@
-//! FLAC storage (`[recording] format = "flac"`): the WAV a call is recorded into is
+//! Compact storage. FLAC (`[recording] format = "flac"`): the WAV a call is recorded into is
 //! encoded once the call is stored, losslessly (symphonia, another implementation than
 //! the encoder, decodes it back to the WAV's samples, channel by channel); the record,
 //! the store's totals, retention and the API then see the FLAC; and a SIGKILL while the
 //! real binary encodes leaves every record naming a whole file, the WAV served, and the
-//! next start encodes what was left.
+//! next start encodes what was left. MP3: the encoded file decodes (ffmpeg) to audio
+//! aligned with the WAV, each party on its own channel.
+
+#[path = "support/skip.rs"]
+mod skip;
 
 use std::fs::File;
 use std::net::{IpAddr, Ipv4Addr};
@@ -18,7 +22,7 @@ use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::pcapgen::{ByteOrder, CallScript, Link, Party, PcapFile, Phone, Signal, TsResolution};
 use calltap::replay::replay_files;
-use calltap::store::convert::{wav_to_flac, Converter};
+use calltap::store::convert::{wav_to_flac, Converter, Target};
 use calltap::store::retention::Retention;
 use calltap::store::Store;
 use symphonia_bundle_flac::{FlacDecoder, FlacReader};
@@ -161,9 +165,14 @@ const CONFIG: &str = "[network]\ninternal = [\"10.0.0.0/16\"]\n";
 
 /// Replays `capture` into a new store at `dir`, encoding to FLAC when `flac`.
 fn replay_into(dir: &Path, capture: &Path, flac: bool) -> Arc<Store> {
+    replay_encoded(dir, capture, flac.then_some(Target::Flac))
+}
+
+/// Replays `capture` into a new store at `dir`, encoding stored recordings to `target`.
+fn replay_encoded(dir: &Path, capture: &Path, target: Option<Target>) -> Arc<Store> {
     let store = Arc::new(Store::open(dir).expect("store"));
     let config = Config::from_toml(CONFIG, "tests/flac.rs").expect("config");
-    let converter = flac.then(|| Converter::start(store.clone()).expect("encoder"));
+    let converter = target.map(|t| Converter::start(store.clone(), t).expect("encoder"));
     let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
     let mut ingest = Ingest::new(engine, &store);
     if let Some(c) = &converter {
@@ -309,9 +318,11 @@ fn the_api_serves_the_flac_under_its_type_and_name_even_on_a_wav_link() {
 
         // A restart with format = "flac": the encoder finds the stored WAV.
         let s = store.clone();
-        tokio::task::spawn_blocking(move || Converter::start(s).expect("encoder").finish())
-            .await
-            .expect("encoded");
+        tokio::task::spawn_blocking(move || {
+            Converter::start(s, Target::Flac).expect("encoder").finish()
+        })
+        .await
+        .expect("encoded");
         let flac_path = store.recordings_dir().join(format!("{id}.flac"));
         let flac_bytes = std::fs::read(&flac_path).expect("the FLAC");
         assert!(!store.recordings_dir().join(format!("{id}.wav")).exists());
@@ -479,7 +490,7 @@ fn recording_ready_names_the_flac() {
     std::fs::write(&capture, calls_capture(3, 5)).expect("capture");
     let store = Arc::new(Store::open(&tmp.path().join("store")).expect("store"));
     let config = Config::from_toml(CONFIG, "tests/flac.rs").expect("config");
-    let converter = Converter::start(store.clone()).expect("encoder");
+    let converter = Converter::start(store.clone(), Target::Flac).expect("encoder");
     let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
     engine.emit_call_events(&config);
     let mut ingest = Ingest::new(engine, &store);
@@ -513,4 +524,135 @@ fn recording_ready_names_the_flac() {
         0,
         "none left held"
     );
+}
+
+/// Normalised correlation of `a` and `b` with `b` delayed by `lag` samples.
+fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
+    let n = a.len().min(b.len().saturating_sub(lag));
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        let (x, y) = (a[i], b[i + lag]);
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa * bb).sqrt()
+    }
+}
+
+/// ffmpeg's decode of an encoded recording, stereo s16le at `rate`, as two channels.
+fn ffmpeg_channels(path: &Path, rate: u32) -> [Vec<f64>; 2] {
+    let out = Command::new("ffmpeg")
+        .args(["-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-f", "s16le", "-ac", "2", "-ar", &rate.to_string(), "-"])
+        .output()
+        .expect("run ffmpeg");
+    assert!(out.status.success(), "ffmpeg reads {}", path.display());
+    let samples: Vec<f64> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|b| f64::from(i16::from_le_bytes([b[0], b[1]])))
+        .collect();
+    [
+        samples.iter().step_by(2).copied().collect(),
+        samples.iter().skip(1).step_by(2).copied().collect(),
+    ]
+}
+
+/// MP3 storage: each stored call's file decodes (ffmpeg, a decoder that is not the
+/// encoder's) to audio in place, the operator's tone sample-aligned with the WAV's at
+/// LAME's fixed encoder delay, and the client's channel following the client's
+/// talkspurts, not the operator. The record names the file, its MIME type follows.
+#[test]
+fn stored_recordings_become_mp3_aligned_with_the_wav() {
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        skip::skip("ffmpeg is not installed (Debian: ffmpeg)");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("calls.pcap");
+    std::fs::write(&capture, calls_capture(2, 20)).expect("capture");
+    let wav_store = replay_encoded(&tmp.path().join("wav"), &capture, None);
+    let targets = [(
+        Target::Mp3 { bitrate: 32_000 },
+        "mp3",
+        "audio/mpeg",
+        0..=2_000,
+    )];
+    for (target, ext, mime, lags) in targets {
+        let store = replay_encoded(&tmp.path().join(ext), &capture, Some(target));
+        for call in store.all_calls().map(|c| c.expect("record")) {
+            let rec = call.media.recording.as_ref().expect("a recording");
+            assert!(rec.file.ends_with(&format!(".{ext}")), "{}", rec.file);
+            assert_eq!(rec.mime_type(), mime);
+            let path = store.recordings_dir().join(&rec.file);
+            assert_eq!(std::fs::metadata(&path).expect("file").len(), rec.bytes);
+            let wav_call = wav_store
+                .get_call(&call.id)
+                .expect("store")
+                .expect("the same call");
+            let wav_rec = wav_call.media.recording.as_ref().expect("its WAV");
+            let (rate, _, wav) = read_wav(&wav_store.recordings_dir().join(&wav_rec.file));
+            assert!(
+                rec.bytes * 4 < wav_rec.bytes,
+                "{ext}: {} of {}",
+                rec.bytes,
+                wav_rec.bytes
+            );
+            let wav: [Vec<f64>; 2] = [
+                wav.iter().step_by(2).map(|&s| f64::from(s)).collect(),
+                wav.iter()
+                    .skip(1)
+                    .step_by(2)
+                    .map(|&s| f64::from(s))
+                    .collect(),
+            ];
+            let decoded = ffmpeg_channels(&path, rate);
+            // Sample alignment on the operator's tone (a waveform a speech codec keeps).
+            let (lag, best) = lags
+                .clone()
+                .map(|lag| (lag, correlation(&wav[0], &decoded[0], lag)))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("a lag");
+            eprintln!("{ext}: tone correlation {best:.3} at lag {lag}");
+            assert!(best > 0.9, "{ext}: tone correlation {best:.3}");
+            // The client's channel follows the client's talkspurts and pauses (10 ms
+            // envelopes), and the operator's steady tone does not leak into it.
+            let envelope = |x: &[f64]| -> Vec<f64> {
+                let e: Vec<f64> = x
+                    .chunks(rate as usize / 100)
+                    .map(|c| (c.iter().map(|v| v * v).sum::<f64>() / c.len() as f64).sqrt())
+                    .collect();
+                // Centred, so a steady tone correlates with nothing.
+                let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
+                e.iter().map(|v| v - mean).collect()
+            };
+            let env_wav = [envelope(&wav[0]), envelope(&wav[1])];
+            {
+                let ch = 1;
+                let d = &decoded[ch];
+                let shifted = &d[lag.min(d.len())..];
+                let own = correlation(&env_wav[ch], &envelope(shifted), 0);
+                let other = correlation(&env_wav[1 - ch], &envelope(shifted), 0);
+                eprintln!("{ext} channel {ch}: envelope {own:.3}, the other's {other:.3}");
+                assert!(
+                    own > 0.8,
+                    "{ext} channel {ch}: envelope correlation {own:.3}"
+                );
+                assert!(
+                    other.abs() < 0.2,
+                    "{ext} channel {ch} follows the other party"
+                );
+                let leak = correlation(&wav[0], &d[lag.min(d.len())..], 0);
+                assert!(
+                    leak.abs() < 0.1,
+                    "{ext}: the operator's tone in the client's channel"
+                );
+            }
+        }
+    }
 }

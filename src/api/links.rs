@@ -194,7 +194,7 @@ pub(crate) struct RecordingLink {
 }
 
 /// The extensions a link's file name may carry.
-const EXTENSIONS: [&str; 2] = [".wav", ".flac"];
+const EXTENSIONS: [&str; 3] = [".wav", ".flac", ".mp3"];
 
 /// `GET /calls/{id}/recording`.
 pub(crate) async fn recording(
@@ -228,7 +228,7 @@ pub(crate) async fn download(
         .iter()
         .find_map(|ext| file.strip_suffix(ext))
         .ok_or_else(|| {
-            ApiError::not_found("recordings are served as <call id>.wav or <call id>.flac")
+            ApiError::not_found("recordings are served as <call id>.wav, .flac, .opus or .mp3")
         })?;
     let id = checked_id(id)?;
     let (exp, sig) = link_params(query.as_deref().unwrap_or(""))?;

@@ -347,8 +347,8 @@ pub(crate) fn spec(live: &Live) -> Value {
                     {"name": "Range", "in": "header", "required": false, "description": "RFC 9110 byte range; one range is answered 206, an unparsable, foreign-unit or multi-range header the whole file", "schema": {"type": "string"}}
                 ],
                 "responses": merge(json!({
-                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}}},
-                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}}}
+                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}
                 }), error_responses(&["400", "403", "404", "416", "500"]))
             }}
         }

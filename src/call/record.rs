@@ -153,16 +153,20 @@ pub struct RecordingFile {
 impl RecordingFile {
     /// The file's format, by its name: what the recording is served as.
     pub fn extension(&self) -> &'static str {
-        if self.file.ends_with(".flac") {
-            "flac"
-        } else {
-            "wav"
-        }
+        ["flac", "mp3"]
+            .into_iter()
+            .find(|ext| {
+                self.file
+                    .strip_suffix(ext)
+                    .is_some_and(|stem| stem.ends_with('.'))
+            })
+            .unwrap_or("wav")
     }
 
     pub fn mime_type(&self) -> &'static str {
         match self.extension() {
             "flac" => "audio/flac",
+            "mp3" => "audio/mpeg",
             _ => "audio/wav",
         }
     }

@@ -12,6 +12,26 @@ impl FileConfig {
             return Err(loc.error(&at("store", "path"), "the store path cannot be empty"));
         }
 
+        if let Some(kbps) = self.recording.bitrate_kbps {
+            let allowed: &[u32] = match self.recording.format {
+                #[cfg(feature = "mp3")]
+                RecordingFormat::Mp3 => &[16, 24, 32, 40, 48, 64],
+                _ => &[],
+            };
+            if allowed.is_empty() {
+                return Err(loc.error(
+                    &at("recording", "bitrate_kbps"),
+                    "bitrate_kbps is for format = \"mp3\"",
+                ));
+            }
+            if !allowed.contains(&kbps) {
+                return Err(loc.error(
+                    &at("recording", "bitrate_kbps"),
+                    format!("{kbps} kbit/s is not an MP3 rate for speech: one of {allowed:?}"),
+                ));
+            }
+        }
+
         let a = &self.api;
         match (&a.tls_cert, &a.tls_key) {
             (Some(_), None) => {

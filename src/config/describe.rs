@@ -116,6 +116,8 @@ impl Config {
                 (false, _) => "off",
                 (true, RecordingFormat::Wav) => "stereo WAV",
                 (true, RecordingFormat::Flac) => "stereo WAV while the call runs, stored as FLAC",
+                #[cfg(feature = "mp3")]
+                (true, RecordingFormat::Mp3) => "stereo WAV while the call runs, stored as MP3",
             }
         );
         if self.operators.is_empty() {

@@ -1,5 +1,6 @@
 //! Payload types to codecs (through the SDP's rtpmap), and the G.711 decoder (a table);
-//! G.722 is in `g722.rs`, G.726 in `g726.rs`.
+//! G.722 is in `g722.rs`, G.726 in `g726.rs`, G.729 in `g729.rs`, GSM in `gsm.rs` and
+//! Opus in `opus.rs`.
 
 use super::g726;
 use crate::sip::sdp::{static_payload, MediaDescription};
@@ -15,11 +16,17 @@ pub enum Kind {
     G722,
     /// G.726 at one rate, in one packing.
     G726(g726::Mode),
+    /// G.729 and G.729A, with Annex B's SID frames.
+    G729,
+    /// GSM 06.10 full rate.
+    Gsm,
+    /// Opus, its RTP clock at 48 kHz.
+    Opus,
     /// RFC 4733 telephone-event: DTMF digits, never audio.
     Event,
     /// RFC 3389 comfort noise: silence, never decoded.
     Cn,
-    /// A speech codec calltap cannot decode (G.729, Opus, iLBC, ...).
+    /// A speech codec calltap cannot decode (iLBC, Speex, G.723.1, ...).
     Unsupported,
 }
 
@@ -38,6 +45,13 @@ impl Kind {
             Kind::Cn
         } else if let Some(mode) = g726::Mode::from_name(name) {
             Kind::G726(mode)
+        } else if is("G729") || is("G729A") {
+            // G.729D and E are other bit rates: not decoded.
+            Kind::G729
+        } else if is("GSM") {
+            Kind::Gsm
+        } else if is("opus") {
+            Kind::Opus
         } else {
             Kind::Unsupported
         }
@@ -47,14 +61,23 @@ impl Kind {
     pub fn is_speech(self) -> bool {
         matches!(
             self,
-            Kind::Pcmu | Kind::Pcma | Kind::G722 | Kind::G726(_) | Kind::Unsupported
+            Kind::Pcmu
+                | Kind::Pcma
+                | Kind::G722
+                | Kind::G726(_)
+                | Kind::G729
+                | Kind::Gsm
+                | Kind::Opus
+                | Kind::Unsupported
         )
     }
 
-    /// Samples per second of the decoded audio.
+    /// Samples per second of the decoded audio. Opus renders any rate; it asks for
+    /// wide band (its speech modes reach 8 kHz of audio bandwidth and beyond) and is
+    /// decoded at whatever rate the recording has.
     pub fn sample_rate(self) -> u32 {
         match self {
-            Kind::G722 => 16_000,
+            Kind::G722 | Kind::Opus => 16_000,
             _ => 8_000,
         }
     }
@@ -66,6 +89,9 @@ impl Kind {
             Kind::Pcma => "PCMA",
             Kind::G722 => "G722",
             Kind::G726(mode) => mode.name(),
+            Kind::G729 => "G729",
+            Kind::Gsm => "GSM",
+            Kind::Opus => "opus",
             Kind::Event => "telephone-event",
             Kind::Cn => "CN",
             Kind::Unsupported => "unsupported",
@@ -79,7 +105,7 @@ impl Kind {
 #[derive(Clone, Debug)]
 pub struct PtMap {
     kind: [Kind; 128],
-    /// RTP clock in kHz (8 for every codec decoded here; 48 for Opus, for jitter).
+    /// RTP clock in kHz (8 for every codec decoded here but Opus's 48).
     clock_khz: [u8; 128],
     /// Names of the unsupported codecs announced, for the reason of a missing WAV.
     unsupported: Vec<(u8, String)>,
@@ -94,7 +120,7 @@ impl Default for PtMap {
             clock_khz: [8; 128],
             unsupported: Vec::new(),
         };
-        for pt in [0u8, 2, 8, 9, 13, 18] {
+        for pt in [0u8, 2, 3, 8, 9, 13, 18] {
             if let Some((name, _, _)) = static_payload(pt) {
                 m.set(pt, name, 8000);
             }
@@ -157,13 +183,17 @@ pub fn preferred_speech(media: &MediaDescription) -> Option<Kind> {
         .find(|k| k.is_speech())
 }
 
-/// Whether a media section lists G.722 at all.
-pub fn offers_g722(media: &MediaDescription) -> bool {
+/// The codecs a media section lists, each once, in its order.
+pub fn offered(media: &MediaDescription) -> Vec<Kind> {
     let map = PtMap::from_media(media);
-    media
-        .payload_types
-        .iter()
-        .any(|&pt| map.kind(pt) == Kind::G722)
+    let mut kinds: Vec<Kind> = Vec::new();
+    for &pt in &media.payload_types {
+        let kind = map.kind(pt);
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+        }
+    }
+    kinds
 }
 
 const fn ulaw_to_linear(code: u8) -> i16 {
@@ -252,15 +282,15 @@ mod tests {
         let map = PtMap::from_media(m);
         assert_eq!(map.kind(9), Kind::G722);
         assert_eq!(map.kind(97), Kind::Pcma);
-        assert_eq!(map.kind(96), Kind::Unsupported);
-        assert_eq!(map.unsupported_name(96), Some("opus"));
+        assert_eq!(map.kind(96), Kind::Opus);
         assert_eq!(map.clock_hz(96), 48_000);
         assert_eq!(map.kind(101), Kind::Event);
-        assert_eq!(map.kind(18), Kind::Unsupported);
+        assert_eq!(map.kind(18), Kind::G729);
         assert_eq!(map.kind(13), Kind::Cn);
         assert_eq!(map.kind(100), Kind::Unknown);
+        assert_eq!(map.kind(3), Kind::Gsm);
         assert_eq!(preferred_speech(m), Some(Kind::G722));
-        assert!(offers_g722(m));
+        assert!(offered(m).contains(&Kind::G722));
     }
 
     #[test]
@@ -282,6 +312,6 @@ mod tests {
         assert_eq!(PtMap::default().kind(2), g726(4, Packing::Rfc3551));
         assert_eq!(map.kind(112).name(), "AAL2-G726-32");
         assert_eq!(preferred_speech(m), Some(g726(4, Packing::Rfc3551)));
-        assert!(!offers_g722(m));
+        assert!(!offered(m).contains(&Kind::G722));
     }
 }

@@ -27,7 +27,10 @@
 mod codec;
 mod g722;
 pub mod g726;
+pub mod g729;
 mod gate;
+pub mod gsm;
+pub mod opus;
 pub mod quality;
 pub mod rtp;
 mod stream;
@@ -126,9 +129,13 @@ pub struct MediaStats {
     /// A speech payload type changing nearly every packet.
     pub payload_type_flapping: u64,
     pub payload_too_long: u64,
-    /// G.726 payloads that end inside a codeword (truncated): the whole codewords are
-    /// decoded, the rest of the packet's time is silence.
+    /// Payloads that end inside a codeword or frame (G.726, G.729, GSM: truncated): the
+    /// whole ones are decoded, the rest of the packet's time is silence.
     pub partial_codewords: u64,
+    /// Frames the decoder refused (GSM without its signature, an Opus packet that is
+    /// not Opus): silence in their place.
+    #[serde(default)]
+    pub corrupt_frames: u64,
     /// From another address than the direction's latched source, while it is active.
     pub foreign_source: u64,
     /// Packets of a new SSRC never confirmed by a following packet (one-packet glitches).
@@ -204,7 +211,8 @@ struct Side {
     hold: bool,
     encrypted: Option<String>,
     preferred: Option<Kind>,
-    g722: bool,
+    /// The codecs the section lists (speech or not), in its order.
+    offered: Vec<Kind>,
 }
 
 impl Side {
@@ -219,7 +227,7 @@ impl Side {
         };
         side.pt = PtMap::from_media(m);
         side.preferred = codec::preferred_speech(m);
-        side.g722 = codec::offers_g722(m);
+        side.offered = codec::offered(m);
         if m.is_encrypted() {
             side.encrypted = Some(format!("encrypted ({})", m.protocol));
         } else if m.crypto {
@@ -465,8 +473,13 @@ impl MediaTable {
             c.no_recording = Some(GATE_CLOSED_REASON.to_string());
             return;
         }
-        // Wide-band when a party prefers G.722 and the other accepts it (or said nothing).
-        let wide = |a: &Side, b: &Side| a.preferred == Some(Kind::G722) && (!b.described || b.g722);
+        // Wide-band when a party prefers a wide-band codec (G.722, Opus) and the other
+        // accepts it (or said nothing).
+        let wide = |a: &Side, b: &Side| {
+            a.preferred.is_some_and(|k| {
+                k.sample_rate() > 8_000 && (!b.described || b.offered.contains(&k))
+            })
+        };
         let rate = if wide(&c.sides[0], &c.sides[1]) || wide(&c.sides[1], &c.sides[0]) {
             16_000
         } else {
@@ -810,8 +823,11 @@ fn summarize(c: &CallMedia) -> (MediaSummary, Option<String>) {
     let mut codecs: Vec<String> = Vec::new();
     let mut unsupported: Option<String> = None;
     for s in &c.streams {
-        let g726 = s.g726_name.unwrap_or("G726-32");
-        for (i, name) in ["PCMU", "PCMA", "G722", g726].into_iter().enumerate() {
+        for (i, &name) in stream::DECODED.iter().enumerate() {
+            let name = match name {
+                "G726-32" => s.g726_name.unwrap_or(name),
+                _ => name,
+            };
             if s.decoded[i] > 0 && !codecs.iter().any(|c| c == name) {
                 codecs.push(name.to_string());
             }
@@ -834,15 +850,12 @@ fn summarize(c: &CallMedia) -> (MediaSummary, Option<String>) {
     let mut dirs = [c.streams[0].quality(), c.streams[1].quality()];
     for (d, s) in dirs.iter_mut().zip(&c.streams) {
         if d.received > 0 {
-            let imp = if s.unsupported > 0
-                && s.unsupported_name
-                    .as_deref()
-                    .is_some_and(|n| n.starts_with("G729"))
-            {
-                quality::G729
-            } else {
-                quality::G711
-            };
+            let g729 = s.decoded[4] > 0
+                || (s.unsupported > 0
+                    && s.unsupported_name
+                        .as_deref()
+                        .is_some_and(|n| n.starts_with("G729")));
+            let imp = if g729 { quality::G729 } else { quality::G711 };
             let ptime = if s.ptime_ms > 0.0 { s.ptime_ms } else { 20.0 };
             d.mos = Some(quality::mos(d.loss_percent(), d.jitter_ms, ptime, imp));
         }

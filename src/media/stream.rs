@@ -28,6 +28,9 @@ use crate::base::Timestamp;
 use super::codec::{decode_g711, Kind, ALAW, ULAW};
 use super::g722::G722;
 use super::g726::G726;
+use super::g729::{self, G729};
+use super::gsm::{self, Gsm};
+use super::opus::{self, Opus};
 use super::quality::DirectionQuality;
 use super::rtp::{RtpPacket, TelephoneEvent};
 use super::wav::{Recorder, MAX_PACKET_FRAMES};
@@ -62,6 +65,23 @@ fn clock_offset(window_mins: &[i64], tolerance: i64) -> i64 {
     } else {
         0
     }
+}
+
+/// The codecs `Stream::decoded` counts, by name (G.726's actual rate and packing is
+/// `Stream::g726_name`).
+pub const DECODED: [&str; 7] = ["PCMU", "PCMA", "G722", "G726-32", "G729", "GSM", "opus"];
+
+fn decoded_index(kind: Kind) -> Option<usize> {
+    Some(match kind {
+        Kind::Pcmu => 0,
+        Kind::Pcma => 1,
+        Kind::G722 => 2,
+        Kind::G726(_) => 3,
+        Kind::G729 => 4,
+        Kind::Gsm => 5,
+        Kind::Opus => 6,
+        _ => return None,
+    })
 }
 
 /// A packet waiting for its source to be confirmed by the next one.
@@ -153,11 +173,14 @@ pub struct Stream {
     prev_sample: i16,
     g722: Option<Box<G722>>,
     g726: Option<Box<G726>>,
+    g729: Option<Box<G729>>,
+    gsm: Option<Gsm>,
+    opus: Option<Box<Opus>>,
     last_event_ts: Option<u32>,
 
     pub q: DirectionQuality,
-    /// Speech packets decoded, per codec (PCMU, PCMA, G722, G726).
-    pub decoded: [u64; 4],
+    /// Speech packets decoded, per codec, in `DECODED` order.
+    pub decoded: [u64; DECODED.len()],
     /// The G.726 rate and packing decoded last, for the record's codec list.
     pub g726_name: Option<&'static str>,
     pub unsupported: u64,
@@ -166,6 +189,9 @@ pub struct Stream {
     pub cn: u64,
     /// Packet duration seen last, in ms (for the MOS).
     pub ptime_ms: f64,
+    /// The last in-order Opus packet: extended sequence, extended timestamp, and its
+    /// duration in RTP clock units.
+    last_opus: Option<(i64, i64, i64)>,
 }
 
 impl Stream {
@@ -256,8 +282,32 @@ impl Stream {
         self.fresh = true;
         self.last_transit = None;
         self.cur_pt = None;
-        self.g722 = None;
-        self.g726 = None;
+        self.last_opus = None;
+        self.drop_decoders_but(Kind::Unknown);
+    }
+
+    /// Decoder state belongs to one stream of one codec: a new source or a switch of
+    /// codec starts afresh.
+    fn drop_decoders_but(&mut self, kind: Kind) {
+        if kind != Kind::G722 {
+            self.g722 = None;
+        }
+        if self
+            .g726
+            .as_ref()
+            .is_some_and(|d| Kind::G726(d.mode()) != kind)
+        {
+            self.g726 = None;
+        }
+        if kind != Kind::G729 {
+            self.g729 = None;
+        }
+        if kind != Kind::Gsm {
+            self.gsm = None;
+        }
+        if kind != Kind::Opus {
+            self.opus = None;
+        }
     }
 
     fn source_expected(&self) -> u64 {
@@ -376,23 +426,14 @@ impl Stream {
         }
         if self.cur_pt != Some(pt) {
             self.cur_pt = Some(pt);
-            if kind != Kind::G722 {
-                self.g722 = None;
-            }
-            if self
-                .g726
-                .as_ref()
-                .is_some_and(|d| Kind::G726(d.mode()) != kind)
-            {
-                self.g726 = None;
-            }
+            self.drop_decoders_but(kind);
         }
         if kind == Kind::Unsupported {
             self.unsupported += 1;
             out.stats.unsupported_codec_packets += 1;
             return;
         }
-        self.place(kind, ext_ts, in_order, now, payload, out);
+        self.place(kind, clock, ext_ts, in_order, now, payload, out);
     }
 
     fn update_jitter(&mut self, ext_ts: i64, clock: u32, now: Timestamp) {
@@ -413,9 +454,11 @@ impl Stream {
     }
 
     /// Decodes a speech payload and writes it at its place on the timeline.
+    #[allow(clippy::too_many_arguments)]
     fn place(
         &mut self,
         kind: Kind,
+        clock: u32,
         ext_ts: i64,
         in_order: bool,
         now: Timestamp,
@@ -425,21 +468,50 @@ impl Stream {
         let Some(rec) = out.rec.as_deref_mut() else {
             return;
         };
-        let rate = i64::from(rec.rate());
-        let codec_rate = i64::from(kind.sample_rate());
-        let n_in = match kind {
-            Kind::G722 => payload.len() * 2,
-            Kind::G726(mode) => {
-                if mode.is_partial(payload.len()) {
-                    // Decoded up to the last whole codeword; the rest of the packet's
-                    // time stays silent (a gap, as loss).
-                    out.stats.partial_codewords += 1;
-                }
-                mode.samples(payload.len())
+        if kind == Kind::Opus && in_order {
+            // Consecutive packets cannot overlap, and every Opus duration (a silence
+            // gap of DTX included) is a multiple of 2.5 ms: a packet whose timestamp
+            // breaks either is not Opus (G.711 under an Opus payload type advances 160
+            // a packet, where 2.5 ms is 120 and Opus's 20 ms 960). Silence, counted.
+            let len_ts = opus::samples(payload, clock).map_or(0, |n| n as i64);
+            let unit = i64::from(clock / 400).max(1);
+            let refused = self.last_opus.is_some_and(|(seq, ts, len)| {
+                let advance = ext_ts - ts;
+                self.ext_max - seq == 1 && (advance < len || advance % unit != 0)
+            });
+            self.last_opus = Some((self.ext_max, ext_ts, len_ts));
+            if refused {
+                out.stats.corrupt_frames += 1;
+                return;
             }
-            _ => payload.len(),
+        }
+        let rate = i64::from(rec.rate());
+        // Opus renders the recording's rate itself.
+        let codec_rate = match kind {
+            Kind::Opus => rate,
+            _ => i64::from(kind.sample_rate()),
         };
+        let (n_in, partial) = match kind {
+            Kind::G722 => (payload.len() * 2, false),
+            Kind::G726(mode) => (mode.samples(payload.len()), mode.is_partial(payload.len())),
+            Kind::G729 => g729::samples(payload.len()),
+            Kind::Gsm => gsm::samples(payload.len()),
+            Kind::Opus => match opus::samples(payload, rec.rate()) {
+                Some(n) => (n, false),
+                None => {
+                    out.stats.corrupt_frames += 1;
+                    return;
+                }
+            },
+            _ => (payload.len(), false),
+        };
+        if partial {
+            // Decoded up to the last whole codeword or frame; the rest of the packet's
+            // time stays silent (a gap, as loss).
+            out.stats.partial_codewords += 1;
+        }
         let n = (n_in as i64 * rate / codec_rate) as usize;
+        let clock = i64::from(clock.max(1));
         if n == 0 {
             return;
         }
@@ -449,7 +521,8 @@ impl Stream {
         }
         self.ptime_ms = n as f64 * 1000.0 / rate as f64;
 
-        // Position (all decoded codecs run an 8 kHz RTP clock, G.722 included).
+        // Position, in RTP clock units (`clock`: 8 kHz for every codec but Opus's 48,
+        // G.722 included).
         let cap = rec.frame_at(now);
         let n_frames = n as i64;
         let (anchor_ts, anchor_pos) = match self.anchor {
@@ -467,7 +540,7 @@ impl Stream {
             }
         };
         // i128: a hostile stream can push timestamps far from the anchor.
-        let far = i128::from(ext_ts - anchor_ts) * i128::from(rate) / 8000;
+        let far = i128::from(ext_ts - anchor_ts) * i128::from(rate) / i128::from(clock);
         let mut pos = anchor_pos.saturating_add(far.clamp(-(1 << 62), 1 << 62) as i64);
         if in_order {
             let delta = cap - pos;
@@ -477,7 +550,7 @@ impl Stream {
             // late the packet: its place is kept (and it is late if that is on disk).
             let continuous = self.last_speech.is_some_and(|(seq, ts)| {
                 let steps = self.ext_max - seq;
-                let advance = ext_ts - ts;
+                let advance = (ext_ts - ts).saturating_mul(rate) / clock;
                 steps > 0 && advance >= 0 && advance <= steps * MAX_PACKET_FRAMES as i64
             });
             let too_late = end <= flushed && cap + n_frames > flushed;
@@ -513,7 +586,7 @@ impl Stream {
                     self.start_windows();
                 }
             } else {
-                pos += self.follow_clock(delta, ext_ts, n_frames, rate, out.stats);
+                pos += self.follow_clock(delta, ext_ts, n_frames, rate, clock, out.stats);
             }
             self.last_speech = Some((self.ext_max, ext_ts));
             self.next_pos = Some(pos + n_frames);
@@ -538,14 +611,42 @@ impl Stream {
                 decoded[got..].fill(0);
                 self.g726_name = Some(mode.name());
             }
+            Kind::G729 => {
+                let got = self
+                    .g729
+                    .get_or_insert_with(Default::default)
+                    .decode(payload, decoded);
+                decoded[got..].fill(0);
+            }
+            Kind::Gsm => {
+                if self.gsm.is_none() {
+                    self.gsm = Gsm::new();
+                }
+                let Some(d) = self.gsm.as_mut() else {
+                    decoded.fill(0);
+                    return;
+                };
+                let (got, bad) = d.decode(payload, decoded);
+                decoded[got..].fill(0);
+                out.stats.corrupt_frames += bad;
+            }
+            Kind::Opus => {
+                let file_rate = rec.rate();
+                if self.opus.as_ref().is_none_or(|d| d.rate() != file_rate) {
+                    self.opus = Opus::new(file_rate).map(Box::new);
+                }
+                let Some(d) = self.opus.as_mut() else {
+                    return;
+                };
+                let (got, refused) = d.decode(payload, decoded);
+                decoded[got..].fill(0);
+                out.stats.corrupt_frames += u64::from(refused);
+            }
             _ => return,
         }
-        self.decoded[match kind {
-            Kind::Pcmu => 0,
-            Kind::Pcma => 1,
-            Kind::G722 => 2,
-            _ => 3,
-        }] += 1;
+        if let Some(i) = decoded_index(kind) {
+            self.decoded[i] += 1;
+        }
         let frames: &[i16] = if rate == codec_rate {
             decoded
         } else if rate > codec_rate {
@@ -604,6 +705,7 @@ impl Stream {
         ext_ts: i64,
         n: i64,
         rate: i64,
+        clock: i64,
         stats: &mut MediaStats,
     ) -> i64 {
         if self.window_n == 0 || delta < self.window_min {
@@ -624,7 +726,7 @@ impl Stream {
         }
         let gap = self
             .last_speech
-            .map_or(0, |(_, ts)| (ext_ts - ts).saturating_mul(rate) / 8000 - n)
+            .map_or(0, |(_, ts)| (ext_ts - ts).saturating_mul(rate) / clock - n)
             .max(0);
         // After a silence gap (DTX, CN), a packet earlier than its timestamp allows
         // (delay cannot do that) is put at once where it was heard: the gap shortens,

@@ -1,18 +1,18 @@
-//! FLAC storage: stored WAV recordings encoded to FLAC in the background.
+//! Compact storage: stored WAV recordings encoded to FLAC or MP3 in the background.
 //!
 //! The WAV is written as always while the call runs (its crash safety unchanged); once
 //! the call's record is stored, one low-priority thread encodes `ID.wav` to
-//! `ID.flac.part`, syncs it, renames it to `ID.flac`, points the record at it (file,
+//! `ID.<ext>.part`, syncs it, renames it to `ID.<ext>`, points the record at it (file,
 //! bytes, and so the served MIME type and the running totals, in one transaction) and
 //! only then removes the WAV. Until then the WAV is what the record names and what is
-//! served. A crash at any point leaves the WAV named, or the FLAC named and a WAV to
-//! remove: at start the encoder queues every WAV a record still names and removes those
-//! no record names any more, so nothing is lost and nothing is left.
+//! served. A crash at any point leaves the WAV named, or the encoded file named and a
+//! WAV to remove: at start the encoder queues every WAV a record still names and removes
+//! those no record names any more, so nothing is lost and nothing is left.
 //!
-//! One thread: the machine this runs on has the PBX beside it, and FLAC encodes speech
-//! at 775x real time on one core (benches/recording_formats.rs), so one core at nice 10
-//! keeps up with 10,000 three-minute calls a day in 40 minutes and never competes with
-//! capture.
+//! One thread: the machine this runs on has the PBX beside it, and every format encodes
+//! speech far faster than real time on one core (benches/recording_formats.rs: FLAC
+//! 775x, MP3 in the README's table), so one core at nice 10 keeps up with a
+//! busy site and never competes with capture.
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Write};
@@ -22,6 +22,7 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
+use crate::config::RecordingFormat;
 use flacenc::component::BitRepr;
 use flacenc::error::{SourceError, Verify};
 use flacenc::source::{Fill, Source};
@@ -44,9 +45,9 @@ pub struct ConvertStats {
     pub encoded: u64,
     /// Encodes that failed (the WAV is kept and served; the reason is logged).
     pub failed: u64,
-    /// Bytes of WAV encoded, and of FLAC written for them.
+    /// Bytes of WAV encoded, and of encoded files written for them.
     pub wav_bytes: u64,
-    pub flac_bytes: u64,
+    pub encoded_bytes: u64,
 }
 
 #[derive(Default)]
@@ -55,8 +56,48 @@ struct Counters {
     encoded: AtomicU64,
     failed: AtomicU64,
     wav_bytes: AtomicU64,
-    flac_bytes: AtomicU64,
+    encoded_bytes: AtomicU64,
 }
+
+/// What stored recordings become.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// Lossless.
+    Flac,
+    /// MPEG-1/2/2.5 layer III, plain stereo (no joint stereo: the two channels are two
+    /// parties), at this many bits a second.
+    #[cfg(feature = "mp3")]
+    Mp3 { bitrate: u32 },
+}
+
+impl Target {
+    /// The encoding the configuration asks for; `None` for WAV.
+    pub fn from_config(format: RecordingFormat, bitrate_kbps: Option<u32>) -> Option<Target> {
+        #[cfg(not(feature = "mp3"))]
+        let _ = bitrate_kbps;
+        match format {
+            RecordingFormat::Wav => None,
+            RecordingFormat::Flac => Some(Target::Flac),
+            #[cfg(feature = "mp3")]
+            RecordingFormat::Mp3 => Some(Target::Mp3 {
+                bitrate: bitrate_kbps.unwrap_or(crate::config::MP3_DEFAULT_KBPS) * 1000,
+            }),
+        }
+    }
+
+    /// The file extension, without its dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            Target::Flac => "flac",
+            #[cfg(feature = "mp3")]
+            Target::Mp3 { .. } => "mp3",
+        }
+    }
+}
+
+/// The extensions of encoded recordings (of any format a build may write): what a
+/// start cleans up after and what a record may name.
+pub const ENCODED_EXTENSIONS: [&str; 2] = ["flac", "mp3"];
 
 /// A stored call's WAV to encode.
 struct Job {
@@ -95,7 +136,7 @@ impl ConvertQueue {
             encoded: c.encoded.load(Ordering::Relaxed),
             failed: c.failed.load(Ordering::Relaxed),
             wav_bytes: c.wav_bytes.load(Ordering::Relaxed),
-            flac_bytes: c.flac_bytes.load(Ordering::Relaxed),
+            encoded_bytes: c.encoded_bytes.load(Ordering::Relaxed),
         }
     }
 }
@@ -107,10 +148,11 @@ pub struct Converter {
 }
 
 impl Converter {
-    /// Starts the encoder for `store`, first queueing every WAV a stored record still
-    /// names (a restart after a crash or a stop mid-encode) and removing what a crash
-    /// left behind: `*.flac.part`, and WAVs whose record names their FLAC already.
-    pub fn start(store: Arc<Store>) -> Result<Converter, StoreError> {
+    /// Starts the encoder to `target` for `store`, first queueing every WAV a stored
+    /// record still names (a restart after a crash or a stop mid-encode) and removing
+    /// what a crash left behind: `*.<ext>.part`, and WAVs whose record names their
+    /// encoded file already.
+    pub fn start(store: Arc<Store>, target: Target) -> Result<Converter, StoreError> {
         let dir = store.recordings_dir().to_path_buf();
         let io_err = |what| {
             let path = dir.clone();
@@ -118,16 +160,24 @@ impl Converter {
         };
         for entry in fs::read_dir(&dir).map_err(io_err("list the recordings folder"))? {
             let entry = entry.map_err(io_err("list the recordings folder"))?;
-            if entry.file_name().to_string_lossy().ends_with(".flac.part") {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if ENCODED_EXTENSIONS
+                .iter()
+                .any(|ext| name.ends_with(&format!(".{ext}.part")))
+            {
                 remove_if_present(&entry.path())
-                    .map_err(io_err("remove a partial FLAC recording"))?;
+                    .map_err(io_err("remove a partial encoded recording"))?;
             }
         }
         let mut pending = Vec::new();
         for (id, file) in store.recording_files()? {
             if file.ends_with(".wav") {
                 pending.push(Job { id, wav: file });
-            } else if let Some(stem) = file.strip_suffix(".flac") {
+            } else if let Some(stem) = ENCODED_EXTENSIONS
+                .iter()
+                .find_map(|ext| file.strip_suffix(&format!(".{ext}")))
+            {
                 remove_if_present(&dir.join(format!("{stem}.wav")))
                     .map_err(io_err("remove an encoded WAV"))?;
             }
@@ -146,9 +196,9 @@ impl Converter {
             }
         }
         let thread = thread::Builder::new()
-            .name("flac-encoder".into())
-            .spawn(move || work(&store, &rx, &counters))
-            .map_err(io_err("start the FLAC encoder thread"))?;
+            .name("recording-encoder".into())
+            .spawn(move || work(&store, target, &rx, &counters))
+            .map_err(io_err("start the recording encoder thread"))?;
         Ok(Converter { queue, thread })
     }
 
@@ -161,12 +211,12 @@ impl Converter {
     pub fn finish(self) {
         drop(self.queue);
         if self.thread.join().is_err() {
-            tracing::error!("the FLAC encoder thread panicked");
+            tracing::error!("the recording encoder thread panicked");
         }
     }
 }
 
-fn work(store: &Store, rx: &Receiver<Job>, counters: &Counters) {
+fn work(store: &Store, target: Target, rx: &Receiver<Job>, counters: &Counters) {
     // SAFETY: setpriority on the calling thread (Linux keeps a nice value per thread);
     // a failure leaves the thread at normal priority, which is only slower for others.
     #[cfg(target_os = "linux")]
@@ -174,16 +224,17 @@ fn work(store: &Store, rx: &Receiver<Job>, counters: &Counters) {
         libc::setpriority(libc::PRIO_PROCESS, 0, NICE);
     }
     while let Ok(job) = rx.recv() {
-        match convert(store, &job) {
-            Ok(Some((wav, flac))) => {
+        match convert(store, target, &job) {
+            Ok(Some((wav, encoded))) => {
                 counters.encoded.fetch_add(1, Ordering::Relaxed);
                 counters.wav_bytes.fetch_add(wav, Ordering::Relaxed);
-                counters.flac_bytes.fetch_add(flac, Ordering::Relaxed);
+                counters.encoded_bytes.fetch_add(encoded, Ordering::Relaxed);
             }
             Ok(None) => {}
             Err(e) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(id = %job.id, "recording kept as WAV: FLAC encoding failed: {e}");
+                let ext = target.extension();
+                tracing::warn!(id = %job.id, "recording kept as WAV: {ext} encoding failed: {e}");
             }
         }
         // Its recording.ready, held for the final format, goes out now whatever became
@@ -195,9 +246,9 @@ fn work(store: &Store, rx: &Receiver<Job>, counters: &Counters) {
     }
 }
 
-/// Encodes one call's WAV and points its record at the FLAC; `None` when the record no
-/// longer names that WAV (deleted by retention, replaced by a replay).
-fn convert(store: &Store, job: &Job) -> Result<Option<(u64, u64)>, String> {
+/// Encodes one call's WAV and points its record at the encoded file; `None` when the
+/// record no longer names that WAV (deleted by retention, replaced by a replay).
+fn convert(store: &Store, target: Target, job: &Job) -> Result<Option<(u64, u64)>, String> {
     let still_named = |r: &RecordingFile| r.file == job.wav;
     let record = store.get_call(&job.id).map_err(|e| e.to_string())?;
     let Some(old) = record.and_then(|r| r.media.recording).filter(still_named) else {
@@ -207,14 +258,14 @@ fn convert(store: &Store, job: &Job) -> Result<Option<(u64, u64)>, String> {
     let Some(stem) = job.wav.strip_suffix(".wav") else {
         return Ok(None);
     };
-    let flac_name = format!("{stem}.flac");
+    let flac_name = format!("{stem}.{}", target.extension());
     let (wav, flac) = (dir.join(&job.wav), dir.join(&flac_name));
     // The file the record describes, not a newer one of the same name (a replay
     // completing a partial record writes one); that one comes as a job of its own.
     if fs::metadata(&wav).map(|m| m.len()).ok() != Some(old.bytes) {
         return Ok(None);
     }
-    let bytes = wav_to_flac(&wav, &flac).map_err(|e| e.to_string())?;
+    let bytes = encode_file(target, &wav, &flac).map_err(|e| e.to_string())?;
     let new = RecordingFile {
         file: flac_name,
         bytes,
@@ -238,16 +289,52 @@ fn convert(store: &Store, job: &Job) -> Result<Option<(u64, u64)>, String> {
     Ok(Some((old.bytes, bytes)))
 }
 
-/// Encodes a 16-bit PCM WAV to FLAC at `flac` (through `flac.part`, synced, then
+fn invalid(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
+}
+
+/// Encodes a 16-bit PCM WAV to `target` at `dst` (through `dst.part`, synced, then
 /// renamed, so a crash never leaves a half file under the final name). Answers the
-/// FLAC's size. Lossless: the FLAC decodes to the WAV's samples.
-pub fn wav_to_flac(wav: &Path, flac: &Path) -> io::Result<u64> {
-    let invalid = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
+/// encoded file's size.
+pub fn encode_file(target: Target, wav: &Path, dst: &Path) -> io::Result<u64> {
     let reader = hound::WavReader::open(wav).map_err(|e| invalid(format!("{e}")))?;
     let spec = reader.spec();
     if spec.bits_per_sample != 16 || spec.sample_format != hound::SampleFormat::Int {
         return Err(invalid("not 16-bit PCM".into()));
     }
+    let bytes = match target {
+        Target::Flac => flac_bytes(reader, wav)?,
+        #[cfg(feature = "mp3")]
+        Target::Mp3 { bitrate } => super::codecs::mp3(reader, bitrate)?,
+    };
+    let mut part = dst.as_os_str().to_owned();
+    part.push(".part");
+    let part = std::path::PathBuf::from(part);
+    let written = (|| {
+        let mut f = File::create(&part)?;
+        f.write_all(&bytes)?;
+        f.sync_all()
+    })();
+    if let Err(e) = written {
+        let _ = remove_if_present(&part);
+        return Err(e);
+    }
+    fs::rename(&part, dst)?;
+    if let Some(parent) = dst.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(bytes.len() as u64)
+}
+
+/// Encodes a 16-bit PCM WAV to FLAC at `flac` (see [`encode_file`]). Lossless: the
+/// FLAC decodes to the WAV's samples.
+pub fn wav_to_flac(wav: &Path, flac: &Path) -> io::Result<u64> {
+    encode_file(Target::Flac, wav, flac)
+}
+
+/// The FLAC stream of a WAV, held in memory (the compressed file, never the PCM).
+fn flac_bytes(reader: hound::WavReader<BufReader<File>>, wav: &Path) -> io::Result<Vec<u8>> {
+    let spec = reader.spec();
     let config = flacenc::config::Encoder::default()
         .into_verified()
         .map_err(|(_, e)| invalid(format!("encoder configuration: {e:?}")))?;
@@ -269,21 +356,7 @@ pub fn wav_to_flac(wav: &Path, flac: &Path) -> io::Result<u64> {
         .map_err(|e| invalid(format!("write: {e:?}")))?;
     let mut bytes = sink.into_inner();
     fix_min_block_size(&mut bytes);
-    let part = flac.with_extension("flac.part");
-    let written = (|| {
-        let mut f = File::create(&part)?;
-        f.write_all(&bytes)?;
-        f.sync_all()
-    })();
-    if let Err(e) = written {
-        let _ = remove_if_present(&part);
-        return Err(e);
-    }
-    fs::rename(&part, flac)?;
-    if let Some(parent) = flac.parent() {
-        File::open(parent)?.sync_all()?;
-    }
-    Ok(bytes.len() as u64)
+    Ok(bytes)
 }
 
 /// STREAMINFO's minimum block size excludes the last block (RFC 9639 8.2); flacenc 0.5

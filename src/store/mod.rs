@@ -41,6 +41,8 @@
 //! flush, for replay. Other writes ride sled's own flush (every 500 ms) unless noted.
 
 mod codec;
+#[cfg(feature = "mp3")]
+mod codecs;
 pub mod convert;
 pub mod deliveries;
 mod error;

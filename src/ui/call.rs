@@ -293,7 +293,8 @@ fn recording(r: &CallRecord, link: Option<&str>) -> Markup {
             }
             p.muted { "Operator above (left channel), client below (right channel)." }
         } @else {
-            p.muted { "The waveform is drawn from WAV recordings; this one is stored as FLAC." }
+            p.muted { "The waveform is drawn from WAV recordings; this one is stored as "
+                (file.extension().to_uppercase()) "." }
         }
     }
 }
