@@ -6,6 +6,12 @@
 //!
 //! `cargo bench --bench ui` (CALLTAP_BENCH_CALLS=100000 for a quick run). The client
 //! runs in this process beside the server's two worker threads, as in benches/api.rs.
+//!
+//! Figures on the 2-core development machine (1,000,000 calls; medians of 20): History
+//! first page 0.2 ms (3.8 ms cold), 500,000 calls back 0.2 ms, one operator's incoming
+//! calls 11 ms, a number no call has 86 ms (157 ms at most); the one-hour call's page
+//! 0.7 ms, its waveform 48 ms (290 ms with a division per sample), its pcap 0.1 ms;
+//! Status 0.1 ms; Live 0.2 ms; the stream 0.84 ms of CPU per 126 KB event.
 
 #[path = "support/calls.rs"]
 mod calls;
