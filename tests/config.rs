@@ -428,8 +428,21 @@ source = "talk_seconds"
 
 #[test]
 fn other_values_are_checked_with_their_line() {
-    let mp3 = rejected("[recording]\nformat = \"mp3\"\n", 2, "[recording] format");
-    assert!(mp3.contains("not built in this version"), "{mp3}");
+    let opus = rejected("[recording]\nformat = \"opus\"\n", 2, "[recording] format");
+    assert!(opus.contains("not built in"), "{opus}");
+    let mp3 = Config::from_toml(
+        "[recording]\nformat = \"mp3\"\nbitrate_kbps = 24\n",
+        "calltap.toml",
+    )
+    .expect("mp3 is a format (the mp3 feature is on in tests)");
+    assert_eq!(mp3.recording.bitrate_kbps, Some(24));
+    let rate = rejected(
+        "[recording]\nformat = \"mp3\"\nbitrate_kbps = 20\n",
+        3,
+        "[recording] bitrate_kbps",
+    );
+    assert!(rate.contains("one of"), "{rate}");
+
     let ogg = rejected("[recording]\nformat = \"ogg\"\n", 2, "[recording] format");
     assert!(ogg.contains("\"flac\""), "{ogg}");
     let flac = Config::from_toml("[recording]\nformat = \"flac\"\n", "calltap.toml")

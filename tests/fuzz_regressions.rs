@@ -14,7 +14,7 @@ use calltap_fuzz::targets;
 
 type Target = (&'static str, fn(&[u8]));
 
-const TARGETS: [Target; 9] = [
+const TARGETS: [Target; 10] = [
     ("capture_file", targets::capture_file::run),
     ("engine", targets::engine::run),
     ("frame_decoder", targets::frame_decoder::run),
@@ -23,6 +23,7 @@ const TARGETS: [Target; 9] = [
     ("rtp", targets::rtp::run),
     ("sdp", targets::sdp::run),
     ("sip_message", targets::sip_message::run),
+    ("speech_codecs", targets::speech_codecs::run),
     ("tcp_streams", targets::tcp_streams::run),
 ];
 

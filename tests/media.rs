@@ -1131,23 +1131,23 @@ fn dynamic_payload_types_follow_the_rtpmap() {
 #[test]
 fn an_unsupported_codec_keeps_the_summary_writes_no_wav_and_says_why() {
     let mut rig = Rig::new();
-    let g729 = |rtp: &str| {
+    let speex = |rtp: &str| {
         sdp(
             rtp,
             "RTP/AVP",
-            "18 101",
-            "a=rtpmap:18 G729/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
+            "97 101",
+            "a=rtpmap:97 speex/8000\r\na=rtpmap:101 telephone-event/8000\r\n",
         )
     };
     rig.table
-        .describe(ID, at(-100.0), Party::Caller, &g729(CALLER));
+        .describe(ID, at(-100.0), Party::Caller, &speex(CALLER));
     rig.table
-        .describe(ID, at(0.0), Party::Callee, &g729(CALLEE));
+        .describe(ID, at(0.0), Party::Callee, &speex(CALLEE));
     rig.table.answered(ID, at(0.0), Party::Caller);
     let tx = Tx::callee();
     let pkts = (0..100u64)
         .map(|k| {
-            let rtp = wire::rtp(18, k == 0, k as u16, 160 * k as u32, 9, &[0x5A; 20]);
+            let rtp = wire::rtp(97, k == 0, k as u16, 160 * k as u32, 9, &[0x5A; 20]);
             (tx.time(k), tx.src, tx.dst, rtp)
         })
         .collect();
@@ -1156,9 +1156,9 @@ fn an_unsupported_codec_keeps_the_summary_writes_no_wav_and_says_why() {
     assert!(s.recording.is_none());
     assert_eq!(
         s.no_recording_reason.as_deref(),
-        Some("unsupported codec G729")
+        Some("unsupported codec speex")
     );
-    assert_eq!(s.codecs, vec!["G729".to_string()]);
+    assert_eq!(s.codecs, vec!["speex".to_string()]);
     assert_eq!(s.callee.received, 100);
     assert!(rig.files().is_empty(), "{:?}", rig.files());
     let st = rig.table.stats();
@@ -1637,18 +1637,19 @@ fn shared_g722_call_is_recorded_wideband() {
     assert!(span.abs_diff(425 * 320) <= 320, "{span}");
 }
 
+/// The G.729 capture is recorded (tests/codecs.rs holds its samples to bcg729's).
 #[test]
-fn shared_g729_call_has_no_wav_and_the_reason() {
+fn shared_g729_call_is_recorded() {
     let Some((calls, stats)) = shared::replay("sip-rtp-g729a.pcap") else {
         return;
     };
     let (_, s) = &calls[0];
-    assert!(s.recording.is_none());
-    assert_eq!(
-        s.no_recording_reason.as_deref(),
-        Some("unsupported codec G729")
-    );
-    assert_eq!(stats.unsupported_codec_packets, 425);
+    assert_eq!(s.codecs, ["G729"]);
+    let w = wav_of(s);
+    assert_eq!(w.rate, 8_000);
+    let span = shared::sound_span(&w.right).max(shared::sound_span(&w.left));
+    assert!(span.abs_diff(425 * 160) <= 320, "{span}");
+    assert_eq!(stats.unsupported_codec_packets, 0);
 }
 
 #[test]

@@ -12,22 +12,17 @@ impl FileConfig {
             return Err(loc.error(&at("store", "path"), "the store path cannot be empty"));
         }
 
-        if let Some(kbps) = self.recording.bitrate_kbps {
-            let allowed: &[u32] = match self.recording.format {
-                #[cfg(feature = "mp3")]
-                RecordingFormat::Mp3 => &[16, 24, 32, 40, 48, 64],
-                _ => &[],
-            };
-            if allowed.is_empty() {
+        // Read by "mp3" only; another format leaves it unused (switching the format
+        // back does not make the file wrong).
+        #[cfg(feature = "mp3")]
+        if let (RecordingFormat::Mp3, Some(kbps)) =
+            (self.recording.format, self.recording.bitrate_kbps)
+        {
+            const MP3_KBPS: [u32; 6] = [16, 24, 32, 40, 48, 64];
+            if !MP3_KBPS.contains(&kbps) {
                 return Err(loc.error(
                     &at("recording", "bitrate_kbps"),
-                    "bitrate_kbps is for format = \"mp3\"",
-                ));
-            }
-            if !allowed.contains(&kbps) {
-                return Err(loc.error(
-                    &at("recording", "bitrate_kbps"),
-                    format!("{kbps} kbit/s is not an MP3 rate for speech: one of {allowed:?}"),
+                    format!("{kbps} kbit/s is not an MP3 rate for speech: one of {MP3_KBPS:?}"),
                 ));
             }
         }

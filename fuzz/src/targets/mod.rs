@@ -9,4 +9,5 @@ pub mod live_block;
 pub mod rtp;
 pub mod sdp;
 pub mod sip_message;
+pub mod speech_codecs;
 pub mod tcp_streams;
