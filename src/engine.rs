@@ -28,6 +28,10 @@ use crate::net::tcp::TcpLimits;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
 
+/// Calls in progress listed for the console at most: a page an administrator reads,
+/// and a bound on the work of listing them once a second.
+pub const MAX_CALLS_SHOWN: usize = 1000;
+
 /// How often, in capture time, dialog timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -493,12 +497,14 @@ impl Engine {
         }
     }
 
-    /// The calls ringing and talking now, as of the engine's clock, with their media so
-    /// far (the console's Live page; `calltap run` asks once a second).
+    /// The calls ringing and talking now (at most [`MAX_CALLS_SHOWN`]), as of the
+    /// engine's clock, with their media so far (the console's Live page; `calltap run`
+    /// asks once a second).
     pub fn calls_in_progress(&self) -> Vec<CallInProgress> {
         let now = self.now.as_nanos();
         self.dialogs
             .in_progress()
+            .take(MAX_CALLS_SHOWN)
             .map(|(d, answered)| {
                 let (record, _) = self.classifier.classify(d);
                 let summary = self.media.summary_so_far(&d.record_id);

@@ -557,7 +557,10 @@ async fn the_consoles_cookies_are_secure_over_tls() {
         .await
         .unwrap();
     let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
-    assert!(set.contains("; Secure") && set.contains("HttpOnly"), "{set}");
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
     let token_cookie = set.split(';').next().unwrap().to_owned();
     let csrf = token_cookie.split_once('=').unwrap().1.to_owned();
     let done = http

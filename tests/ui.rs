@@ -239,7 +239,7 @@ async fn every_page_answers_and_bad_input_gets_a_page_saying_so() {
         live.text().contains("+15557770000"),
         "the call in progress is listed"
     );
-    assert!(live.text().contains("talking"));
+    assert!(live.text().contains("talking") && live.text().contains("PCMU"));
 
     let css = b.get("/ui/assets/style.css").await;
     assert_eq!(
@@ -366,6 +366,43 @@ async fn the_live_stream_sends_the_calls_in_progress() {
     // Without a session the stream is not opened.
     let anonymous = Browser::new(&c.base).get("/ui/live/events").await;
     assert_eq!(anonymous.status, 303);
+}
+
+/// What the Live page is fed: a call ringing, then talking with its packets counted;
+/// an INVITE nobody answers (a scanner) is no call in progress.
+#[test]
+fn the_engine_lists_calls_ringing_and_talking_but_not_unanswered_invites() {
+    use calltap::call::Stage;
+    use std::time::Duration;
+    let config =
+        calltap::config::Config::from_toml(&console::config_text(""), "tests/ui.rs").unwrap();
+    let recordings = tempfile::tempdir().unwrap();
+    let engine_of =
+        || calltap::engine::Engine::with_recordings(&config, recordings.path().to_path_buf());
+    let mut engine = engine_of();
+    let scanner = console::tcp_call().transport(calltap::pcapgen::call::SipTransport::Udp);
+    let invite_only: Vec<_> = scanner.to_vec().into_iter().take(1).collect();
+    let mut packets = console::live_call().to_vec();
+    packets.extend(invite_only);
+    packets.sort_by_key(|p| p.time);
+    console::feed(&mut engine, &packets, Duration::from_secs(1));
+    let ringing = engine.calls_in_progress();
+    assert_eq!(ringing.len(), 1, "{ringing:?}");
+    assert_eq!(ringing[0].stage, Stage::Ringing);
+    assert_eq!(ringing[0].client_number.as_deref(), Some("+15557770000"));
+
+    let mut engine = engine_of();
+    console::feed(&mut engine, &packets, Duration::from_secs(5));
+    let talking = engine.calls_in_progress();
+    assert_eq!(talking.len(), 1, "{talking:?}");
+    let call = &talking[0];
+    assert_eq!(call.stage, Stage::Talking);
+    assert!(call.elapsed_secs >= 2, "{call:?}");
+    assert!(
+        call.caller_packets > 50 && call.callee_packets > 50,
+        "{call:?}"
+    );
+    assert_eq!(call.codecs, ["PCMU"]);
 }
 
 /// The pcap of each call with SIP messages, as tshark reads it: one SIP message per

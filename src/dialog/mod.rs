@@ -319,13 +319,17 @@ impl DialogTable {
         self.events.pop_front()
     }
 
-    /// The dialogs not over yet, with whether each was answered.
+    /// The calls not over yet, with whether each was answered: dialogs that got a
+    /// response (an INVITE nobody answers at all is a scanner or a flood, not a call).
     pub fn in_progress(&self) -> impl Iterator<Item = (&FinishedDialog, bool)> {
-        self.dialogs.values().filter_map(|d| match d.phase {
-            Phase::Ended { .. } => None,
-            Phase::Answered => Some((&d.facts, true)),
-            Phase::Inviting | Phase::AwaitingRetry { .. } => Some((&d.facts, false)),
-        })
+        self.dialogs
+            .values()
+            .filter(|d| !d.awaiting_response)
+            .filter_map(|d| match d.phase {
+                Phase::Ended { .. } => None,
+                Phase::Answered => Some((&d.facts, true)),
+                Phase::Inviting | Phase::AwaitingRetry { .. } => Some((&d.facts, false)),
+            })
     }
 
     /// Feeds one SIP message seen at `time` going `src` -> `dst`.

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::extract::{Query, Request, State};
-use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, Extensions, HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Form;
@@ -164,17 +164,20 @@ fn set_cookie(name: &str, value: &str, path: &str, max_age: u64, secure: bool) -
     .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-/// A request whose `Origin` names another site than its `Host` (a form posted from
-/// elsewhere). Its absence, or "null" (a browser hiding where a form came from), is let
-/// through: the form token still holds.
-fn cross_site(headers: &HeaderMap) -> bool {
+/// A request whose `Origin` names another site than its host (`Host`, or HTTP/2's
+/// `:authority` in `uri`): a form posted from elsewhere. Its absence, or "null" (a
+/// browser hiding where a form came from), is let through: the form token still holds.
+fn cross_site(headers: &HeaderMap, uri: &Uri) -> bool {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
         return false;
     };
     if origin == "null" {
         return false;
     }
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| uri.authority().map(|a| a.as_str()));
     origin.split_once("://").map(|(_, rest)| rest) != host
 }
 
@@ -328,6 +331,7 @@ pub(crate) struct LoginForm {
 pub(crate) async fn login(
     State(state): State<AppState>,
     extensions: Extensions,
+    uri: Uri,
     headers: HeaderMap,
     form: Result<Form<LoginForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
@@ -342,7 +346,7 @@ pub(crate) async fn login(
         )
         .into_response();
     };
-    if cross_site(&headers) {
+    if cross_site(&headers, &uri) {
         return UiError::forbidden("A login posted from another site is refused.").into_response();
     }
     let cookie_token = cookie(&headers, LOGIN_COOKIE).unwrap_or_default();
@@ -445,11 +449,12 @@ pub(crate) async fn logout(
     State(state): State<AppState>,
     axum::Extension(viewer): axum::Extension<Viewer>,
     extensions: Extensions,
+    uri: Uri,
     headers: HeaderMap,
     form: Result<Form<LogoutForm>, axum::extract::rejection::FormRejection>,
 ) -> Response {
     let csrf = form.map(|f| f.0.csrf).unwrap_or_default();
-    if cross_site(&headers) || !same(&csrf, &viewer.csrf) {
+    if cross_site(&headers, &uri) || !same(&csrf, &viewer.csrf) {
         return UiError::forbidden("This logout did not come from calltap's own page: refused.")
             .into_response();
     }
@@ -525,18 +530,29 @@ mod tests {
 
     #[test]
     fn a_form_from_another_site_is_told_apart() {
+        let path: Uri = "/ui/login".parse().unwrap();
         let mut h = HeaderMap::new();
         h.insert(header::HOST, HeaderValue::from_static("pbx.example:8080"));
-        assert!(!cross_site(&h));
-        h.insert(
+        assert!(!cross_site(&h, &path));
+        let same = HeaderValue::from_static("http://pbx.example:8080");
+        h.insert(header::ORIGIN, same);
+        assert!(!cross_site(&h, &path));
+        let other = HeaderValue::from_static("https://evil.example");
+        h.insert(header::ORIGIN, other);
+        assert!(cross_site(&h, &path));
+        // HTTP/2: no Host; the authority is the URI's.
+        let mut h2 = HeaderMap::new();
+        h2.insert(
             header::ORIGIN,
-            HeaderValue::from_static("http://pbx.example:8080"),
+            HeaderValue::from_static("https://pbx.example"),
         );
-        assert!(!cross_site(&h));
-        h.insert(
-            header::ORIGIN,
-            HeaderValue::from_static("https://evil.example"),
-        );
-        assert!(cross_site(&h));
+        assert!(!cross_site(
+            &h2,
+            &"https://pbx.example/ui/login".parse().unwrap()
+        ));
+        assert!(cross_site(
+            &h2,
+            &"https://other.example/ui/login".parse().unwrap()
+        ));
     }
 }

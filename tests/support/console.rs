@@ -48,12 +48,22 @@ pub fn live_call() -> CallScript {
         .talk(Duration::from_secs(60))
 }
 
-/// The calls in progress after the first 4 s of [`live_call`].
-fn in_progress(config: &Config) -> Vec<calltap::call::CallInProgress> {
-    let mut engine = Engine::new(config);
+/// The calls in progress after the first 4 s of [`live_call`], as `calltap run`'s
+/// engine (recording into `recordings`) sees them.
+fn in_progress(
+    config: &Config,
+    recordings: &std::path::Path,
+) -> Vec<calltap::call::CallInProgress> {
+    let mut engine = Engine::with_recordings(config, recordings.to_path_buf());
+    feed(&mut engine, &live_call().to_vec(), Duration::from_secs(4));
+    engine.calls_in_progress()
+}
+
+/// Feeds `engine` the packets of the first `span` after [`DEFAULT_START`].
+pub fn feed(engine: &mut Engine, packets: &[calltap::pcapgen::Packet], span: Duration) {
     let link = Link::Ethernet;
-    let until = DEFAULT_START.saturating_add(Duration::from_secs(4));
-    for p in live_call().to_vec().iter().filter(|p| p.time < until) {
+    let until = DEFAULT_START.saturating_add(span);
+    for p in packets.iter().filter(|p| p.time < until) {
         let data = link.frame(&p.data);
         engine.frame(&Frame {
             time: p.time,
@@ -62,7 +72,6 @@ fn in_progress(config: &Config) -> Vec<calltap::call::CallInProgress> {
             orig_len: data.len() as u32,
         });
     }
-    engine.calls_in_progress()
 }
 
 pub struct Console {
@@ -116,7 +125,9 @@ pub async fn start(extra: &str) -> Console {
     store
         .put_calls(std::slice::from_ref(&bare))
         .expect("stored");
-    let live = Arc::new(in_progress(&config));
+    let live_recordings = dir.path().join("live-recordings");
+    std::fs::create_dir_all(&live_recordings).expect("a folder");
+    let live = Arc::new(in_progress(&config, &live_recordings));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
