@@ -179,6 +179,36 @@ enum Command {
         #[command(subcommand)]
         action: WebhooksAction,
     },
+    /// Stored recordings' tools.
+    Recordings {
+        #[command(subcommand)]
+        action: RecordingsAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordingsAction {
+    /// Encode every stored WAV recording to FORMAT ("flac", or "mp3" in a build with
+    /// the mp3 feature), one at a time on one low-priority thread, each through
+    /// ID.<ext>.part and a rename before its record names it and its WAV goes.
+    ///
+    /// Resumable: stopped at any point (Ctrl-C, a crash), every record still names a
+    /// whole file, and the next run (or `calltap run` with that format configured)
+    /// carries on with the WAVs left. Not while `calltap run` or `serve` holds the
+    /// store. FLAC recordings stay FLAC.
+    Convert {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        /// The format to encode to: "flac" or "mp3".
+        #[arg(long = "to", value_name = "FORMAT")]
+        to: String,
+        /// MP3's bit rate in kbit/s (16, 24, 32, 40, 48 or 64); default
+        /// `[recording] bitrate_kbps`, else 32.
+        #[arg(long, value_name = "KBPS")]
+        bitrate_kbps: Option<u32>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -250,6 +280,15 @@ fn main() -> ExitCode {
         Command::Webhooks {
             action: WebhooksAction::Test { config, name },
         } => webhooks_test(config.config.as_deref(), &name),
+        Command::Recordings {
+            action:
+                RecordingsAction::Convert {
+                    config,
+                    store,
+                    to,
+                    bitrate_kbps,
+                },
+        } => recordings_convert(&config, &store, &to, bitrate_kbps),
         Command::Serve {
             config,
             store,
@@ -314,6 +353,65 @@ fn start_converter(config: &Config, store: &Arc<Store>) -> Result<Option<Convert
         Some(target) => Ok(Some(Converter::start(store.clone(), target)?)),
         None => Ok(None),
     }
+}
+
+/// `calltap recordings convert`: the background encoder, run in the foreground until
+/// every stored WAV is encoded.
+fn recordings_convert(
+    config: &ConfigArg,
+    store: &StoreArg,
+    to: &str,
+    bitrate_kbps: Option<u32>,
+) -> Result<ExitCode, CliError> {
+    let mut config = load_config(config.config.as_deref())?;
+    // The format and rate are checked as the configuration file's would be.
+    let mut text = format!("[recording]\nformat = {to:?}\n");
+    if let Some(kbps) = bitrate_kbps.or(config.recording.bitrate_kbps) {
+        text.push_str(&format!("bitrate_kbps = {kbps}\n"));
+    }
+    let asked = Config::from_toml(&text, "--to")?.recording;
+    let target = Target::from_config(asked.format, asked.bitrate_kbps)
+        .ok_or("--to wav: recordings are WAV until encoded; nothing to convert to")?;
+    config.recording = asked;
+    let store = Arc::new(open_store(&config, store)?);
+    let converter = Converter::start(store.clone(), target)?;
+    let queue = converter.queue();
+    let waiting = queue.stats().backlog;
+    eprintln!(
+        "encoding {waiting} WAV recording(s) to {} in {}",
+        target.extension(),
+        store.recordings_dir().display()
+    );
+    let started = std::time::Instant::now();
+    let progress = std::thread::spawn({
+        let queue = queue.clone();
+        move || {
+            while queue.stats().backlog > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(200));
+            }
+            queue.stats()
+        }
+    });
+    drop(queue);
+    let stats = progress
+        .join()
+        .map_err(|_| "the progress thread panicked")?;
+    converter.finish();
+    let mb = |b: u64| b as f64 / 1e6;
+    println!(
+        "{} encoded, {} failed (kept as WAV, reasons logged): {:.1} MB of WAV became {:.1} MB of {} in {:.1} s",
+        stats.encoded,
+        stats.failed,
+        mb(stats.wav_bytes),
+        mb(stats.encoded_bytes),
+        target.extension(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(if stats.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Opens the store and finalises what a crash left in progress.

@@ -656,3 +656,59 @@ fn stored_recordings_become_mp3_aligned_with_the_wav() {
         }
     }
 }
+
+/// `calltap recordings convert --to mp3` encodes what a WAV store holds, resumably: a
+/// `.part` an interrupted run left is cleared, every record ends naming its MP3, the
+/// WAVs go, and a second run finds nothing to do; `--to opus` is refused with the
+/// reason.
+#[test]
+fn recordings_convert_encodes_a_wav_store_and_resumes() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let capture = tmp.path().join("calls.pcap");
+    std::fs::write(&capture, calls_capture(3, 5)).expect("capture");
+    let data = tmp.path().join("store");
+    let store = replay_encoded(&data, &capture, None);
+    let ids: Vec<String> = store.all_calls().map(|c| c.expect("record").id).collect();
+    assert_eq!(ids.len(), 3);
+    drop(store);
+    // An earlier run stopped mid-encode.
+    std::fs::write(
+        data.join("recordings").join(format!("{}.mp3.part", ids[0])),
+        b"half",
+    )
+    .expect("a partial file");
+    let convert = |to: &str| {
+        Command::new(env!("CARGO_BIN_EXE_calltap"))
+            .args(["recordings", "convert", "--to", to, "--data"])
+            .arg(&data)
+            .env("CALLTAP_LOG", "error")
+            .output()
+            .expect("run calltap")
+    };
+    let out = convert("mp3");
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.starts_with("3 encoded, 0 failed"), "{said}");
+    let store = Store::open(&data).expect("store");
+    for id in &ids {
+        let rec = store
+            .get_call(id)
+            .expect("store")
+            .and_then(|c| c.media.recording)
+            .expect("a recording");
+        assert_eq!(rec.file, format!("{id}.mp3"));
+    }
+    let mut expected: Vec<String> = ids.iter().map(|id| format!("{id}.mp3")).collect();
+    expected.sort();
+    assert_eq!(files(&data.join("recordings")), expected);
+    drop(store);
+    let again = convert("mp3");
+    assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 encoded"));
+    let opus = convert("opus");
+    assert_eq!(opus.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&opus.stderr).contains("not built in"));
+}
