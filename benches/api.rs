@@ -27,28 +27,13 @@ use std::time::{Duration, Instant};
 mod calls;
 
 use calltap::api::{self, AppState};
-use calltap::call::CallRecord;
 use calltap::config::Config;
 use calltap::store::Store;
 
-use calls::synthetic;
+use calls::{env_u64, BASE, DAY, DAYS};
 
-const DAYS: u64 = 100;
-const DAY: u64 = 86_400;
-/// 2024-03-01 00:00:00 UTC.
-const BASE: u64 = 1_709_251_200;
 const WINDOW_RUNS: usize = 50;
-const BATCH: u64 = 10_000;
 const KEY: &str = "bench-key-0123456789abcdef";
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a count")),
-        Err(_) => default,
-    }
-}
 
 fn config(port: u16) -> Config {
     let mut text = format!(
@@ -157,14 +142,7 @@ fn main() {
     let fill = Instant::now();
     {
         let store = Store::open(dir.path()).expect("the store opens");
-        let mut i = 0;
-        while i < calls {
-            let records: Vec<CallRecord> = (i..(i + BATCH).min(calls))
-                .map(|j| synthetic(j, BASE + j * DAYS * DAY / calls))
-                .collect();
-            store.put_calls(&records).expect("the batch is stored");
-            i += BATCH;
-        }
+        calls::fill(&store, calls);
     }
     println!("filled in {:.1} s", fill.elapsed().as_secs_f64());
 

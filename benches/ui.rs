@@ -8,10 +8,10 @@
 //! runs in this process beside the server's two worker threads, as in benches/api.rs.
 //!
 //! Figures on the 2-core development machine (1,000,000 calls; medians of 20): History
-//! first page 0.2 ms (3.8 ms cold), 500,000 calls back 0.2 ms, one operator's incoming
-//! calls 11 ms, a number no call has 86 ms (157 ms at most); the one-hour call's page
-//! 0.7 ms, its waveform 48 ms (290 ms with a division per sample), its pcap 0.1 ms;
-//! Status 0.1 ms; Live 0.2 ms; the stream 0.84 ms of CPU per 126 KB event.
+//! first page 0.4 ms, 500,000 calls back 0.4 ms, one operator's incoming calls 11 ms, a
+//! number no call has 54 ms (78 ms at most); the one-hour call's page 0.9 ms, its
+//! waveform 48 ms (290 ms with a division per sample), its pcap 0.3 ms; Status 0.3 ms;
+//! Live 0.3 ms; the stream 0.73 ms of CPU per 126 KB event.
 
 #[path = "support/calls.rs"]
 mod calls;
@@ -26,21 +26,11 @@ use calltap::call::{CallInProgress, CallRecord, Direction, RecordingFile, Stage}
 use calltap::config::Config;
 use calltap::store::Store;
 
-const DAYS: u64 = 100;
-const DAY: u64 = 86_400;
-/// 2024-03-01 00:00:00 UTC.
-const BASE: u64 = 1_709_251_200;
-const BATCH: u64 = 10_000;
+use calls::{env_u64, BASE, DAY, DAYS};
+
 const RUNS: usize = 20;
 const PASSWORD: &str = "bench-console-password";
 const LIVE_CALLS: usize = 500;
-
-fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
@@ -174,14 +164,7 @@ fn main() {
     let fill = Instant::now();
     {
         let store = Store::open(dir.path()).expect("the store opens");
-        let mut i = 0;
-        while i < n {
-            let records: Vec<CallRecord> = (i..(i + BATCH).min(n))
-                .map(|j| calls::synthetic(j, BASE + j * DAYS * DAY / n))
-                .collect();
-            store.put_calls(&records).expect("stored");
-            i += BATCH;
-        }
+        calls::fill(&store, n);
         let hour = hour_call(&store, BASE + 50 * DAY + 7);
         store.put_calls(&[hour]).expect("stored");
     }

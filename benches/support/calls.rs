@@ -1,11 +1,42 @@
 //! Synthetic call records for the benches that fill a big store (benches/api.rs,
-//! benches/ui.rs): shaped like the ones replay produces, fixed pseudo-random.
+//! benches/ui.rs): shaped like the ones replay produces, fixed pseudo-random, spread
+//! over [`DAYS`] days from [`BASE`].
 #![allow(dead_code)] // each bench uses a part of it
 
 use std::collections::BTreeMap;
 
 use calltap::call::record::{MediaFacts, SipFacts};
 use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, Party, WhoHungUp};
+use calltap::store::Store;
+
+pub const DAYS: u64 = 100;
+pub const DAY: u64 = 86_400;
+/// 2024-03-01 00:00:00 UTC.
+pub const BASE: u64 = 1_709_251_200;
+/// Records stored per batch while filling.
+const BATCH: u64 = 10_000;
+
+/// A count from the environment, or `default`.
+pub fn env_u64(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a count")),
+        Err(_) => default,
+    }
+}
+
+/// Stores `calls` synthetic calls spread evenly over the days.
+pub fn fill(store: &Store, calls: u64) {
+    let mut i = 0;
+    while i < calls {
+        let records: Vec<CallRecord> = (i..(i + BATCH).min(calls))
+            .map(|j| synthetic(j, BASE + j * DAYS * DAY / calls))
+            .collect();
+        store.put_calls(&records).expect("the batch is stored");
+        i += BATCH;
+    }
+}
 
 /// A fixed pseudo-random sequence, so runs compare.
 pub fn mix(mut x: u64) -> u64 {
