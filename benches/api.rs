@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 #[path = "support/calls.rs"]
 mod calls;
 
-use calltap::api::{self, AppState};
 use calltap::config::Config;
 use calltap::store::Store;
 
@@ -148,25 +147,7 @@ fn main() {
 
     // The server: its own runtime with two workers, on a freshly reopened store.
     let store = Arc::new(Store::open(dir.path()).expect("the store reopens"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let state = AppState::new(config(port), store).unwrap();
-            tx.send(port).unwrap();
-            api::serve_on(listener, state, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    let port = rx.recv().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
+    let base = calls::serve(store, config, |_| {});
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use calltap::api::{self, AppState};
 use calltap::base::{SipTrace, Timestamp, TracedMessage, Transport};
 use calltap::call::{CallInProgress, CallRecord, Direction, RecordingFile, Stage};
 use calltap::config::Config;
@@ -174,26 +173,14 @@ fn main() {
     );
 
     let store = Arc::new(Store::open(dir.path()).expect("the store reopens"));
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let port = listener.local_addr().unwrap().port();
-            let state = AppState::new(config(), store).unwrap();
+    let base = calls::serve(
+        store,
+        |_| config(),
+        |state| {
             let live = Arc::new(live_calls());
             state.set_in_progress_source(Arc::new(move || live.clone()));
-            tx.send(port).unwrap();
-            api::serve_on(listener, state, std::future::pending())
-                .await
-                .unwrap();
-        });
-    });
-    let base = format!("http://127.0.0.1:{}", rx.recv().unwrap());
+        },
+    );
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -7,6 +7,10 @@ use std::collections::BTreeMap;
 
 use calltap::call::record::{MediaFacts, SipFacts};
 use calltap::call::{CallRecord, Direction, EndReason, OperatorRef, Outcome, Party, WhoHungUp};
+use std::sync::Arc;
+
+use calltap::api::{self, AppState};
+use calltap::config::Config;
 use calltap::store::Store;
 
 pub const DAYS: u64 = 100;
@@ -115,4 +119,33 @@ pub fn synthetic(i: u64, start: u64) -> CallRecord {
         conversation: Default::default(),
         recovered: false,
     }
+}
+
+/// Serves the API (and the console) over `store` on 127.0.0.1, on a runtime of its own
+/// with two workers (the client gets the rest of the machine), with the configuration
+/// `config` makes for the port and `setup` applied to the state; answers the base URL.
+pub fn serve(
+    store: Arc<Store>,
+    config: impl FnOnce(u16) -> Config + Send + 'static,
+    setup: impl FnOnce(&AppState) + Send + 'static,
+) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            let state = AppState::new(config(port), store).unwrap();
+            setup(&state);
+            tx.send(port).unwrap();
+            api::serve_on(listener, state, std::future::pending())
+                .await
+                .unwrap();
+        });
+    });
+    format!("http://127.0.0.1:{}", rx.recv().unwrap())
 }
