@@ -2,7 +2,9 @@
 //! day), first page and a deep page (half-way back, by its cursor) and a number search
 //! matching nothing (the per-page scan bound); the Call page, its waveform and its pcap
 //! for a one-hour recorded call with 200 SIP messages; and the Live stream's cost with
-//! 500 calls up. Aim: every page under 200 ms.
+//! 500 calls up, and what listing 500 calls in progress costs the capture thread each
+//! second (`Engine::calls_in_progress` on an engine in the middle of 500 concurrent
+//! calls). Aim: every page under 200 ms.
 //!
 //! `cargo bench --bench ui` (CALLTAP_BENCH_CALLS=100000 for a quick run). The client
 //! runs in this process beside the server's two worker threads, as in benches/api.rs.
@@ -11,7 +13,8 @@
 //! first page 0.4 ms, 500,000 calls back 0.4 ms, one operator's incoming calls 11 ms, a
 //! number no call has 54 ms (78 ms at most); the one-hour call's page 0.9 ms, its
 //! waveform 48 ms (290 ms with a division per sample), its pcap 0.3 ms; Status 0.3 ms;
-//! Live 0.3 ms; the stream 0.73 ms of CPU per 126 KB event.
+//! Live 0.3 ms; the stream 0.73 ms of CPU per 126 KB event; `calls_in_progress` with
+//! 500 calls up 0.76 ms.
 
 #[path = "support/calls.rs"]
 mod calls;
@@ -154,12 +157,54 @@ fn cpu_secs() -> f64 {
     s(usage.ru_utime) + s(usage.ru_stime)
 }
 
+/// `Engine::calls_in_progress` with 500 calls talking: the capture thread's cost of
+/// publishing them once a second (median of 20).
+fn listing_cost(dir: &std::path::Path) {
+    use calltap::capture::file::CaptureReader;
+    let capture = dir.join("live.pcap");
+    calltap::pcapgen::load::LoadSpec::concurrent(LIVE_CALLS, 10)
+        .write_pcap(&capture)
+        .expect("the capture");
+    let config = Config::default();
+    let recordings = dir.join("live-recordings");
+    std::fs::create_dir_all(&recordings).expect("a folder");
+    let mut engine = calltap::engine::Engine::with_recordings(&config, recordings);
+    let bytes = std::fs::read(&capture).expect("the capture");
+    let mut reader = CaptureReader::new("live.pcap", &bytes[..]).expect("a pcap");
+    let mut frames = 0u64;
+    let mut until = None;
+    while let Some(Ok(frame)) = reader.next_frame() {
+        let midway = *until.get_or_insert(frame.time.saturating_add(Duration::from_secs(5)));
+        if frame.time > midway {
+            break;
+        }
+        engine.frame(&frame);
+        frames += 1;
+        while engine.poll().is_some() {}
+    }
+    let mut times = Vec::new();
+    let mut listed = 0;
+    for _ in 0..20 {
+        let t = Instant::now();
+        listed = engine.calls_in_progress().len();
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "Engine::calls_in_progress, {listed} calls up ({frames} frames in): median {:.2} ms, \
+         max {:.2} ms (once a second on the capture thread)",
+        ms(times[10]),
+        ms(times[19])
+    );
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
     let n = env_u64("CALLTAP_BENCH_CALLS", 1_000_000);
     let dir = tempfile::tempdir().expect("a temporary folder");
+    listing_cost(dir.path());
     let fill = Instant::now();
     {
         let store = Store::open(dir.path()).expect("the store opens");
