@@ -102,6 +102,7 @@ fn storage(tmp: &Path) {
     );
     for (target, name) in [
         (Target::Flac, "FLAC"),
+        (Target::Opus { bitrate: 24_000 }, "Opus 24 kbit/s"),
         (Target::Mp3 { bitrate: 32_000 }, "MP3 32 kbit/s"),
     ] {
         let out = tmp.join(format!("speech.{}", target.extension()));

@@ -19,6 +19,7 @@ pub mod drive;
 pub mod engine;
 pub mod events;
 pub mod ingest;
+pub mod integrations;
 #[cfg(any(test, feature = "generators"))]
 pub mod loadgen;
 pub mod media;

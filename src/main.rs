@@ -184,12 +184,17 @@ enum Command {
         #[command(subcommand)]
         action: RecordingsAction,
     },
+    /// Integration tools.
+    Integrations {
+        #[command(subcommand)]
+        action: IntegrationsAction,
+    },
 }
 
 #[derive(Subcommand)]
 enum RecordingsAction {
-    /// Encode every stored WAV recording to FORMAT ("flac", or "mp3" in a build with
-    /// the mp3 feature), one at a time on one low-priority thread, each through
+    /// Encode every stored WAV recording to FORMAT ("flac", "opus", or "mp3" in a build
+    /// with the mp3 feature), one at a time on one low-priority thread, each through
     /// ID.<ext>.part and a rename before its record names it and its WAV goes.
     ///
     /// Resumable: stopped at any point (Ctrl-C, a crash), every record still names a
@@ -201,13 +206,33 @@ enum RecordingsAction {
         config: ConfigArg,
         #[command(flatten)]
         store: StoreArg,
-        /// The format to encode to: "flac" or "mp3".
+        /// The format to encode to: "flac", "opus" or "mp3".
         #[arg(long = "to", value_name = "FORMAT")]
         to: String,
-        /// MP3's bit rate in kbit/s (16, 24, 32, 40, 48 or 64); default
-        /// `[recording] bitrate_kbps`, else 32.
+        /// Opus's (12-256) or MP3's (16, 24, 32, 40, 48 or 64) bit rate in kbit/s;
+        /// default `[recording] bitrate_kbps`, else 24 for Opus and 32 for MP3.
         #[arg(long, value_name = "KBPS")]
         bitrate_kbps: Option<u32>,
+    },
+}
+
+#[derive(Subcommand)]
+enum IntegrationsAction {
+    /// Run the integration NAME on a stored call, step by step, and print each step's
+    /// result (nothing is written to the store). Exits 1 unless the run succeeds.
+    Test {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(flatten)]
+        store: StoreArg,
+        /// The `name` of an `[[integrations]]` entry.
+        name: String,
+        /// The call's id, as `POST /calls` and `calltap calls` give it.
+        #[arg(long, value_name = "ID")]
+        call: String,
+        /// Print the requests, e-mails and messages instead of sending them.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -289,6 +314,16 @@ fn main() -> ExitCode {
                     bitrate_kbps,
                 },
         } => recordings_convert(&config, &store, &to, bitrate_kbps),
+        Command::Integrations {
+            action:
+                IntegrationsAction::Test {
+                    config,
+                    store,
+                    name,
+                    call,
+                    dry_run,
+                },
+        } => integrations_test(&config, &store, &name, &call, dry_run),
         Command::Serve {
             config,
             store,
@@ -467,7 +502,46 @@ fn check_config(path: Option<&Path>) -> Result<ExitCode, CliError> {
     println!("{}", config.describe());
     check_tls(&config)?;
     calltap::events::deliver::check_templates(&config)?;
+    calltap::integrations::check(&config)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `integrations test NAME --call ID`.
+fn integrations_test(
+    config_arg: &ConfigArg,
+    store_arg: &StoreArg,
+    name: &str,
+    call: &str,
+    dry_run: bool,
+) -> Result<ExitCode, CliError> {
+    let config = load_config(config_arg.config.as_deref())?;
+    let dir = store_arg
+        .data
+        .clone()
+        .unwrap_or_else(|| config.store.path.clone());
+    let store = Arc::new(Store::open(&dir)?);
+    let record = store
+        .get_call(call)?
+        .ok_or_else(|| format!("no call {call:?} in the store at {}", dir.display()))?;
+    // Recording links as the daemon signs them (with a configured link key, they work).
+    let signer = calltap::api::AppState::new(config.clone(), store)?.link_signer();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let (report, ok) = runtime.block_on(calltap::integrations::try_on_call(
+        &config,
+        name,
+        &record,
+        dry_run,
+        Some(signer),
+    ))?;
+    print!("{report}");
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// `webhooks test NAME`.
@@ -900,9 +974,18 @@ fn serve(
             print_console(&base, &config, made_password.as_deref());
         }
         let state = calltap::api::AppState::new(config.clone(), store.clone())?;
-        let deliveries =
-            calltap::events::deliver::Deliveries::start(&config, store, Some(state.link_signer()))?;
+        let deliveries = calltap::events::deliver::Deliveries::start(
+            &config,
+            store.clone(),
+            Some(state.link_signer()),
+        )?;
         let delivery_metrics = deliveries.metrics();
+        let integrations = calltap::integrations::Integrations::start(
+            &config,
+            store.clone(),
+            Some(state.link_signer()),
+        )?;
+        let integration_metrics = integrations.metrics();
         if let Some(metrics) = &engine_metrics {
             // What fed the store in this process, and the PBX it found (issue: B2BUA legs).
             let capture = serde_json::json!({
@@ -919,11 +1002,13 @@ fn serve(
                 calltap::api::prometheus_from_json("calltap", metrics, out);
             }
             delivery_metrics.write_prometheus(out);
+            integration_metrics.write_prometheus(out);
         }));
         let served = calltap::api::serve_on(listener, state, shutdown_signal())
             .await
             .map_err(CliError::from);
         deliveries.stop().await;
+        integrations.stop().await;
         served
     })?;
     Ok(ExitCode::SUCCESS)

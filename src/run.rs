@@ -51,6 +51,8 @@ pub enum RunError {
     Task(#[from] tokio::task::JoinError),
     #[error("webhooks: {0}")]
     Webhooks(String),
+    #[error("integrations: {0}")]
+    Integrations(String),
     #[error(transparent)]
     Api(#[from] crate::api::ApiError),
     #[error(transparent)]
@@ -200,6 +202,11 @@ async fn serve_and_capture(
     )
     .map_err(RunError::Webhooks)?;
     let delivery_metrics = deliveries.metrics();
+    // Integrations read the same outbox on their own tasks.
+    let integrations =
+        crate::integrations::Integrations::start(&config, store.clone(), Some(state.link_signer()))
+            .map_err(RunError::Integrations)?;
+    let integration_metrics = integrations.metrics();
     // Compact storage: the encoder starts with what a stop or crash left as WAV.
     let r = &config.recording;
     let converter = match Target::from_config(r.format, r.bitrate_kbps) {
@@ -235,6 +242,7 @@ async fn serve_and_capture(
             let disk = serde_json::to_value(disk.stats()).unwrap_or_default();
             crate::api::prometheus_from_json("calltap_disk", &disk, out);
             delivery_metrics.write_prometheus(out);
+            integration_metrics.write_prometheus(out);
             if let Some(q) = &encoder {
                 let encoder = serde_json::to_value(q.stats()).unwrap_or_default();
                 crate::api::prometheus_from_json("calltap_recording_encoder", &encoder, out);
@@ -292,6 +300,7 @@ async fn serve_and_capture(
         .map_err(RunError::Task)?
         .map_err(|_| RunError::CapturePanicked)?;
     deliveries.stop().await;
+    integrations.stop().await;
     let _ = api_stop.send(());
     match server.await {
         Ok(Ok(())) => {}

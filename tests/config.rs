@@ -103,7 +103,8 @@ fn the_example_with_every_setting_switched_on_is_valid() {
         .file(
             "/etc/calltap/importer-key",
             "importer-key-1\nimporter-key-2\n",
-        );
+        )
+        .file("/etc/calltap/smtp-password", "smtp-pw\n");
     let config = Config::from_toml_with(&example_switched_on(), "calltap.toml", &env)
         .unwrap_or_else(|e| panic!("{e}"));
     let acme = config.api.acme.as_ref().expect("[api.acme] switched on");
@@ -156,6 +157,11 @@ fn the_example_with_every_setting_switched_on_is_valid() {
         panic!("client_prefix expected");
     };
     assert_eq!(prefixes.lookup("+380441234567"), Some("Kyiv"));
+    let crm = &config.integrations[0];
+    assert_eq!(crm.steps.len(), 3);
+    assert_eq!(crm.steps[0].save["lead_id"], "/id");
+    let smtp = config.smtp.as_ref().expect("[smtp] switched on");
+    assert_eq!(smtp.password.as_ref().map(|p| p.expose()), Some("smtp-pw"));
 }
 
 /// The example with every setting switched on, except its own certificate files:
@@ -177,7 +183,8 @@ fn the_example_mentions_every_key() {
         .file("/etc/calltap/link-keys", "k2\n");
     let env = env
         .file("/etc/calltap/ops-keys", "k3\n")
-        .file("/etc/calltap/importer-key", "k4\n");
+        .file("/etc/calltap/importer-key", "k4\n")
+        .file("/etc/calltap/smtp-password", "k5\n");
     let config = Config::from_toml_with(&example_switched_on(), "calltap.toml", &env).unwrap();
     let value = serde_json::to_value(&config).unwrap();
     let mut in_struct = BTreeSet::new();
@@ -428,8 +435,15 @@ source = "talk_seconds"
 
 #[test]
 fn other_values_are_checked_with_their_line() {
-    let opus = rejected("[recording]\nformat = \"opus\"\n", 2, "[recording] format");
-    assert!(opus.contains("not built in"), "{opus}");
+    let opus = Config::from_toml("[recording]\nformat = \"opus\"\n", "calltap.toml")
+        .expect("opus is a format");
+    assert_eq!(opus.recording.format, RecordingFormat::Opus);
+    let low = rejected(
+        "[recording]\nformat = \"opus\"\nbitrate_kbps = 8\n",
+        3,
+        "[recording] bitrate_kbps",
+    );
+    assert!(low.contains("6 kbit/s a party"), "{low}");
     let mp3 = Config::from_toml(
         "[recording]\nformat = \"mp3\"\nbitrate_kbps = 24\n",
         "calltap.toml",

@@ -659,8 +659,7 @@ fn stored_recordings_become_mp3_aligned_with_the_wav() {
 
 /// `calltap recordings convert --to mp3` encodes what a WAV store holds, resumably: a
 /// `.part` an interrupted run left is cleared, every record ends naming its MP3, the
-/// WAVs go, and a second run finds nothing to do; `--to opus` is refused with the
-/// reason.
+/// WAVs go, and a second run finds nothing to do; a format that is none is refused.
 #[test]
 fn recordings_convert_encodes_a_wav_store_and_resumes() {
     let tmp = tempfile::tempdir().expect("temp dir");
@@ -708,7 +707,108 @@ fn recordings_convert_encodes_a_wav_store_and_resumes() {
     drop(store);
     let again = convert("mp3");
     assert!(String::from_utf8_lossy(&again.stdout).starts_with("0 encoded"));
-    let opus = convert("opus");
-    assert_eq!(opus.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&opus.stderr).contains("not built in"));
+    let ogg = convert("ogg");
+    assert_eq!(ogg.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&ogg.stderr).contains("not a recording format"));
+}
+
+/// Opus storage: the operator's tone of the generated calls comes back sample-aligned
+/// (lag 0: the pre-skip in the header is the encoder's delay), and a real conversation
+/// (the G.711 call of `gprshome-wireshark_sip.pcap`) comes back with each party's
+/// loudness following that party's speech, at its level, on its own channel.
+#[test]
+fn stored_recordings_become_ogg_opus_each_party_on_its_own_channel() {
+    if Command::new("ffmpeg").arg("-version").output().is_err() {
+        skip::skip("ffmpeg is not installed (Debian: ffmpeg)");
+        return;
+    }
+    let Some(pcaps) = skip::shared_pcaps() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let opus = Target::Opus { bitrate: 24_000 };
+    let generated = tmp.path().join("calls.pcap");
+    std::fs::write(&generated, calls_capture(1, 10)).expect("capture");
+    let real = pcaps.join("gprshome-wireshark_sip.pcap");
+    for (capture, tone) in [(generated, true), (real, false)] {
+        let name = if tone { "generated" } else { "real" };
+        let wav_store = replay_encoded(&tmp.path().join(format!("{name}-wav")), &capture, None);
+        let store = replay_encoded(
+            &tmp.path().join(format!("{name}-opus")),
+            &capture,
+            Some(opus),
+        );
+        let call = store
+            .all_calls()
+            .map(|c| c.expect("record"))
+            .filter(|c| c.media.recording.is_some())
+            .max_by_key(|c| c.media.recording.as_ref().map(|r| r.duration_ms))
+            .expect("a recorded call");
+        let rec = call.media.recording.as_ref().expect("a recording");
+        assert!(rec.file.ends_with(".opus"), "{}", rec.file);
+        assert_eq!(rec.mime_type(), "audio/ogg");
+        let path = store.recordings_dir().join(&rec.file);
+        let wav_rec = wav_store
+            .get_call(&call.id)
+            .expect("store")
+            .and_then(|c| c.media.recording)
+            .expect("its WAV");
+        let (rate, _, wav) = read_wav(&wav_store.recordings_dir().join(&wav_rec.file));
+        assert!(
+            rec.bytes * 8 < wav_rec.bytes,
+            "{} of {}",
+            rec.bytes,
+            wav_rec.bytes
+        );
+        let wav: [Vec<f64>; 2] = [
+            wav.iter().step_by(2).map(|&s| f64::from(s)).collect(),
+            wav.iter()
+                .skip(1)
+                .step_by(2)
+                .map(|&s| f64::from(s))
+                .collect(),
+        ];
+        let decoded = ffmpeg_channels(&path, rate);
+        let (got, want) = (decoded[0].len(), wav[0].len());
+        assert!(got.abs_diff(want) <= 1, "{got} samples decoded of {want}");
+        if tone {
+            let c = correlation(&wav[0], &decoded[0], 0);
+            eprintln!("opus: tone correlation {c:.3} at lag 0");
+            assert!(c > 0.95, "tone correlation {c:.3}");
+            continue;
+        }
+        let envelope = |x: &[f64]| -> Vec<f64> {
+            let e: Vec<f64> = x
+                .chunks(rate as usize / 50)
+                .map(|c| (c.iter().map(|v| v * v).sum::<f64>() / c.len() as f64).sqrt())
+                .collect();
+            let mean = e.iter().sum::<f64>() / e.len().max(1) as f64;
+            e.iter().map(|v| v - mean).collect()
+        };
+        let rms = |x: &[f64]| (x.iter().map(|v| v * v).sum::<f64>() / x.len() as f64).sqrt();
+        for ch in 0..2 {
+            if rms(&wav[ch]) < 1.0 {
+                // A party that said nothing stays silent: nothing of the other leaks in.
+                let leak = rms(&decoded[ch]);
+                eprintln!(
+                    "opus, real speech, channel {ch}: silent in the WAV, rms {leak:.1} decoded"
+                );
+                assert!(
+                    leak < 8.0,
+                    "channel {ch}: {leak:.1} rms where the WAV is silent"
+                );
+                continue;
+            }
+            let own = correlation(&envelope(&wav[ch]), &envelope(&decoded[ch]), 0);
+            let other = correlation(&envelope(&wav[1 - ch]), &envelope(&decoded[ch]), 0);
+            let level = rms(&decoded[ch]) / rms(&wav[ch]);
+            eprintln!("opus, real speech, channel {ch}: envelope {own:.3}, the other party's {other:.3}, level {level:.2}");
+            assert!(own > 0.9, "channel {ch}: envelope correlation {own:.3}");
+            assert!(other < own - 0.2, "channel {ch} follows the other party");
+            assert!(
+                (0.7..1.4).contains(&level),
+                "channel {ch}: level {level:.2}"
+            );
+        }
+    }
 }

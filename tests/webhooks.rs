@@ -8,14 +8,18 @@
 
 #[path = "support/certs.rs"]
 mod certs;
+#[path = "support/daemon.rs"]
+mod daemon;
+#[path = "support/readme.rs"]
+mod readme;
 #[path = "support/skip.rs"]
 mod skip;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Write as _};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,7 +34,9 @@ use calltap::events::deliver::Deliveries;
 use calltap::events::Event;
 use calltap::replay::replay_bytes;
 use calltap::store::Store;
+use daemon::{free_port, write_config, Serve};
 use hmac::{Hmac, Mac};
+use readme::readme_block;
 use serde_json::Value;
 use sha2::Sha256;
 
@@ -928,78 +934,11 @@ fn webhook_settings_are_checked_with_their_line() {
 // The real binary
 
 fn calltap() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltap"));
-    cmd.env("CALLTAP_LOG", "warn")
-        .env("CALLTAP_SECRET_KEY", KEY);
-    cmd
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Serve {
-    child: Child,
-    base: String,
-}
-
-impl Serve {
-    fn start(config: &Path, data: &Path) -> Serve {
-        let port = free_port();
-        let child = calltap()
-            .args(["serve", "--config"])
-            .arg(config)
-            .arg("--data")
-            .arg(data)
-            .args(["--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let base = format!("http://127.0.0.1:{port}");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "calltap serve did not listen");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Serve { child, base }
-    }
-
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-
-    fn stop(mut self) {
-        // SAFETY: kill(2) on our own child's pid.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap();
-    }
-}
-
-fn write_config(dir: &Path, text: &str) -> PathBuf {
-    let path = dir.join("calltap.toml");
-    std::fs::write(&path, text).unwrap();
-    path
+    daemon::calltap(KEY)
 }
 
 fn replay_with_webhooks(config: &Path, data: &Path) {
-    let out = calltap()
-        .args(["replay", "-q", "--webhooks", "--config"])
-        .arg(config)
-        .arg("--data")
-        .arg(data)
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("pcaps/office-day.pcap"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    daemon::replay_office_day(KEY, config, data);
 }
 
 fn outbox_ids(data: &Path) -> Vec<Event> {
@@ -1054,7 +993,7 @@ async fn a_replay_with_webhooks_is_delivered_by_serve_in_each_calls_order() {
     want.sort();
     assert_eq!(shapes, want, "the office morning's calls");
 
-    let serve = Serve::start(&cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     r.wait_for(Duration::from_secs(15), "every event", |g| {
         g.len() >= events.len()
     })
@@ -1185,7 +1124,7 @@ async fn sigkill_in_a_retry_series_then_a_restart_loses_nothing() {
     );
     replay_with_webhooks(&cfg, &data);
     let events = outbox_ids(&data);
-    let serve = Serve::start(&cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     // Every event tried and failing, some more than once: a retry series under way.
     r.wait_for(Duration::from_secs(10), "retries", |g| {
         g.len() >= events.len() + 4
@@ -1203,7 +1142,7 @@ async fn sigkill_in_a_retry_series_then_a_restart_loses_nothing() {
     }
     // The receiver recovers; a new start resumes the series.
     *r.state.default.lock().unwrap() = Some(Behave::Ok);
-    let serve = Serve::start(&cfg, &data);
+    let serve = Serve::start(KEY, &cfg, &data);
     let want: std::collections::BTreeSet<String> = events.iter().map(|e| e.id.clone()).collect();
     r.wait_for(
         Duration::from_secs(15),
@@ -1379,16 +1318,6 @@ async fn webhooks_test_sends_a_signed_sample_and_prints_the_answer() {
         stdout.contains("HTTP 410") && stdout.contains("not be retried"),
         "{stdout}"
     );
-}
-
-/// The code block of `language` that follows `after` in README.md.
-fn readme_block(after: &str, language: &str) -> String {
-    let readme = include_str!("../README.md");
-    let from = readme.find(after).expect("the README section");
-    let fence = format!("```{language}\n");
-    let start = readme[from..].find(&fence).expect("the code block") + from + fence.len();
-    let end = readme[start..].find("```").expect("its end") + start;
-    readme[start..end].to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -194,7 +194,7 @@ pub(crate) struct RecordingLink {
 }
 
 /// The extensions a link's file name may carry.
-const EXTENSIONS: [&str; 3] = [".wav", ".flac", ".mp3"];
+const EXTENSIONS: [&str; 4] = [".wav", ".flac", ".opus", ".mp3"];
 
 /// `GET /calls/{id}/recording`.
 pub(crate) async fn recording(

@@ -6,6 +6,7 @@
 //!   `POST /calls`, `GET /properties/schema`, `GET /calls/{id}/recording`; and
 //!   `GET /status` (operations, but it tells about the store, so it takes the key too),
 //!   `GET /webhooks/deliveries`, `POST /webhooks/deliveries/{id}/retry` ([`webhooks`]);
+//!   `GET /integrations/runs` ([`integrations`]);
 //! - open: `GET /recordings/{id}.wav?exp=..&sig=..` (the signed link is the credential),
 //!   `GET /metrics` (Prometheus text, no call data), `GET /openapi.json`.
 //!
@@ -30,6 +31,7 @@ pub mod acme;
 mod auth;
 mod calls;
 mod error;
+mod integrations;
 mod limits;
 mod links;
 mod openapi;
@@ -466,6 +468,7 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/status", get(ops::status))
         .route("/webhooks/deliveries", get(webhooks::deliveries))
         .route("/webhooks/deliveries/{id}/retry", post(webhooks::retry))
+        .route("/integrations/runs", get(integrations::runs))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(limit, declared_length))
         .route_layer(middleware::from_fn_with_state(

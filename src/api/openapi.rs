@@ -102,7 +102,7 @@ fn property_filters(live: &Live) -> Value {
 /// The document.
 pub(crate) fn spec(live: &Live) -> Value {
     let secured = json!([{"secretKey": []}]);
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {
             "title": "calltap Custom Telephony API",
@@ -347,10 +347,89 @@ pub(crate) fn spec(live: &Live) -> Value {
                     {"name": "Range", "in": "header", "required": false, "description": "RFC 9110 byte range; one range is answered 206, an unparsable, foreign-unit or multi-range header the whole file", "schema": {"type": "string"}}
                 ],
                 "responses": merge(json!({
-                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}},
-                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}
+                    "200": {"description": "The recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/ogg": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                    "206": {"description": "Part of the recording", "content": {"audio/wav": {"schema": {"type": "string", "format": "binary"}}, "audio/flac": {"schema": {"type": "string", "format": "binary"}}, "audio/ogg": {"schema": {"type": "string", "format": "binary"}}, "audio/mpeg": {"schema": {"type": "string", "format": "binary"}}}}
                 }), error_responses(&["400", "403", "404", "416", "500"]))
             }}
         }
-    })
+    });
+    add_integrations(&mut doc, &secured);
+    doc
+}
+
+/// `GET /integrations/runs` and its schemas.
+fn add_integrations(doc: &mut Value, secured: &Value) {
+    let schemas = json!({
+                "IntegrationStep": {
+                    "type": "object",
+                    "required": ["name", "status", "attempts"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "status": {"type": "string", "enum": ["pending", "succeeded", "failed", "skipped"]},
+                        "attempts": {"type": "integer", "minimum": 0},
+                        "code": {"type": "integer", "nullable": true, "description": "The answer's HTTP status or SMTP reply code"},
+                        "durationMs": {"type": "integer", "nullable": true, "description": "The last attempt's duration"},
+                        "error": {"type": "string", "nullable": true, "description": "Why it failed, is retried, or was skipped"},
+                        "nextAttemptMs": {"type": "integer", "nullable": true, "description": "Unix milliseconds of the next attempt, while a retry waits"}
+                    }
+                },
+                "IntegrationRun": {
+                    "type": "object",
+                    "required": ["id", "integration", "eventId", "eventType", "callId", "status", "createdMs", "saved", "steps"],
+                    "properties": {
+                        "id": {"type": "string", "description": "Run id: integration name, '.', event id"},
+                        "integration": {"type": "string"},
+                        "eventId": {"type": "string"},
+                        "eventType": {"type": "string"},
+                        "callId": {"type": "string"},
+                        "status": {"type": "string", "enum": ["running", "succeeded", "failed"]},
+                        "createdMs": {"type": "integer", "description": "Unix milliseconds"},
+                        "finishedMs": {"type": "integer", "nullable": true},
+                        "error": {"type": "string", "nullable": true},
+                        "saved": {"type": "object", "description": "Values kept by the steps' save"},
+                        "steps": {"type": "array", "items": {"$ref": "#/components/schemas/IntegrationStep"}}
+                    }
+                },
+                "IntegrationRuns": {
+                    "type": "object",
+                    "required": ["integrations", "runs", "next"],
+                    "properties": {
+                        "integrations": {"type": "array", "items": {
+                            "type": "object",
+                            "required": ["name", "on", "steps"],
+                            "properties": {
+                                "name": {"type": "string"},
+                                "on": {"type": "array", "items": {"type": "string"}, "description": "Event types; empty: all"},
+                                "steps": {"type": "array", "items": {"type": "object", "required": ["name", "kind"], "properties": {"name": {"type": "string"}, "kind": {"type": "string", "enum": ["http", "email", "chat"]}}}}
+                            }
+                        }},
+                        "runs": {"type": "array", "description": "Newest event first", "items": {"$ref": "#/components/schemas/IntegrationRun"}},
+                        "next": {"type": "string", "nullable": true, "description": "`before` for the next page; null on the last"}
+                    }
+                }
+    });
+    if let (Some(all), Value::Object(more)) = (
+        doc.pointer_mut("/components/schemas")
+            .and_then(Value::as_object_mut),
+        schemas,
+    ) {
+        all.extend(more);
+    }
+    let path = json!({
+            "/integrations/runs": {"get": {
+                "summary": "Integration runs, newest first, each step with its status, answer code, duration and error",
+                "security": secured,
+                "parameters": [
+                    {"name": "limit", "in": "query", "required": false, "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}},
+                    {"name": "before", "in": "query", "required": false, "description": "The previous page's next (SEQUENCE:NAME)", "schema": {"type": "string"}},
+                    {"name": "integration", "in": "query", "required": false, "description": "Only this integration's runs", "schema": {"type": "string"}}
+                ],
+                "responses": merge(json!({"200": ok("IntegrationRuns", "Runs")}), error_responses(&["400", "401", "404", "500"]))
+            }}
+    });
+    if let (Some(all), Value::Object(more)) =
+        (doc.get_mut("paths").and_then(Value::as_object_mut), path)
+    {
+        all.extend(more);
+    }
 }

@@ -127,6 +127,7 @@ fn route_of(path: &str) -> &'static str {
         "/openapi.json" => "/openapi.json",
         p if p.starts_with("/calls/") && p.ends_with("/recording") => "/calls/{id}/recording",
         "/webhooks/deliveries" => "/webhooks/deliveries",
+        "/integrations/runs" => "/integrations/runs",
         p if p.starts_with("/webhooks/deliveries/") && p.ends_with("/retry") => {
             "/webhooks/deliveries/{id}/retry"
         }

@@ -153,7 +153,7 @@ pub struct RecordingFile {
 impl RecordingFile {
     /// The file's format, by its name: what the recording is served as.
     pub fn extension(&self) -> &'static str {
-        ["flac", "mp3"]
+        ["flac", "opus", "mp3"]
             .into_iter()
             .find(|ext| {
                 self.file
@@ -166,6 +166,8 @@ impl RecordingFile {
     pub fn mime_type(&self) -> &'static str {
         match self.extension() {
             "flac" => "audio/flac",
+            // RFC 7845 9: Ogg Opus files are audio/ogg.
+            "opus" => "audio/ogg",
             "mp3" => "audio/mpeg",
             _ => "audio/wav",
         }

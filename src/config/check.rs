@@ -12,8 +12,23 @@ impl FileConfig {
             return Err(loc.error(&at("store", "path"), "the store path cannot be empty"));
         }
 
-        // Read by "mp3" only; another format leaves it unused (switching the format
-        // back does not make the file wrong).
+        // Read by "opus" and "mp3" only; another format leaves it unused (switching the
+        // format back does not make the file wrong).
+        if let (RecordingFormat::Opus, Some(kbps)) =
+            (self.recording.format, self.recording.bitrate_kbps)
+        {
+            if !OPUS_KBPS.contains(&kbps) {
+                return Err(loc.error(
+                    &at("recording", "bitrate_kbps"),
+                    format!(
+                        "{kbps} kbit/s is outside {}-{} (both parties together: Opus's \
+                         speech floor is 6 kbit/s a party)",
+                        OPUS_KBPS.start(),
+                        OPUS_KBPS.end()
+                    ),
+                ));
+            }
+        }
         #[cfg(feature = "mp3")]
         if let (RecordingFormat::Mp3, Some(kbps)) =
             (self.recording.format, self.recording.bitrate_kbps)
@@ -321,6 +336,8 @@ impl FileConfig {
         let properties = properties::check_properties(self.properties, loc)?;
         let mut webhooks = self.webhooks;
         webhooks::check(&mut webhooks, &properties, loc)?;
+        let mut integrations = self.integrations;
+        integrations::check(&mut integrations, self.smtp.as_ref(), loc)?;
 
         Ok(Config {
             store: self.store,
@@ -335,6 +352,8 @@ impl FileConfig {
             properties,
             webhooks,
             ui: self.ui,
+            integrations,
+            smtp: self.smtp,
             origin: loc.origin().to_owned(),
         })
     }

@@ -116,6 +116,9 @@ impl Config {
                 (false, _) => "off",
                 (true, RecordingFormat::Wav) => "stereo WAV",
                 (true, RecordingFormat::Flac) => "stereo WAV while the call runs, stored as FLAC",
+                (true, RecordingFormat::Opus) => {
+                    "stereo WAV while the call runs, stored as Ogg Opus"
+                }
                 #[cfg(feature = "mp3")]
                 (true, RecordingFormat::Mp3) => "stereo WAV while the call runs, stored as MP3",
             }
@@ -173,6 +176,38 @@ impl Config {
                 ),
             }
         );
+        if self.integrations.is_empty() {
+            let _ = writeln!(out, "integrations: none");
+        }
+        for it in &self.integrations {
+            let steps: Vec<String> = it
+                .steps
+                .iter()
+                .map(|s| format!("{} ({})", s.name, s.kind.as_str()))
+                .collect();
+            let _ =
+                writeln!(
+                out,
+                "integration {}: on {}{}; steps {}; timeout {}, {} attempts per step, {} at once",
+                it.name,
+                if it.on.is_empty() { "every event".to_owned() } else { it.on.join(", ") },
+                it.when.as_deref().map(|w| format!(" when {w}")).unwrap_or_default(),
+                steps.join(" -> "),
+                secs(it.timeout_secs),
+                it.max_attempts,
+                it.concurrency,
+            );
+        }
+        if let Some(smtp) = &self.smtp {
+            let _ = writeln!(
+                out,
+                "smtp: {}:{} ({:?}), from {}",
+                smtp.host,
+                smtp.port(),
+                smtp.security,
+                smtp.from
+            );
+        }
         for warning in self.warnings() {
             let _ = writeln!(out, "warning: {warning}");
         }

@@ -18,9 +18,11 @@ mod check;
 mod describe;
 mod error;
 pub mod filters;
+mod integrations;
 mod numbers;
 mod properties;
 mod security;
+pub mod templates;
 mod ui;
 mod values;
 mod webhooks;
@@ -32,6 +34,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use error::ConfigError;
+pub use integrations::{
+    compile_condition, templates as step_templates, HttpMethod, IntegrationConfig, SmtpConfig,
+    SmtpSecurity, StepConfig, StepKind, CONTEXT_NAMES,
+};
 pub use numbers::NumbersConfig;
 pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKind};
 pub use security::{
@@ -455,6 +461,12 @@ impl Default for LimitsConfig {
     }
 }
 
+/// Opus storage's bit rate when none is set: 12 kbit/s for each party's mono stream,
+/// SILK's wide-band speech rate.
+pub const OPUS_DEFAULT_KBPS: u32 = 24;
+/// Opus bit rates accepted, for both parties together: 6 kbit/s a party (SILK's floor)
+/// to 128.
+pub const OPUS_KBPS: std::ops::RangeInclusive<u32> = 12..=256;
 /// MP3 storage's bit rate when none is set (plain stereo at 8 or 16 kHz).
 pub const MP3_DEFAULT_KBPS: u32 = 32;
 
@@ -469,6 +481,9 @@ pub enum RecordingFormat {
     /// FLAC, lossless: the WAV is written as usual while the call runs, then encoded in
     /// the background (src/store/convert.rs); about a quarter of the bytes of the WAV.
     Flac,
+    /// Ogg Opus at `bitrate_kbps` (default 24), each party a mono stream, encoded the
+    /// same way.
+    Opus,
     /// MP3 at `bitrate_kbps` (default 32), encoded the same way; only in a build with
     /// the `mp3` feature (LAME, LGPL-3.0).
     #[cfg(feature = "mp3")]
@@ -480,23 +495,19 @@ impl<'de> Deserialize<'de> for RecordingFormat {
         values::parse_str(d, "a recording format", |text| match text {
             "wav" => Ok(RecordingFormat::Wav),
             "flac" => Ok(RecordingFormat::Flac),
-            "opus" => Err(
-                "\"opus\" storage is not built in: the pure-Rust Opus encoder's files do not \
-                 play cleanly in libopus; use \"mp3\" (a tenth of the WAV) or \"flac\""
-                    .to_string(),
-            ),
+            "opus" => Ok(RecordingFormat::Opus),
             #[cfg(feature = "mp3")]
             "mp3" => Ok(RecordingFormat::Mp3),
             #[cfg(not(feature = "mp3"))]
             "mp3" => Err(
                 "\"mp3\" is not built in this binary (the `mp3` cargo feature, LAME under \
-                 LGPL-3.0): use \"flac\" or \"wav\""
+                 LGPL-3.0): use \"opus\", \"flac\" or \"wav\""
                     .to_string(),
             ),
             other => Err(format!(
                 "{other:?} is not a recording format: \"wav\" (stereo 16-bit PCM), \
-                 \"flac\" (lossless, about a quarter of the size) or \"mp3\" (lossy, a \
-                 tenth or less)"
+                 \"flac\" (lossless, about a quarter of the size), \"opus\" or \"mp3\" \
+                 (lossy, a tenth or less)"
             )),
         })
     }
@@ -508,9 +519,9 @@ impl<'de> Deserialize<'de> for RecordingFormat {
 pub struct RecordingConfig {
     /// Write recordings. Default true: recordings are half of what the importer asks for.
     pub enabled: bool,
-    /// File format: "wav" (default), "flac" or "mp3".
+    /// File format: "wav" (default), "flac", "opus" or "mp3".
     pub format: RecordingFormat,
-    /// Bit rate of "mp3" (default 32), kbit/s.
+    /// Bit rate of "opus" (default 24) or "mp3" (default 32), kbit/s.
     pub bitrate_kbps: Option<u32>,
 }
 
@@ -561,6 +572,10 @@ pub struct Config {
     pub webhooks: Vec<WebhookConfig>,
     /// `[ui]`: the administrator's web console.
     pub ui: UiConfig,
+    /// `[[integrations]]`: workflows run on call events.
+    pub integrations: Vec<IntegrationConfig>,
+    /// `[smtp]`: where integration e-mails go.
+    pub smtp: Option<SmtpConfig>,
     /// Where this configuration came from (a path, or "built-in defaults"), for messages.
     #[serde(skip)]
     pub origin: String,
@@ -581,6 +596,8 @@ impl Default for Config {
             properties: Vec::new(),
             webhooks: Vec::new(),
             ui: UiConfig::default(),
+            integrations: Vec::new(),
+            smtp: None,
             origin: "built-in defaults".into(),
         }
     }
@@ -602,6 +619,8 @@ struct FileConfig {
     properties: Vec<PropertyEntry>,
     webhooks: Vec<WebhookConfig>,
     ui: UiConfig,
+    integrations: Vec<IntegrationConfig>,
+    smtp: Option<SmtpConfig>,
 }
 
 impl Config {
@@ -712,6 +731,7 @@ impl Config {
             entry.keys = found;
         }
         webhooks::read_files(&mut self.webhooks, loc, env)?;
+        integrations::read_files(&mut self.integrations, self.smtp.as_mut(), loc, env)?;
         Ok(())
     }
 
@@ -810,6 +830,24 @@ impl Config {
             );
         }
         out
+    }
+}
+
+/// Why `name` names no `what` (a webhook, an integration) of `names`, the configured
+/// ones, for a command given a name.
+pub fn no_such_entry<'a>(
+    what: &str,
+    name: &str,
+    names: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let names: Vec<&str> = names.into_iter().collect();
+    if names.is_empty() {
+        format!("no {what} is named {name:?}: none is configured")
+    } else {
+        format!(
+            "no {what} is named {name:?}; the {what}s are {}",
+            names.join(", ")
+        )
     }
 }
 

@@ -43,11 +43,11 @@ pub const EVENT_TYPES: [&str; 10] = [
 
 /// The longest `timeout_secs`: a receiver is asked to answer within seconds; one that
 /// takes minutes holds a delivery slot for them.
-const MAX_TIMEOUT_SECS: u64 = 300;
+pub(super) const MAX_TIMEOUT_SECS: u64 = 300;
 
 /// The most deliveries in flight to one endpoint: receivers are CRMs and chat tools,
 /// not load balancers.
-const MAX_CONCURRENCY: usize = 64;
+pub(super) const MAX_CONCURRENCY: usize = 64;
 
 /// What the signature covers, for receivers written for other platforms.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -73,13 +73,15 @@ impl<'de> Deserialize<'de> for SignatureDialect {
     }
 }
 
-/// A `headers` value: the text itself, or `{ file = "..." }` to keep it out of the
-/// configuration (a bearer token). Debug shows no literal value: it may be a credential.
+/// A `headers` value: the text itself, or `{ file = "..." }` or `{ env = "VAR" }` to
+/// keep it out of the configuration (a bearer token). Debug shows no literal value: it
+/// may be a credential.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum HeaderValueSource {
     Literal(String),
     File { file: PathBuf },
+    Env { env: String },
 }
 
 impl std::fmt::Debug for HeaderValueSource {
@@ -87,6 +89,7 @@ impl std::fmt::Debug for HeaderValueSource {
         match self {
             HeaderValueSource::Literal(_) => f.write_str("Literal(<redacted>)"),
             HeaderValueSource::File { file } => write!(f, "File({})", file.display()),
+            HeaderValueSource::Env { env } => write!(f, "Env({env})"),
         }
     }
 }
@@ -180,13 +183,13 @@ fn default_signature_header() -> String {
 fn default_signature_prefix() -> String {
     "sha256=".into()
 }
-fn default_timeout_secs() -> u64 {
+pub(super) fn default_timeout_secs() -> u64 {
     5
 }
-fn default_retry_first_ms() -> u64 {
+pub(super) fn default_retry_first_ms() -> u64 {
     1_000
 }
-fn default_retry_max_secs() -> u64 {
+pub(super) fn default_retry_max_secs() -> u64 {
     3_600
 }
 /// 36: retries after 1, 2, 4 ... 2048 s (12 of them, 68 minutes), then 23 more an hour
@@ -329,29 +332,13 @@ pub(crate) fn check(
                 ));
             }
         }
-        for (name, value) in &hook.headers {
-            let path = [k("webhooks"), PathSeg::Index(i), k("headers"), k(name)];
-            if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
-                return Err(loc.error(&path, format!("{name:?} is not a header name")));
-            }
-            let lower = name.to_ascii_lowercase();
-            if OWN_HEADERS.contains(&lower.as_str())
-                || lower == hook.signature_header.to_ascii_lowercase()
-            {
-                return Err(loc.error(
-                    &path,
-                    format!("{name} is set by calltap itself and cannot be replaced"),
-                ));
-            }
-            if let HeaderValueSource::Literal(text) = value {
-                if axum::http::HeaderValue::from_str(text).is_err() {
-                    return Err(loc.error(
-                        &path,
-                        "the value is not a valid header value (no control characters)",
-                    ));
-                }
-            }
-        }
+        let own = hook.signature_header.to_ascii_lowercase();
+        check_headers(
+            &hook.headers,
+            &[k("webhooks"), PathSeg::Index(i), k("headers")],
+            &[own.as_str()],
+            loc,
+        )?;
         if axum::http::HeaderName::from_bytes(hook.signature_header.as_bytes()).is_err() {
             return Err(loc.error(
                 &at("signature_header"),
@@ -370,17 +357,8 @@ pub(crate) fn check(
             ));
         }
         if let Some(template) = &hook.template {
-            let mut env = minijinja::Environment::new();
-            env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-            if let Err(e) = env.template_from_str(template) {
-                return Err(loc.error(
-                    &at("template"),
-                    format!(
-                        "template line {}: {}",
-                        e.line().unwrap_or(1),
-                        e.detail().unwrap_or("syntax error")
-                    ),
-                ));
+            if let Some(e) = super::templates::syntax_error(template) {
+                return Err(loc.error(&at("template"), e));
             }
             hook.template_line = loc.line_of(&at("template"));
         }
@@ -435,12 +413,7 @@ pub(crate) fn check(
             ),
         ];
         for (key, value, least, most, why) in bounds {
-            if value < least || value > most {
-                return Err(loc.error(
-                    &at(key),
-                    format!("{value} is out of range: {least} to {most} ({why})"),
-                ));
-            }
+            within(loc, &at(key), value, (least, most), why)?;
         }
         if hook.retry_max_secs.saturating_mul(1000) < hook.retry_first_ms {
             return Err(loc.error(
@@ -461,41 +434,132 @@ pub(crate) fn read_files(
     for (i, hook) in hooks.iter_mut().enumerate() {
         if let Some(file) = &hook.secret_file {
             let at = [k("webhooks"), PathSeg::Index(i), k("secret_file")];
-            let text = env
-                .read_file(file)
-                .map_err(|e| loc.file_error(&at, file.clone(), e))?;
-            let secret = text
-                .lines()
-                .map(str::trim)
-                .filter(|line| !line.starts_with('#'))
-                .find_map(SecretKey::new)
-                .ok_or_else(|| loc.error(&at, format!("{} holds no secret", file.display())))?;
-            hook.secret = Some(secret);
+            hook.secret = Some(read_secret(file, &at, "secret", loc, env)?);
         }
-        hook.resolved_headers.clear();
-        for (name, value) in &hook.headers {
-            let at = [k("webhooks"), PathSeg::Index(i), k("headers"), k(name)];
-            let text = match value {
-                HeaderValueSource::Literal(text) => text.clone(),
-                HeaderValueSource::File { file } => {
-                    let text = env
-                        .read_file(file)
-                        .map_err(|e| loc.file_error(&at, file.clone(), e))?;
-                    let line = text.lines().map(str::trim).find(|l| !l.is_empty());
-                    let Some(line) = line.filter(|l| axum::http::HeaderValue::from_str(l).is_ok())
-                    else {
-                        return Err(loc.error(
-                            &at,
-                            format!("{} holds no valid header value", file.display()),
-                        ));
-                    };
-                    line.to_owned()
-                }
-            };
-            if let Some(value) = SecretKey::new(&text) {
-                hook.resolved_headers.push((name.clone(), value));
+        hook.resolved_headers = resolve_headers(
+            &hook.headers,
+            &[k("webhooks"), PathSeg::Index(i), k("headers")],
+            loc,
+            env,
+        )?;
+    }
+    Ok(())
+}
+
+/// Checks header names and literal values; `also_own` are more names calltap sets
+/// itself (lower case), besides [`OWN_HEADERS`].
+pub(crate) fn check_headers(
+    headers: &BTreeMap<String, HeaderValueSource>,
+    at: &[PathSeg],
+    also_own: &[&str],
+    loc: &Locator<'_>,
+) -> Result<(), ConfigError> {
+    for (name, value) in headers {
+        let mut path = at.to_vec();
+        path.push(k(name));
+        if axum::http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(loc.error(&path, format!("{name:?} is not a header name")));
+        }
+        let lower = name.to_ascii_lowercase();
+        if OWN_HEADERS.contains(&lower.as_str()) || also_own.contains(&lower.as_str()) {
+            return Err(loc.error(
+                &path,
+                format!("{name} is set by calltap itself and cannot be replaced"),
+            ));
+        }
+        if let HeaderValueSource::Literal(text) = value {
+            if axum::http::HeaderValue::from_str(text).is_err() {
+                return Err(loc.error(
+                    &path,
+                    "the value is not a valid header value (no control characters)",
+                ));
             }
         }
     }
     Ok(())
+}
+
+/// Header values with their files read and environment variables looked up.
+pub(crate) fn resolve_headers(
+    headers: &BTreeMap<String, HeaderValueSource>,
+    at: &[PathSeg],
+    loc: &Locator<'_>,
+    env: &dyn Environment,
+) -> Result<Vec<(String, SecretKey)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in headers {
+        let mut path = at.to_vec();
+        path.push(k(name));
+        let text = match value {
+            HeaderValueSource::Literal(text) => text.clone(),
+            HeaderValueSource::File { file } => {
+                let text = env
+                    .read_file(file)
+                    .map_err(|e| loc.file_error(&path, file.clone(), e))?;
+                let line = text.lines().map(str::trim).find(|l| !l.is_empty());
+                let Some(line) = line.filter(|l| axum::http::HeaderValue::from_str(l).is_ok())
+                else {
+                    return Err(loc.error(
+                        &path,
+                        format!("{} holds no valid header value", file.display()),
+                    ));
+                };
+                line.to_owned()
+            }
+            HeaderValueSource::Env { env: var } => {
+                let Some(text) = env.var(var) else {
+                    return Err(
+                        loc.error(&path, format!("the environment variable {var} is not set"))
+                    );
+                };
+                if axum::http::HeaderValue::from_str(text.trim()).is_err() {
+                    return Err(loc.error(
+                        &path,
+                        format!("the environment variable {var} is not a valid header value"),
+                    ));
+                }
+                text
+            }
+        };
+        if let Some(value) = SecretKey::new(&text) {
+            out.push((name.clone(), value));
+        }
+    }
+    Ok(out)
+}
+
+/// A setting's value within `least..=most`, or an error saying `why`.
+pub(crate) fn within(
+    loc: &Locator<'_>,
+    path: &[PathSeg],
+    value: u64,
+    (least, most): (u64, u64),
+    why: &str,
+) -> Result<(), ConfigError> {
+    if value < least || value > most {
+        return Err(loc.error(
+            path,
+            format!("{value} is out of range: {least} to {most} ({why})"),
+        ));
+    }
+    Ok(())
+}
+
+/// The first non-comment line of a `*_file` key's file: a secret kept out of the
+/// configuration. `what` names it in the error.
+pub(crate) fn read_secret(
+    file: &std::path::Path,
+    at: &[PathSeg],
+    what: &str,
+    loc: &Locator<'_>,
+    env: &dyn Environment,
+) -> Result<SecretKey, ConfigError> {
+    let text = env
+        .read_file(file)
+        .map_err(|e| loc.file_error(at, file.to_owned(), e))?;
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.starts_with('#'))
+        .find_map(SecretKey::new)
+        .ok_or_else(|| loc.error(at, format!("{} holds no {what}", file.display())))
 }

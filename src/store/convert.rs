@@ -1,4 +1,5 @@
-//! Compact storage: stored WAV recordings encoded to FLAC or MP3 in the background.
+//! Compact storage: stored WAV recordings encoded to FLAC, Ogg Opus or MP3 in the
+//! background.
 //!
 //! The WAV is written as always while the call runs (its crash safety unchanged); once
 //! the call's record is stored, one low-priority thread encodes `ID.wav` to
@@ -11,7 +12,7 @@
 //!
 //! One thread: the machine this runs on has the PBX beside it, and every format encodes
 //! speech far faster than real time on one core (benches/recording_formats.rs: FLAC
-//! 775x, MP3 in the README's table), so one core at nice 10 keeps up with a
+//! 775x, Opus and MP3 in the README's table), so one core at nice 10 keeps up with a
 //! busy site and never competes with capture.
 
 use std::fs::{self, File};
@@ -64,6 +65,8 @@ struct Counters {
 pub enum Target {
     /// Lossless.
     Flac,
+    /// Ogg Opus (RFC 7845), each party a mono stream, at this many bits a second.
+    Opus { bitrate: u32 },
     /// MPEG-1/2/2.5 layer III, plain stereo (no joint stereo: the two channels are two
     /// parties), at this many bits a second.
     #[cfg(feature = "mp3")]
@@ -73,11 +76,12 @@ pub enum Target {
 impl Target {
     /// The encoding the configuration asks for; `None` for WAV.
     pub fn from_config(format: RecordingFormat, bitrate_kbps: Option<u32>) -> Option<Target> {
-        #[cfg(not(feature = "mp3"))]
-        let _ = bitrate_kbps;
         match format {
             RecordingFormat::Wav => None,
             RecordingFormat::Flac => Some(Target::Flac),
+            RecordingFormat::Opus => Some(Target::Opus {
+                bitrate: bitrate_kbps.unwrap_or(crate::config::OPUS_DEFAULT_KBPS) * 1000,
+            }),
             #[cfg(feature = "mp3")]
             RecordingFormat::Mp3 => Some(Target::Mp3 {
                 bitrate: bitrate_kbps.unwrap_or(crate::config::MP3_DEFAULT_KBPS) * 1000,
@@ -89,6 +93,7 @@ impl Target {
     pub fn extension(self) -> &'static str {
         match self {
             Target::Flac => "flac",
+            Target::Opus { .. } => "opus",
             #[cfg(feature = "mp3")]
             Target::Mp3 { .. } => "mp3",
         }
@@ -97,7 +102,7 @@ impl Target {
 
 /// The extensions of encoded recordings (of any format a build may write): what a
 /// start cleans up after and what a record may name.
-pub const ENCODED_EXTENSIONS: [&str; 2] = ["flac", "mp3"];
+pub const ENCODED_EXTENSIONS: [&str; 3] = ["flac", "opus", "mp3"];
 
 /// A stored call's WAV to encode.
 struct Job {
@@ -304,6 +309,7 @@ pub fn encode_file(target: Target, wav: &Path, dst: &Path) -> io::Result<u64> {
     }
     let bytes = match target {
         Target::Flac => flac_bytes(reader, wav)?,
+        Target::Opus { bitrate } => super::codecs::ogg_opus(reader, bitrate)?,
         #[cfg(feature = "mp3")]
         Target::Mp3 { bitrate } => super::codecs::mp3(reader, bitrate)?,
     };

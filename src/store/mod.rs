@@ -29,6 +29,7 @@
 //!     FLAC (see `outbox`);
 //!   - `hook_cursor`, `hook_pending`, `hook_dead`, `hook_log`: webhook delivery state
 //!     per endpoint (see `deliveries`);
+//!   - `runs`, `runs_open`: integration runs and their steps (see `runs`);
 //!   - `meta`: `schema_version` (u32 BE), the call counters (u64 BE) by outcome, and the
 //!     recordings' count and total bytes;
 //! - `recordings/`: WAV files, owned by the recording layer, and the FLAC files
@@ -41,7 +42,6 @@
 //! flush, for replay. Other writes ride sled's own flush (every 500 ms) unless noted.
 
 mod codec;
-#[cfg(feature = "mp3")]
 mod codecs;
 pub mod convert;
 pub mod deliveries;
@@ -49,6 +49,7 @@ mod error;
 mod operators;
 mod outbox;
 pub mod retention;
+pub mod runs;
 mod sip_messages;
 
 use std::fs::{self, File, OpenOptions};
@@ -157,6 +158,8 @@ pub struct Store {
     hook_pending: sled::Tree,
     hook_dead: sled::Tree,
     hook_log: sled::Tree,
+    runs: sled::Tree,
+    runs_open: sled::Tree,
     /// Writes to the dead letters and the log, so trimming runs once in a while.
     hook_writes: AtomicU64,
     /// Bumped when events are enqueued or a delivery is asked for again: delivery
@@ -212,6 +215,8 @@ impl Store {
             hook_pending: tree("hook_pending")?,
             hook_dead: tree("hook_dead")?,
             hook_log: tree("hook_log")?,
+            runs: tree("runs")?,
+            runs_open: tree("runs_open")?,
             hook_writes: AtomicU64::new(1),
             outbox_changed: tokio::sync::watch::Sender::new(0),
             db,

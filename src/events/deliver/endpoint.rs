@@ -36,7 +36,8 @@ const WINDOW: usize = 256;
 /// The longest the loop sleeps with nothing due: it wakes on new events anyway.
 const IDLE_WAKE: Duration = Duration::from_secs(60);
 
-pub(super) fn now_ms() -> u64 {
+/// The wall clock in Unix milliseconds: retry schedules.
+pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)

@@ -27,8 +27,11 @@ use crate::config::Config;
 use crate::events::{Event, EventKind};
 use crate::store::Store;
 
-pub use backoff::{retry_after, retry_delay};
-pub use request::{render, signature, Answer, LinkSigner, Sender};
+pub use backoff::{jitter, retry_after, retry_delay};
+pub use endpoint::now_ms;
+pub use request::{
+    add_recording_link, answer_of, chain, failed, render, signature, Answer, LinkSigner, Sender,
+};
 pub use samples::sample_events;
 pub use select::selects;
 pub use stats::EndpointStats;
@@ -71,9 +74,18 @@ impl Deliveries {
             ));
             tracing::info!(endpoint = %hook.name, url = %hook.url, "webhook delivery started");
         }
+        // Integrations read the outbox too: their cursors hold events back from trimming
+        // as an endpoint's do.
+        let cursors = config
+            .integrations
+            .iter()
+            .map(|i| crate::store::runs::cursor_name(&i.name))
+            .chain(endpoints.iter().map(|(n, _)| n.clone()))
+            .collect();
         tasks.push(tokio::spawn(trim(
             store,
             config.store.max_events,
+            cursors,
             endpoints.clone(),
             stopped,
         )));
@@ -117,10 +129,10 @@ impl DeliveryMetrics {
 async fn trim(
     store: Arc<Store>,
     max: u64,
+    names: Vec<String>,
     endpoints: Vec<(String, Arc<EndpointStats>)>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let names: Vec<String> = endpoints.iter().map(|(n, _)| n.clone()).collect();
     loop {
         let (store, names) = (store.clone(), names.clone());
         match tokio::task::spawn_blocking(move || store.trim_outbox(max, &names)).await {
@@ -191,15 +203,11 @@ pub async fn send_test(
         .iter()
         .find(|h| h.name == name)
         .ok_or_else(|| {
-            let names: Vec<&str> = config.webhooks.iter().map(|h| h.name.as_str()).collect();
-            if names.is_empty() {
-                format!("no webhook is named {name:?}: none is configured")
-            } else {
-                format!(
-                    "no webhook is named {name:?}; the webhooks are {}",
-                    names.join(", ")
-                )
-            }
+            crate::config::no_such_entry(
+                "webhook",
+                name,
+                config.webhooks.iter().map(|h| h.name.as_str()),
+            )
         })?;
     check_templates(config)?;
     let samples = sample_events(config);

@@ -34,6 +34,26 @@ pub fn signature(secret: &[u8], dialect: SignatureDialect, timestamp: u64, body:
     hex::encode(mac.finalize().into_bytes())
 }
 
+/// Puts a signed link in an event's (as JSON) `data.recording.url`, made when it is
+/// sent: a link expires, and an event may wait in the outbox longer than its life.
+pub fn add_recording_link(event: &mut Value, signer: Option<&LinkSigner>) {
+    let id = event
+        .pointer("/data/id")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    if let (Some(signer), Some(id), Some(recording)) = (
+        signer,
+        id,
+        event
+            .pointer_mut("/data/recording")
+            .and_then(Value::as_object_mut),
+    ) {
+        if let Some(url) = signer(&id) {
+            recording.insert("url".into(), Value::String(url));
+        }
+    }
+}
+
 /// What an attempt came to.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
@@ -120,16 +140,7 @@ impl Sender {
     /// The body this endpoint is sent for `event`, and its content type.
     pub fn body(&self, event: &Event) -> Result<(Vec<u8>, String), String> {
         let mut value = serde_json::to_value(event).map_err(|e| e.to_string())?;
-        if let (Some(signer), Some(recording)) = (
-            &self.signer,
-            value
-                .pointer_mut("/data/recording")
-                .and_then(Value::as_object_mut),
-        ) {
-            if let Some(url) = event.data["id"].as_str().and_then(|id| signer(id)) {
-                recording.insert("url".into(), Value::String(url));
-            }
-        }
+        add_recording_link(&mut value, self.signer.as_ref());
         match &self.hook.template {
             None => Ok((
                 serde_json::to_vec(&value).map_err(|e| e.to_string())?,
@@ -188,53 +199,73 @@ impl Sender {
             Ok(r) => r,
             Err(e) => return failed(&e, hook.timeout_secs),
         };
-        let status = response.status();
-        let code = status.as_u16();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| backoff::retry_after(v, SystemTime::now()));
-        let location = response
-            .headers()
-            .get(reqwest::header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let body = read_some(response).await;
-        if status.is_success() {
-            Answer::Delivered { status: code, body }
-        } else if status.is_redirection() {
-            Answer::GiveUp {
-                status: Some(code),
-                reason: format!(
-                    "HTTP {code} redirect{}: not followed (set url to where the receiver is)",
-                    location.map(|l| format!(" to {l}")).unwrap_or_default()
-                ),
-                body,
-            }
-        } else if code == 429 || status.is_server_error() {
-            Answer::Retry {
-                status: Some(code),
-                reason: match retry_after {
-                    Some(after) => format!("HTTP {code} (Retry-After {} s)", after.as_secs()),
-                    None => format!("HTTP {code}"),
-                },
-                after: retry_after,
-                body,
-            }
-        } else {
-            Answer::GiveUp {
-                status: Some(code),
-                reason: format!("HTTP {code}: refused by the receiver; a 4xx is not retried"),
-                body,
-            }
+        answer_of(
+            response,
+            &|status| (200..300).contains(&status),
+            ANSWER_KEEP,
+        )
+        .await
+    }
+}
+
+/// What an answer means: `success` for the codes that count as delivered, a retry for
+/// 429 and 5xx (with the receiver's `Retry-After`), never retried otherwise (a
+/// redirect is reported, not followed). Keeps at most `keep` bytes of the body.
+pub async fn answer_of(
+    response: reqwest::Response,
+    success: &(dyn Fn(u16) -> bool + Sync),
+    keep: usize,
+) -> Answer {
+    let status = response.status();
+    let code = status.as_u16();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| backoff::retry_after(v, SystemTime::now()));
+    let location = response
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let body = read_some(response, keep).await;
+    if success(code) {
+        Answer::Delivered { status: code, body }
+    } else if status.is_redirection() {
+        Answer::GiveUp {
+            status: Some(code),
+            reason: format!(
+                "HTTP {code} redirect{}: not followed (set url to where the receiver is)",
+                location.map(|l| format!(" to {l}")).unwrap_or_default()
+            ),
+            body,
+        }
+    } else if code == 429 || status.is_server_error() {
+        Answer::Retry {
+            status: Some(code),
+            reason: match retry_after {
+                Some(after) => format!("HTTP {code} (Retry-After {} s)", after.as_secs()),
+                None => format!("HTTP {code}"),
+            },
+            after: retry_after,
+            body,
+        }
+    } else {
+        Answer::GiveUp {
+            status: Some(code),
+            reason: if status.is_success() {
+                format!("HTTP {code}: not a code the step expects")
+            } else {
+                format!("HTTP {code}: refused by the receiver; a 4xx is not retried")
+            },
+            body,
         }
     }
 }
 
 /// A request that got no answer: always worth another try (the receiver may come
 /// back, its certificate may be fixed, its name may resolve again).
-fn failed(e: &reqwest::Error, timeout_secs: u64) -> Answer {
+pub fn failed(e: &reqwest::Error, timeout_secs: u64) -> Answer {
     let text = chain(e);
     let reason = if e.is_timeout() {
         format!("timeout: no answer within {timeout_secs} s")
@@ -256,7 +287,7 @@ fn failed(e: &reqwest::Error, timeout_secs: u64) -> Answer {
 }
 
 /// An error and its causes on one line, without the URL (it may carry a token).
-fn chain(e: &reqwest::Error) -> String {
+pub fn chain(e: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
@@ -272,15 +303,15 @@ fn chain(e: &reqwest::Error) -> String {
     parts.join(": ")
 }
 
-async fn read_some(mut response: reqwest::Response) -> String {
+async fn read_some(mut response: reqwest::Response, keep: usize) -> String {
     let mut kept = Vec::new();
-    while kept.len() < ANSWER_KEEP {
+    while kept.len() < keep {
         match response.chunk().await {
             Ok(Some(chunk)) => kept.extend_from_slice(&chunk),
             _ => break,
         }
     }
-    kept.truncate(ANSWER_KEEP);
+    kept.truncate(keep);
     String::from_utf8_lossy(&kept).into_owned()
 }
 
@@ -288,29 +319,15 @@ async fn read_some(mut response: reqwest::Response) -> String {
 /// `data.clientNumber`), and the whole as `event`. A field that does not exist is an
 /// error, never an empty string: a CRM would store the blank.
 pub fn render(template: &str, event: &Value) -> Result<String, String> {
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
     let mut context = match event {
         Value::Object(map) => map.clone(),
         _ => serde_json::Map::new(),
     };
     context.insert("event".into(), event.clone());
-    env.render_str(template, Value::Object(context))
-        .map_err(|e| {
-            let what = e
-                .detail()
-                .map_or_else(|| e.kind().to_string(), str::to_owned);
-            // The expression at fault, as written (minijinja gives its span).
-            let at = e
-                .range()
-                .and_then(|r| template.get(r))
-                .map(|text| format!(" in `{}`", text.trim()))
-                .unwrap_or_default();
-            match e.line() {
-                Some(line) => format!("template line {line}: {what}{at}"),
-                None => format!("{what}{at}"),
-            }
-        })
+    crate::config::templates::render(
+        template,
+        minijinja::Value::from_serialize(Value::Object(context)),
+    )
 }
 
 #[cfg(test)]
