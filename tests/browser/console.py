@@ -44,8 +44,9 @@ def main():
         driver.find_element(By.ID, "password").send_keys(password)
         driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
         wait("the login to lead to History", lambda d: d.current_url.endswith("/ui/history"))
-        rows = driver.find_elements(By.CSS_SELECTOR, "#history tbody tr")
-        assert rows, "History lists no call"
+        # The address changes before the page has loaded: wait for its rows.
+        wait("History to list calls",
+             lambda d: d.find_elements(By.CSS_SELECTOR, "#history tbody tr"))
         driver.save_screenshot(os.path.join(shots, "history.png"))
 
         driver.get(base + "/ui/calls/" + call_id)
