@@ -3,7 +3,8 @@
 //! The capture: CALLTAP_BENCH_CALLS answered G.711 calls (default 3,200), all up
 //! together for about CALLTAP_BENCH_SECONDS of capture time (default 3: about 950,000
 //! packets). Each run of CALLTAP_BENCH_ROUNDS rounds (default 3) replays it into a new
-//! store with recording on, then with `--dry-run`, then reads it with
+//! store with recording on, then the same without keeping SIP messages (`[store]
+//! sip_messages = false`: what keeping them costs), then with `--dry-run`, then reads it with
 //! `tshark -q -z rtp,streams` when tshark is installed (which writes no audio at all).
 //! Printed per run: wall time, packets/s, CPU seconds (user + system), peak RSS and
 //! RSS per concurrent call; then the medians and the ratios. With CALLTAP_BENCH_STRACE=1
@@ -54,18 +55,25 @@ fn main() {
         "{:<10} {:>7} {:>10} {:>7} {:>8} {:>12}",
         "run", "wall s", "packets/s", "CPU s", "RSS MB", "KiB per call"
     );
+    let no_messages = dir.path().join("no-sip-messages.toml");
+    std::fs::write(&no_messages, "[store]\nsip_messages = false\n").expect("config written");
     let mut recording = Vec::new();
+    let mut without_messages = Vec::new();
     let mut dry = Vec::new();
     let mut reference = Vec::new();
     for _ in 0..rounds {
         let data = dir.path().join("store");
         let _ = std::fs::remove_dir_all(&data);
-        let run = calltap(&data, &capture, false);
+        let run = calltap(&data, &capture, false, None);
         assert_eq!(answered(&data), calls, "every call stored");
         show("recording", &run, packets, calls);
         recording.push(run);
         let _ = std::fs::remove_dir_all(&data);
-        let run = calltap(&data, &capture, true);
+        let run = calltap(&data, &capture, false, Some(&no_messages));
+        show("no SIP msg", &run, packets, calls);
+        without_messages.push(run);
+        let _ = std::fs::remove_dir_all(&data);
+        let run = calltap(&data, &capture, true, None);
         show("dry-run", &run, packets, calls);
         dry.push(run);
         if tshark {
@@ -79,6 +87,23 @@ fn main() {
         }
     }
     let rec = median(&recording);
+    let bare = median(&without_messages);
+    let cpu = |runs: &[Run]| {
+        let mut v: Vec<f64> = runs.iter().map(|r| r.cpu).collect();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "keeping SIP messages: median {:.2} s and {:.2} CPU s against {:.2} s and {:.2} CPU s \
+         without ({:.3}x wall, {:.3}x CPU), {:.1} MB more peak RSS",
+        rec.wall,
+        cpu(&recording),
+        bare.wall,
+        cpu(&without_messages),
+        rec.wall / bare.wall,
+        cpu(&recording) / cpu(&without_messages),
+        (rec.rss_kib - bare.rss_kib) as f64 / 1024.0
+    );
     let dry = median(&dry);
     println!(
         "median: recording {:.2} s ({:.0} packets/s, {:.2} CPU s), dry run {:.2} s; \
@@ -129,13 +154,16 @@ fn env_or(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-fn calltap(data: &Path, capture: &Path, dry_run: bool) -> Run {
+fn calltap(data: &Path, capture: &Path, dry_run: bool, config: Option<&Path>) -> Run {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_calltap"));
     cmd.args(["replay", "-q", "--data"]).arg(data).arg(capture);
     if dry_run {
         cmd.arg("--dry-run");
     }
     cmd.env_remove("CALLTAP_CONFIG").env("CALLTAP_LOG", "error");
+    if let Some(config) = config {
+        cmd.arg("--config").arg(config);
+    }
     measure(&mut cmd)
 }
 

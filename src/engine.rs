@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use std::path::{Path, PathBuf};
 
-use crate::base::{Frame, Timestamp};
+use crate::base::{Frame, SipTrace, Timestamp};
 use crate::call::classify::{Classifier, DiscoveredOperator};
 use crate::call::correlate::{CorrelationStats, Correlator, LiveOver};
-use crate::call::{CallRecord, EndReason, MediaFacts, RecordingFile};
+use crate::call::{CallInProgress, CallRecord, EndReason, MediaFacts, RecordingFile, Stage};
 use crate::config::Config;
 use crate::dialog::{
     DialogEvent, DialogLimits, DialogStats, DialogTable, FinishedDialog, NoResponseLimits,
@@ -27,6 +27,10 @@ use crate::net::stats::Counters;
 use crate::net::tcp::TcpLimits;
 use crate::net::{Datagram, Decoder, DecoderOptions, Transport};
 use crate::sip;
+
+/// Calls in progress listed for the console at most: a page an administrator reads,
+/// and a bound on the work of listing them once a second.
+pub const MAX_CALLS_SHOWN: usize = 1000;
 
 /// How often, in capture time, dialog timeouts are checked.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
@@ -88,6 +92,10 @@ pub enum EngineEvent {
     Operator(DiscoveredOperator, Timestamp),
     /// A call event for webhooks (only with [`Engine::emit_call_events`]).
     CallEvent(Box<Event>),
+    /// The SIP messages of the dialog whose record has id `id` (a leg's own id: a
+    /// B2BUA conversation has one per leg). Comes before that record, which a
+    /// correlated leg may hold back a while.
+    SipMessages { id: String, trace: Box<SipTrace> },
 }
 
 /// What the SIP layer counted.
@@ -459,6 +467,10 @@ impl Engine {
                         self.record(record);
                     }
                 }
+                DialogEvent::Messages { id, trace } => {
+                    self.events
+                        .push_back(EngineEvent::SipMessages { id, trace });
+                }
                 DialogEvent::Registered(r) => {
                     if let Some(op) = self.classifier.registration(&r) {
                         self.events.push_back(EngineEvent::Operator(op, r.time));
@@ -484,6 +496,52 @@ impl Engine {
                 self.call_event(EventKind::Ended, &key, at, &record);
             }
         }
+    }
+
+    /// The calls ringing and talking now (at most [`MAX_CALLS_SHOWN`]), as of the
+    /// engine's clock, with their media so far (the console's Live page; `calltap run`
+    /// asks once a second).
+    pub fn calls_in_progress(&self) -> Vec<CallInProgress> {
+        let now = self.now.as_nanos();
+        self.dialogs
+            .in_progress()
+            .take(MAX_CALLS_SHOWN)
+            .map(|(d, answered)| {
+                let (record, _) = self.classifier.classify(d);
+                let summary = self.media.summary_so_far(&d.record_id);
+                let since = if answered {
+                    d.answer_time.unwrap_or(d.invite_time)
+                } else {
+                    d.invite_time
+                };
+                CallInProgress {
+                    id: d.record_id.clone(),
+                    stage: if answered {
+                        Stage::Talking
+                    } else {
+                        Stage::Ringing
+                    },
+                    direction: record.direction,
+                    operator: record.operator,
+                    client_number: record.client_number,
+                    from: d.from.user.clone(),
+                    to: d.to.user.clone(),
+                    invite_ns: d.invite_time.as_nanos(),
+                    answer_ns: d.answer_time.map(Timestamp::as_nanos),
+                    elapsed_secs: now.saturating_sub(since.as_nanos()) / 1_000_000_000,
+                    codecs: summary
+                        .as_ref()
+                        .map(|s| s.codecs.clone())
+                        .unwrap_or_default(),
+                    caller_packets: summary.as_ref().map_or(0, |s| s.caller.received),
+                    callee_packets: summary.as_ref().map_or(0, |s| s.callee.received),
+                    loss_percent: summary
+                        .as_ref()
+                        .map(|s| s.loss_percent)
+                        .filter(|l| l.is_finite()),
+                }
+            })
+            .collect()
     }
 
     /// The call `id` (just reported [`EngineEvent::Answered`]) is stored whole already:
@@ -566,6 +624,7 @@ pub fn dialog_limits(config: &Config) -> DialogLimits {
             per_source_per_minute: calls.no_response_per_source_per_minute,
             per_minute: calls.no_response_per_minute,
         },
+        keep_messages: config.store.sip_messages,
     }
 }
 

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::base::SipTrace;
 use crate::call::classify::Classifier;
 use crate::call::correlate::Correlator;
 use crate::call::{CallRecord, EndReason, Outcome, WhoHungUp};
@@ -25,6 +26,10 @@ const BATCH: usize = 256;
 
 /// Call events held before a write, for the same reasons.
 const EVENT_BATCH: usize = 4096;
+
+/// Dialogs' SIP messages held before a write: a trace is up to 256 KiB, so this bounds
+/// what waits in memory (most are a few KiB).
+const TRACE_BATCH: usize = 256;
 
 /// What an ingest did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -58,6 +63,8 @@ pub struct Ingest<'s> {
     /// Call events, written to the outbox after the records of the same batch (so a
     /// `recording.ready` never goes out before its record can be read).
     call_events: Vec<Event>,
+    /// Dialogs' SIP messages, by their record's id, written with the records.
+    traces: Vec<(String, SipTrace)>,
     summary: IngestSummary,
     /// Written to the store since the last [`Ingest::sync`].
     unsynced: bool,
@@ -76,6 +83,7 @@ impl<'s> Ingest<'s> {
             store,
             batch: Vec::with_capacity(BATCH),
             call_events: Vec::new(),
+            traces: Vec::new(),
             summary,
             unsynced: false,
             convert: None,
@@ -145,6 +153,12 @@ impl<'s> Ingest<'s> {
                         self.write();
                     }
                 }
+                EngineEvent::SipMessages { id, trace } => {
+                    self.traces.push((id, *trace));
+                    if self.traces.len() >= TRACE_BATCH {
+                        self.write();
+                    }
+                }
                 EngineEvent::CallEvent(event) => {
                     self.call_events.push(*event);
                     if self.call_events.len() >= EVENT_BATCH {
@@ -170,6 +184,14 @@ impl<'s> Ingest<'s> {
     }
 
     fn write(&mut self) {
+        // Before the records: a record the console can show has its ladder already.
+        if !self.traces.is_empty() {
+            self.unsynced = true;
+            if let Err(e) = self.store.put_sip_messages(&self.traces) {
+                self.error(e);
+            }
+            self.traces.clear();
+        }
         self.write_records();
         if !self.call_events.is_empty() {
             self.unsynced = true;

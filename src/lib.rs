@@ -30,3 +30,4 @@ pub mod replay;
 pub mod run;
 pub mod sip;
 pub mod store;
+pub mod ui;

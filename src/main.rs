@@ -169,6 +169,11 @@ enum Command {
         #[command(flatten)]
         config: ConfigArg,
     },
+    /// Print an argon2 hash of a password for the web console (`[ui] password_hash`).
+    ///
+    /// Reads the password from standard input: asked twice and not shown on a terminal,
+    /// or the first line of a pipe. Prints the line to put under `[ui]`.
+    Passwd,
     /// Webhook tools.
     Webhooks {
         #[command(subcommand)]
@@ -296,6 +301,7 @@ fn main() -> ExitCode {
             pcap_stream,
         } => run(&config, &store, &listen, interfaces, pcap_stream),
         Command::CheckConfig { config } => check_config(config.config.as_deref()),
+        Command::Passwd => passwd(),
         Command::Webhooks {
             action: WebhooksAction::Test { config, name },
         } => webhooks_test(config.config.as_deref(), &name),
@@ -906,6 +912,7 @@ fn serve(
     }
     let store = Arc::new(open_store(&config, store_arg)?);
     let mut made_key = None;
+    let mut made_password = None;
     let mut engine_metrics: Option<serde_json::Value> = None;
     if demo {
         let converter = start_converter(&config, &store)?;
@@ -941,6 +948,13 @@ fn serve(
             config.api.secret_keys = SecretKey::new(&key).into_iter().collect();
             made_key = Some(key);
         }
+        if config.ui.enabled && config.ui.password_hash.is_none() {
+            let mut raw = [0u8; 9];
+            getrandom::getrandom(&mut raw).map_err(|e| e.to_string())?;
+            let password: String = raw.iter().map(|b| format!("{b:02x}")).collect();
+            config.ui.password_hash = Some(calltap::ui::hash_password(&password)?);
+            made_password = Some(password);
+        }
     }
     let base = if config.api.tls() {
         config.api.link_base()
@@ -957,6 +971,7 @@ fn serve(
             .map_err(|e| format!("cannot listen on {}: {e}", config.api.listen))?;
         if demo {
             print_next_steps(&base, &store, made_key.as_deref());
+            print_console(&base, &config, made_password.as_deref());
         }
         let state = calltap::api::AppState::new(config.clone(), store.clone())?;
         let deliveries = calltap::events::deliver::Deliveries::start(
@@ -1134,5 +1149,77 @@ fn print_next_steps(base: &str, store: &Store, made_key: Option<&str>) {
         );
     }
     println!("  curl -s {base}/metrics");
+}
+
+/// The demo's web console: where, and the password (made for this run when none is
+/// configured).
+fn print_console(base: &str, config: &Config, made_password: Option<&str>) {
+    if config.ui.enabled {
+        match made_password {
+            Some(p) => println!(
+                "web console: {base}/ui/ (password for this run: {p}; set your own with \
+                 `calltap passwd` and [ui] password_hash)"
+            ),
+            None => println!("web console: {base}/ui/ (the password of [ui] password_hash)"),
+        }
+    }
     println!("Ctrl-C stops it.");
+}
+
+/// `passwd`: reads a password and prints its hash for `[ui] password_hash`.
+fn passwd() -> Result<ExitCode, CliError> {
+    use std::io::{BufRead, IsTerminal, Write};
+    let stdin = std::io::stdin();
+    let password = if stdin.is_terminal() {
+        let first = read_hidden("console password: ")?;
+        let second = read_hidden("again: ")?;
+        if first != second {
+            return Err("the two passwords differ; nothing was printed".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        stdin
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("cannot read the password: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.chars().count() < 8 {
+        return Err("the password is shorter than 8 characters: choose a longer one".into());
+    }
+    let hash = calltap::ui::hash_password(&password)?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "# under [ui] in the configuration:");
+    let _ = writeln!(out, "password_hash = \"{hash}\"");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A line typed on the terminal with its echo off.
+fn read_hidden(prompt: &str) -> Result<String, CliError> {
+    use std::io::{BufRead, Write};
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let fd = libc::STDIN_FILENO;
+    // SAFETY: termios is plain data; tcgetattr fills it for a terminal file descriptor
+    // (the caller checked stdin is one) and tcsetattr restores what it read.
+    let saved = unsafe {
+        let mut t: libc::termios = std::mem::zeroed();
+        if libc::tcgetattr(fd, &mut t) != 0 {
+            return Err("cannot read the terminal's settings".into());
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        libc::tcsetattr(fd, libc::TCSANOW, &t);
+        saved
+    };
+    let mut line = String::new();
+    let read = std::io::stdin().lock().read_line(&mut line);
+    // SAFETY: as above, restoring the settings read.
+    unsafe {
+        libc::tcsetattr(fd, libc::TCSANOW, &saved);
+    }
+    eprintln!();
+    read.map_err(|e| format!("cannot read the password: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
+use crate::call::CallInProgress;
 use crate::capture::Timestamp;
 use crate::config::Config;
 use crate::engine::Engine;
@@ -87,6 +88,8 @@ struct Shared {
     started: Instant,
     /// The latest counters, published once a tick.
     snapshot: Mutex<Arc<Value>>,
+    /// The calls in progress, published once a tick (the console's Live page).
+    in_progress: Mutex<Arc<Vec<CallInProgress>>>,
 }
 
 impl Shared {
@@ -95,6 +98,7 @@ impl Shared {
             heartbeat_ms: AtomicU64::new(0),
             started: Instant::now(),
             snapshot: Mutex::new(Arc::new(json!({}))),
+            in_progress: Mutex::new(Arc::new(Vec::new())),
         }
     }
 
@@ -110,6 +114,17 @@ impl Shared {
 
     fn publish(&self, value: Value) {
         *self.snapshot.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(value);
+    }
+
+    fn publish_in_progress(&self, calls: Vec<CallInProgress>) {
+        *self.in_progress.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(calls);
+    }
+
+    fn in_progress(&self) -> Arc<Vec<CallInProgress>> {
+        self.in_progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn snapshot(&self) -> Arc<Value> {
@@ -243,9 +258,15 @@ async fn serve_and_capture(
                 "interfaces": snapshot.get("capture").cloned().unwrap_or(Value::Null),
                 "pbx_guess": snapshot.pointer("/engine/correlation/pbx_guess"),
                 "dialogs": snapshot.pointer("/engine/dialogs"),
+                "sip": snapshot.pointer("/engine/sip"),
                 "recording_encoder": encoder.as_ref().map(ConvertQueue::stats),
             })
         }));
+    }
+
+    {
+        let shared = shared.clone();
+        state.set_in_progress_source(Arc::new(move || shared.in_progress()));
     }
 
     let (api_stop, api_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -538,12 +559,14 @@ fn capture_loop(
             frames_at_tick = frames;
             next_tick = Instant::now() + TICK_EVERY;
             shared.publish(snapshot(&ingest, source.as_ref(), frames));
+            shared.publish_in_progress(ingest.engine.calls_in_progress());
         }
     }
     // Open calls end here with the audio so far (whoHungUp "system"); lingering records
     // are released; everything is written.
     ingest.shutdown();
     shared.publish(snapshot(&ingest, source.as_ref(), frames));
+    shared.publish_in_progress(Vec::new());
     RunSummary {
         ingest: ingest.summary().clone(),
         frames,

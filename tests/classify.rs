@@ -93,7 +93,10 @@ fn classify(config: &Config, dialogs: Vec<Dialog>) -> Out {
         match ev {
             EngineEvent::Call(r) => out.calls.push(*r),
             EngineEvent::Operator(o, _) => out.discovered.push(o),
-            EngineEvent::Answered(_) | EngineEvent::HungUp(_) | EngineEvent::CallEvent(_) => {}
+            EngineEvent::Answered(_)
+            | EngineEvent::HungUp(_)
+            | EngineEvent::CallEvent(_)
+            | EngineEvent::SipMessages { .. } => {}
         }
     }
     out

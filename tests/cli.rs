@@ -150,3 +150,40 @@ fn a_missing_capture_is_an_error_and_the_rest_still_replays() {
         text(&out.stdout)
     );
 }
+
+/// `calltap passwd` from a pipe: the line to paste under `[ui]`, which the configuration
+/// takes; a short password is refused.
+#[test]
+fn passwd_prints_a_hash_line_the_configuration_takes() {
+    use std::io::Write;
+    let run = |input: &str| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_calltap"))
+            .arg("passwd")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("calltap runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let out = run("a long enough password\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed = text(&out.stdout);
+    let line = printed
+        .lines()
+        .find(|l| l.starts_with("password_hash = \"$argon2id$"))
+        .unwrap_or_else(|| panic!("no hash line in {printed}"));
+    let config = calltap::config::Config::from_toml(&format!("[ui]\n{line}\n"), "passwd")
+        .expect("the configuration takes the line");
+    assert!(config.ui.password_hash.is_some());
+
+    let short = run("short\n");
+    assert_eq!(short.status.code(), Some(2));
+    assert!(text(&short.stderr).contains("shorter than 8 characters"));
+}

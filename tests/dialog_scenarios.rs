@@ -68,7 +68,10 @@ fn run_with(s: &Scenario, config: &Config) -> Run {
         match ev {
             EngineEvent::Call(r) => calls.push(*r),
             EngineEvent::Operator(o, _) => operators.push(o),
-            EngineEvent::Answered(_) | EngineEvent::HungUp(_) | EngineEvent::CallEvent(_) => {}
+            EngineEvent::Answered(_)
+            | EngineEvent::HungUp(_)
+            | EngineEvent::CallEvent(_)
+            | EngineEvent::SipMessages { .. } => {}
         }
     }
     Run {

@@ -539,3 +539,49 @@ async fn the_redirect_listener_sends_plain_http_to_https() {
         "the redirect listener stops with the API"
     );
 }
+
+/// The web console over built-in TLS: its cookies are `Secure` (a login form's token
+/// and the session), so a browser never sends them over plain HTTP.
+#[tokio::test]
+async fn the_consoles_cookies_are_secure_over_tls() {
+    let password = "https-console-password";
+    let hash = calltap::ui::hash_password(password).unwrap();
+    let server = start(&format!("[ui]\npassword_hash = \"{hash}\"\n")).await;
+    let http = client(&server)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let form = http
+        .get(format!("{}/ui/login", server.base()))
+        .send()
+        .await
+        .unwrap();
+    let set = form.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set.contains("; Secure") && set.contains("HttpOnly"),
+        "{set}"
+    );
+    let token_cookie = set.split(';').next().unwrap().to_owned();
+    let csrf = token_cookie.split_once('=').unwrap().1.to_owned();
+    let done = http
+        .post(format!("{}/ui/login", server.base()))
+        .header("Cookie", &token_cookie)
+        .header("Origin", server.base())
+        .form(&[("csrf", csrf.as_str()), ("password", password)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 303);
+    let session = done
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|v| v.starts_with("calltap_session="))
+        .expect("a session cookie");
+    assert!(
+        session.contains("; Secure") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+    server.stop().await;
+}

@@ -112,8 +112,25 @@ impl CallsQuery {
         })
     }
 
+    /// A window `[start, stop)` with the contract's direction and operators filters and
+    /// no property filters: the console's History, which filters as `POST /calls` does.
+    pub(crate) fn window(
+        start: u64,
+        stop: u64,
+        direction: Option<&'static str>,
+        operators: Option<HashSet<String>>,
+    ) -> CallsQuery {
+        CallsQuery {
+            start,
+            stop,
+            direction,
+            operators,
+            filters: Vec::new(),
+        }
+    }
+
     /// The filters that need no properties (cheap, so they run first).
-    fn selects(&self, record: &CallRecord) -> bool {
+    pub(crate) fn selects(&self, record: &CallRecord) -> bool {
         self.direction
             .is_none_or(|d| record.direction.contract() == d)
             && self

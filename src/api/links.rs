@@ -124,21 +124,31 @@ fn now_unix() -> u64 {
 
 /// A signed link to call `id`'s recording, valid for `[api] link_ttl_secs` from now.
 pub(crate) fn signed_url(live: &Live, id: &str, ext: &str) -> String {
-    let exp = now_unix().saturating_add(live.api.link_ttl_secs);
-    let sig = live.link_keys.sign(id, exp);
-    format!(
-        "{}/recordings/{id}.{ext}?exp={exp}&sig={sig}",
-        live.api.link_base()
-    )
+    format!("{}{}", live.api.link_base(), signed_path(live, id, ext))
 }
 
-/// The recording of an exported call, if the record names one and the file is there.
-async fn recording_of(state: &AppState, id: &str) -> Result<RecordingFile, ApiError> {
+/// [`signed_url`] without its base: `/recordings/{id}.{ext}?exp=..&sig=..`, for a page
+/// served from the same address (the console's player).
+pub(crate) fn signed_path(live: &Live, id: &str, ext: &str) -> String {
+    let exp = now_unix().saturating_add(live.api.link_ttl_secs);
+    let sig = live.link_keys.sign(id, exp);
+    format!("/recordings/{id}.{ext}?exp={exp}&sig={sig}")
+}
+
+/// The recording of a call, if the record names one and the file is there: of an
+/// exported call only when `exported_only` (`GET /calls/{id}/recording`, the importer's
+/// view). A signed link serves any call's: calltap signs links for exported calls (the
+/// API) and for any call the logged-in administrator opens (the console).
+async fn recording_of(
+    state: &AppState,
+    id: &str,
+    exported_only: bool,
+) -> Result<RecordingFile, ApiError> {
     let owned = id.to_owned();
     let record = state
         .blocking(move |store| store.get_call(&owned).map_err(ApiError::from))
         .await?
-        .filter(|r| r.exported)
+        .filter(|r| r.exported || !exported_only)
         .ok_or_else(|| ApiError::not_found(format!("no call with id {id:?}")))?;
     let Some(file) = record.media.recording else {
         let why = record
@@ -193,7 +203,7 @@ pub(crate) async fn recording(
 ) -> Result<Json<RecordingLink>, ApiError> {
     let id = path_param(path)?;
     let id = checked_id(&id)?;
-    let file = recording_of(&state, id).await?;
+    let file = recording_of(&state, id, true).await?;
     let ext = file.extension();
     let live = state.live();
     Ok(Json(RecordingLink {
@@ -240,7 +250,7 @@ pub(crate) async fn download(
     let mut attempts = 0;
     let (recording, response) = loop {
         attempts += 1;
-        let recording = recording_of(&state, id).await?;
+        let recording = recording_of(&state, id, false).await?;
         let path = state
             .store()
             .recordings_dir()

@@ -59,9 +59,14 @@ use tower_http::trace::TraceLayer;
 use crate::config::Config;
 use crate::store::Store;
 
+pub(crate) use access::Client;
+pub(crate) use calls::CallsQuery;
 pub use error::ApiError;
-pub use ops::{prometheus_from_json, MetricsSource, StatusSource};
+pub(crate) use links::signed_path;
+pub(crate) use ops::status_json;
+pub use ops::{prometheus_from_json, InProgressSource, MetricsSource, StatusSource};
 pub use server::{Acceptor, ConnInfo, PlainTcp, Protocol, ServerLimits};
+pub(crate) use webhooks::deliveries_json;
 
 use auth::KeyDigests;
 use links::LinkKeys;
@@ -87,6 +92,8 @@ struct Inner {
     tls: RwLock<Option<Arc<tls::TlsRuntime>>>,
     slots: ops::Slots,
     started: Instant,
+    /// The console's sessions and samples (src/ui).
+    console: crate::ui::Console,
 }
 
 /// The configuration in force and what is derived from it, swapped as one on reload.
@@ -118,6 +125,7 @@ impl AppState {
                 tls: RwLock::new(None),
                 slots: ops::Slots::default(),
                 started: Instant::now(),
+                console: crate::ui::Console::default(),
             }),
         })
     }
@@ -166,6 +174,26 @@ impl AppState {
     /// dialogs active), called on every request. Replaces an earlier source.
     pub fn set_status_source(&self, source: StatusSource) {
         self.inner.slots.set_status(source);
+    }
+
+    /// Gives the calls in progress to the console's Live page (`calltap run` fills it
+    /// from the capture engine). Replaces an earlier source.
+    pub fn set_in_progress_source(&self, source: InProgressSource) {
+        self.inner.slots.set_in_progress(source);
+    }
+
+    /// The calls in progress now, when a capture engine fills the slot.
+    pub(crate) fn calls_in_progress(&self) -> Option<Arc<Vec<crate::call::CallInProgress>>> {
+        self.inner.slots.in_progress().map(|source| source())
+    }
+
+    /// The `"capture"` part of `/status`, when a capture engine fills the slot.
+    pub(crate) fn capture_status(&self) -> Option<Value> {
+        self.inner.slots.status().map(|source| source())
+    }
+
+    pub(crate) fn console(&self) -> &crate::ui::Console {
+        &self.inner.console
     }
 
     /// A signed link to call `id`'s recording as `GET /calls/{id}/recording` gives it
@@ -403,10 +431,21 @@ pub async fn serve_with<A: Acceptor>(
             }
         })
     };
+    // The console's per-minute counts for its Status chart.
+    let sampler = tokio::spawn(crate::ui::sample_every_minute(state.clone()));
+    let shutdown = {
+        let state = state.clone();
+        async move {
+            shutdown.await;
+            state.console().stop_streams();
+        }
+    };
     server::serve(listener, acceptor, router(state), limits, stats, shutdown).await;
-    // Gone before returning: it holds the state, and with it the store.
+    // Gone before returning: they hold the state, and with it the store.
     sweeper.abort();
     let _ = sweeper.await;
+    sampler.abort();
+    let _ = sampler.await;
     Ok(())
 }
 
@@ -442,7 +481,12 @@ fn routes(state: &AppState) -> Router<AppState> {
         .route("/openapi.json", get(openapi::document))
         .method_not_allowed_fallback(method_not_allowed)
         .route_layer(middleware::from_fn_with_state(limit, declared_length));
-    contract.merge(open).fallback(not_found)
+    let routes = contract.merge(open);
+    if state.live().ui.enabled {
+        routes.merge(crate::ui::routes(state)).fallback(not_found)
+    } else {
+        routes.fallback(not_found)
+    }
 }
 
 /// 413 at once for a body declared (`Content-Length`) over `[api] max_body_bytes`,
@@ -601,12 +645,12 @@ async fn health() -> Json<Value> {
 
 /// One entry of `/contacts`, in the contract's names.
 #[derive(Serialize)]
-struct Contact {
-    id: String,
-    phone: String,
-    name: String,
+pub(crate) struct Contact {
+    pub(crate) id: String,
+    pub(crate) phone: String,
+    pub(crate) name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
-    department: Option<String>,
+    pub(crate) department: Option<String>,
 }
 
 /// Configured operators first, in the configuration's order, then the discovered ones
@@ -617,6 +661,14 @@ async fn contacts(State(state): State<AppState>) -> Result<Json<Value>, ApiError
     let discovered = state
         .blocking(|store| store.operators().map_err(ApiError::from))
         .await?;
+    Ok(Json(json!({ "contacts": contacts_of(&live, discovered) })))
+}
+
+/// The operators as `/contacts` lists them (see [`contacts`]).
+pub(crate) fn contacts_of(
+    live: &Live,
+    discovered: Vec<crate::store::DiscoveredOperator>,
+) -> Vec<Contact> {
     let mut out: Vec<Contact> = live
         .operators
         .iter()
@@ -653,7 +705,7 @@ async fn contacts(State(state): State<AppState>) -> Result<Json<Value>, ApiError
             });
         }
     }
-    Ok(Json(json!({ "contacts": out })))
+    out
 }
 
 /// `/properties/schema`: the configured properties (key, type, values for enums).

@@ -21,6 +21,11 @@ fn since_epoch_ms() -> u64 {
 }
 
 pub(crate) async fn deliveries(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    deliveries_json(&state).await.map(Json)
+}
+
+/// What `GET /webhooks/deliveries` answers (the console's Status page shows it too).
+pub(crate) async fn deliveries_json(state: &AppState) -> Result<Value, ApiError> {
     let live = state.live();
     let endpoints: Vec<Value> = live
         .webhooks
@@ -62,12 +67,12 @@ pub(crate) async fn deliveries(State(state): State<AppState>) -> Result<Json<Val
                     })
                 })
                 .collect();
-            Ok(Json(json!({
+            Ok(json!({
                 "endpoints": endpoints,
                 "recent": recent,
                 "pending": pending,
                 "dead": dead,
-            })))
+            }))
         })
         .await
 }

@@ -59,6 +59,7 @@ impl FileConfig {
             _ => {}
         }
         security::check(a, loc)?;
+        super::ui::check(&self.ui, loc)?;
 
         // (section, key, value, least, why the least)
         let minimums: [(&str, &str, u64, u64, &str); 20] = [
@@ -350,6 +351,7 @@ impl FileConfig {
             operators: self.operators,
             properties,
             webhooks,
+            ui: self.ui,
             integrations,
             smtp: self.smtp,
             origin: loc.origin().to_owned(),

@@ -163,6 +163,19 @@ impl Config {
                 hook.concurrency,
             );
         }
+        let ui = &self.ui;
+        let _ = writeln!(
+            out,
+            "ui: {}",
+            match (ui.enabled, &ui.password_hash) {
+                (false, _) => "off".to_owned(),
+                (true, None) => "on /ui/, no password set (nobody can log in)".to_owned(),
+                (true, Some(_)) => format!(
+                    "on /ui/, password set, sessions last {}",
+                    plural(ui.session_hours as usize, "hour")
+                ),
+            }
+        );
         if self.integrations.is_empty() {
             let _ = writeln!(out, "integrations: none");
         }

@@ -23,6 +23,7 @@ mod numbers;
 mod properties;
 mod security;
 pub mod templates;
+mod ui;
 mod values;
 mod webhooks;
 
@@ -42,6 +43,7 @@ pub use properties::{PrefixMap, Property, PropertySource, PropertyType, SourceKi
 pub use security::{
     AcmeChallenge, AcmeConfig, KeyEntry, RateLimitConfig, LETS_ENCRYPT, LETS_ENCRYPT_STAGING,
 };
+pub use ui::UiConfig;
 pub use values::{AddressSet, ByteSize, PortRange, SecretKey};
 pub use webhooks::{
     is_endpoint_name, HeaderValueSource, SignatureDialect, WebhookConfig, EVENT_TYPES,
@@ -117,6 +119,9 @@ pub struct StoreConfig {
     /// /metrics and logged). Default 100000: about 150 MB, a day of a 10,000-call PBX
     /// (about five events a call) twice over, so an endpoint down for a day loses nothing.
     pub max_events: u64,
+    /// Keep each call's SIP messages (bounded per call) for the console's ladder and
+    /// pcap download. Default true: a few KiB a call.
+    pub sip_messages: bool,
 }
 
 impl Default for StoreConfig {
@@ -128,6 +133,7 @@ impl Default for StoreConfig {
             max_disk: None,
             min_free: ByteSize(ByteSize::GIB),
             max_events: 100_000,
+            sip_messages: true,
         }
     }
 }
@@ -567,6 +573,8 @@ pub struct Config {
     pub properties: Vec<Property>,
     /// `[[webhooks]]`: endpoints sent call events.
     pub webhooks: Vec<WebhookConfig>,
+    /// `[ui]`: the administrator's web console.
+    pub ui: UiConfig,
     /// `[[integrations]]`: workflows run on call events.
     pub integrations: Vec<IntegrationConfig>,
     /// `[smtp]`: where integration e-mails go.
@@ -590,6 +598,7 @@ impl Default for Config {
             operators: Vec::new(),
             properties: Vec::new(),
             webhooks: Vec::new(),
+            ui: UiConfig::default(),
             integrations: Vec::new(),
             smtp: None,
             origin: "built-in defaults".into(),
@@ -612,6 +621,7 @@ struct FileConfig {
     operators: Vec<Operator>,
     properties: Vec<PropertyEntry>,
     webhooks: Vec<WebhookConfig>,
+    ui: UiConfig,
     integrations: Vec<IntegrationConfig>,
     smtp: Option<SmtpConfig>,
 }

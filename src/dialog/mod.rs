@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::base::Timestamp;
-use crate::base::{EndReason, Party, Transfer};
+use crate::base::{EndReason, Party, SipTrace, TracedMessage, Transfer};
 use crate::net::Transport;
 use crate::sip::{lossy, NameAddr, SessionDescription, SipMessage};
 
@@ -49,6 +49,8 @@ pub struct DialogLimits {
     pub max_call: Duration,
     /// INVITEs that get no response at all (scanners, floods).
     pub no_response: NoResponseLimits,
+    /// Keep each dialog's SIP messages ([`DialogEvent::Messages`]).
+    pub keep_messages: bool,
 }
 
 impl Default for DialogLimits {
@@ -58,6 +60,7 @@ impl Default for DialogLimits {
             ring_timeout: Duration::from_secs(300),
             max_call: Duration::from_secs(4 * 3600),
             no_response: NoResponseLimits::default(),
+            keep_messages: true,
         }
     }
 }
@@ -155,6 +158,12 @@ pub enum DialogEvent {
     /// at the hang-up and a crash in the linger still knows who hung up.
     HungUp(Box<FinishedDialog>),
     Ended(Box<FinishedDialog>),
+    /// The dialog's SIP messages (bounded, see [`SipTrace`]), reported just before its
+    /// `Ended`.
+    Messages {
+        id: String,
+        trace: Box<SipTrace>,
+    },
     Registered(Registration),
     /// The first response to the INVITE (with [`DialogTable::report_progress`]): the
     /// call has arrived somewhere.
@@ -239,6 +248,8 @@ struct Dialog {
     /// The INVITE's offer, handed to the media layer with the first response: a flood of
     /// INVITEs nobody answers never reaches it.
     pending_offer: Option<Box<SessionDescription>>,
+    /// The dialog's messages as captured, for the console's ladder and pcap.
+    trace: SipTrace,
 }
 
 pub struct DialogTable {
@@ -308,6 +319,19 @@ impl DialogTable {
         self.events.pop_front()
     }
 
+    /// The calls not over yet, with whether each was answered: dialogs that got a
+    /// response (an INVITE nobody answers at all is a scanner or a flood, not a call).
+    pub fn in_progress(&self) -> impl Iterator<Item = (&FinishedDialog, bool)> {
+        self.dialogs
+            .values()
+            .filter(|d| !d.awaiting_response)
+            .filter_map(|d| match d.phase {
+                Phase::Ended { .. } => None,
+                Phase::Answered => Some((&d.facts, true)),
+                Phase::Inviting | Phase::AwaitingRetry { .. } => Some((&d.facts, false)),
+            })
+    }
+
     /// Feeds one SIP message seen at `time` going `src` -> `dst`.
     pub fn message(
         &mut self,
@@ -321,6 +345,20 @@ impl DialogTable {
             self.request(time, msg, src, dst, transport);
         } else {
             self.response(time, msg);
+        }
+        // After the message has moved the table, so an INVITE that opened a dialog is
+        // the first message of its trace.
+        if !self.limits.keep_messages {
+            return;
+        }
+        if let Some(d) = self.dialogs.get_mut(msg.call_id()) {
+            d.trace.push(TracedMessage {
+                time,
+                src,
+                dst,
+                transport,
+                text: msg.as_bytes().into(),
+            });
         }
     }
 
@@ -641,6 +679,7 @@ impl DialogTable {
                 awaiting_response: true,
                 transfer_reported: false,
                 pending_offer,
+                trace: SipTrace::default(),
             }),
         );
         self.stats.dialogs_created += 1;
@@ -986,7 +1025,14 @@ impl DialogTable {
                 self.no_response.settled();
             }
             if matches!(d.phase, Phase::Ended { .. }) {
-                self.events.push_back(DialogEvent::Ended(Box::new(d.facts)));
+                let Dialog { facts, trace, .. } = *d;
+                if !trace.is_empty() {
+                    self.events.push_back(DialogEvent::Messages {
+                        id: facts.record_id.clone(),
+                        trace: Box::new(trace),
+                    });
+                }
+                self.events.push_back(DialogEvent::Ended(Box::new(facts)));
             }
         }
     }

@@ -6,14 +6,7 @@ pub mod tcp;
 use std::net::SocketAddr;
 
 use crate::base::Timestamp;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Transport {
-    Udp,
-    /// One SIP message cut out of a reassembled TCP stream.
-    Tcp,
-}
+pub use crate::base::Transport;
 
 /// A UDP payload, or one SIP message from a TCP stream, with its capture time and
 /// endpoints. The payload borrows the frame when it can (the UDP fast path) or the

@@ -22,6 +22,8 @@
 //!     recordings and their files without decoding records (100,000 recordings among
 //!     1,000,000 calls), and the running total in `meta` saves walking the folder;
 //!   - `in_progress`: id -> opaque bytes of the recording layer;
+//!   - `sip_messages`: record id -> that dialog's SIP messages, bounded per call (see
+//!     `sip_messages`), for the console's ladder and pcap download;
 //!   - `events`, `event_ids`: the outbox of call events (see `outbox`);
 //!   - `held_events`: record id -> a `recording.ready` event waiting for the recording's
 //!     FLAC (see `outbox`);
@@ -48,6 +50,7 @@ mod operators;
 mod outbox;
 pub mod retention;
 pub mod runs;
+mod sip_messages;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -146,6 +149,7 @@ pub struct Store {
     operators: sled::Tree,
     recordings_index: sled::Tree,
     in_progress: sled::Tree,
+    sip_messages: sled::Tree,
     meta: sled::Tree,
     events: sled::Tree,
     event_ids: sled::Tree,
@@ -202,6 +206,7 @@ impl Store {
             operators: tree("operators")?,
             recordings_index: tree("recordings")?,
             in_progress: tree("in_progress")?,
+            sip_messages: tree("sip_messages")?,
             meta: tree("meta")?,
             events: tree("events")?,
             event_ids: tree("event_ids")?,
@@ -492,11 +497,39 @@ impl Store {
         self.range(start, stop, false)
     }
 
+    /// Every call (any outcome) whose start time lies in `[start, stop)`, newest first,
+    /// from just before call `before` (a start time and id, as the last call of the
+    /// previous page) when given: the console's History, a page at a time, each page
+    /// a range scan however deep.
+    pub fn all_calls_newest_first(
+        &self,
+        start: u64,
+        stop: u64,
+        before: Option<(u64, &str)>,
+    ) -> Calls {
+        let low = start.to_be_bytes().to_vec();
+        let mut high = stop.max(start).to_be_bytes().to_vec();
+        if let Some((at, id)) = before {
+            let key = codec::call_key(at, id);
+            if key < high {
+                high = key;
+            }
+        }
+        let high = high.max(low.clone());
+        Calls {
+            range: self.calls.range(low..high),
+            exported_only: false,
+            newest_first: true,
+            corrupt: Arc::clone(&self.corrupt),
+        }
+    }
+
     /// Every stored call, any outcome, in start-time order: `calltap calls --all`.
     pub fn all_calls(&self) -> Calls {
         Calls {
             range: self.calls.iter(),
             exported_only: false,
+            newest_first: false,
             corrupt: Arc::clone(&self.corrupt),
         }
     }
@@ -508,6 +541,7 @@ impl Store {
         Calls {
             range: self.calls.range(start.to_be_bytes()..stop.to_be_bytes()),
             exported_only,
+            newest_first: false,
             corrupt: Arc::clone(&self.corrupt),
         }
     }
@@ -589,9 +623,15 @@ impl Store {
     /// counters, in one transaction. The recording files are the caller's to delete
     /// (first: see `retention`). A key no longer stored is skipped.
     pub(crate) fn delete_calls(&self, keys: &[(u64, String)]) -> Result<Deleted, StoreError> {
-        let trees = (&self.calls, &self.by_id, &self.meta, &self.recordings_index);
+        let trees = (
+            &self.calls,
+            &self.by_id,
+            &self.meta,
+            &self.recordings_index,
+            &self.sip_messages,
+        );
         trees
-            .transaction(|(calls, by_id, meta, recordings)| {
+            .transaction(|(calls, by_id, meta, recordings, sip_messages)| {
                 let mut deleted = Deleted::default();
                 let mut removed = CallCounts::default();
                 for (start, id) in keys {
@@ -610,6 +650,7 @@ impl Store {
                     // The id entry goes only if it names this call (a repeated id stays).
                     if by_id.get(id.as_bytes())?.as_deref() == Some(&start.to_be_bytes()[..]) {
                         by_id.remove(id.as_bytes())?;
+                        sip_messages.remove(id.as_bytes())?;
                     }
                     if let Some(v) = recordings.remove(key.as_slice())? {
                         let (bytes, _) = codec::parse_recording_value(id, &v)
@@ -925,6 +966,10 @@ impl Store {
         self.corrupt.load(Ordering::Relaxed)
     }
 
+    fn count_corrupt(&self) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Writes everything to disk now.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db
@@ -1021,6 +1066,7 @@ fn lock(dir: &Path) -> Result<File, StoreError> {
 pub struct Calls {
     range: sled::Iter,
     exported_only: bool,
+    newest_first: bool,
     corrupt: Arc<AtomicU64>,
 }
 
@@ -1029,7 +1075,12 @@ impl Iterator for Calls {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            let (key, value) = match self.range.next()? {
+            let next = if self.newest_first {
+                self.range.next_back()
+            } else {
+                self.range.next()
+            };
+            let (key, value) = match next? {
                 Ok(kv) => kv,
                 Err(source) => {
                     return Some(Err(StoreError::Db {

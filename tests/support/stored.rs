@@ -6,7 +6,7 @@ use calltap::config::Config;
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
 use calltap::pcapgen::scenario::Scenario;
-use calltap::pcapgen::Link;
+use calltap::pcapgen::{ByteOrder, Link, Packet, PcapFile, TsResolution};
 use calltap::replay::replay_files;
 use calltap::store::Store;
 
@@ -14,6 +14,21 @@ use calltap::store::Store;
 pub struct Stored {
     pub store: Store,
     _dir: tempfile::TempDir,
+}
+
+/// `packets` as an Ethernet pcap, in the order given.
+pub fn pcap_of(packets: &[Packet]) -> Vec<u8> {
+    let mut pcap = PcapFile::new(
+        Vec::new(),
+        Link::Ethernet,
+        ByteOrder::Little,
+        TsResolution::Micro,
+    )
+    .expect("writer");
+    for p in packets {
+        pcap.write_packet(p).expect("written");
+    }
+    pcap.finish().expect("capture")
 }
 
 /// Writes `scenario` as an Ethernet pcap and replays it with `config` into a new store.

@@ -24,6 +24,9 @@ fn drain(engine: &mut Engine) {
             EngineEvent::CallEvent(event) => {
                 black_box(serde_json::to_vec(&event).ok());
             }
+            EngineEvent::SipMessages { id, trace } => {
+                black_box((&id, &trace));
+            }
         }
     }
 }
