@@ -340,6 +340,25 @@ impl MediaCall {
         }
     }
 
+    /// A re-INVITE's offer and answer, `ms` after the answer: both parties now speak
+    /// `m` (same addresses).
+    fn redescribe(&mut self, ms: u64, m: &str) {
+        use calltap::call::record::Party;
+        use calltap::sip::sdp::SessionDescription;
+        let at = self.t0.saturating_add(std::time::Duration::from_millis(ms));
+        for (party, ip, port) in [
+            (Party::Caller, "10.0.0.1", 4000),
+            (Party::Callee, "10.0.0.2", 6000),
+        ] {
+            let body = format!(
+                "v=0\r\no=- 1 2 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+                 m=audio {port} RTP/AVP {m}"
+            );
+            let sdp = SessionDescription::parse(body.as_bytes()).expect("SDP");
+            self.media.describe("c", at, party, &sdp);
+        }
+    }
+
     /// An RTP packet from `from` to the other party, captured `ms` after the answer.
     fn send(&mut self, from: &str, ms: u64, pt: u8, seq: u16, ts: u32, payload: &[u8]) {
         use calltap::net::{Datagram, Transport};
@@ -599,4 +618,47 @@ fn opus_fullband_records_at_48_khz() {
             calltap::pcapgen::g711::ulaw_to_linear(calltap::pcapgen::g711::linear_to_ulaw(s));
         assert_eq!(left[from + 6 * i + 5], decoded, "left: PCMU sample {i}");
     }
+}
+
+/// A re-INVITE moves a PCMU call to G.729 half-way, the senders keeping their SSRC and
+/// timeline: one file at the rate chosen at the answer, each direction's audio in one
+/// unbroken run, PCMU's decode then G.729's.
+#[test]
+fn a_reinvite_that_switches_codec_keeps_one_aligned_file() {
+    const PACKETS: usize = 100;
+    const SWITCH: usize = 50;
+    let mut call = MediaCall::new("0\r\n", "0\r\n");
+    let pcm = signal();
+    let g729 = g729_encode(&pcm[..PACKETS * 160], false);
+    let mut g729_dec = G729::default();
+    let mut expected = Vec::new();
+    let mut buf = [0i16; 160];
+    for k in 0..PACKETS {
+        let ms = 20 + 20 * k as u64;
+        if k == SWITCH {
+            call.redescribe(ms - 5, "18\r\na=rtpmap:18 G729/8000\r\n");
+        }
+        let (pt, payload) = if k < SWITCH {
+            let ulaw: Vec<u8> = pcm[160 * k..160 * (k + 1)]
+                .iter()
+                .map(|&s| calltap::pcapgen::g711::linear_to_ulaw(s))
+                .collect();
+            for &c in &ulaw {
+                expected.push(calltap::pcapgen::g711::ulaw_to_linear(c));
+            }
+            (0, ulaw)
+        } else {
+            let two = g729[2 * k..2 * k + 2].concat();
+            let n = g729_dec.decode(&two, &mut buf);
+            expected.extend_from_slice(&buf[..n]);
+            (18, two)
+        };
+        call.send(CALLER, ms, pt, k as u16, (k * 160) as u32, &payload);
+    }
+    let (summary, rate, _, right) = call.end(20 + 20 * PACKETS as u64 + 500);
+    assert_eq!(rate, 8_000);
+    let mut codecs = summary.codecs.clone();
+    codecs.sort();
+    assert_eq!(codecs, ["G729", "PCMU"]);
+    assert_eq!(&right[160..160 + PACKETS * 160], &expected[..]);
 }
