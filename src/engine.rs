@@ -20,7 +20,7 @@ use crate::dialog::{
 };
 use crate::events::{call_event, unanswered_kind, Event, EventKind};
 use crate::media::{
-    realign, AudioGate, MediaOptions, MediaStats, MediaSummary, MediaTable, Realign, Recording,
+    realign, MediaOptions, MediaStats, MediaSummary, MediaTable, Realign, Recording,
 };
 use crate::net::defrag::DefragLimits;
 use crate::net::stats::Counters;
@@ -551,10 +551,10 @@ impl Engine {
         self.media.skip_recording(id);
     }
 
-    /// Shares `gate` with the media layer: while it is closed no audio is written (see
-    /// `MediaTable`); call records are not affected.
-    pub fn set_audio_gate(&mut self, gate: AudioGate) {
-        self.media.set_audio_gate(gate);
+    /// Audio on or off: the driver watching the disk's free-space floor says which
+    /// (`store::retention::DiskWatch`); records go on either way.
+    pub fn set_audio_open(&mut self, open: bool) {
+        self.media.set_audio_open(open);
     }
 }
 

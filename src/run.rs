@@ -22,7 +22,6 @@ use crate::capture::Timestamp;
 use crate::config::Config;
 use crate::engine::Engine;
 use crate::ingest::{Ingest, IngestSummary};
-use crate::media::AudioGate;
 use crate::replay::FrameSink;
 use crate::store::convert::{ConvertQueue, Converter, Target};
 use crate::store::retention::{DiskWatch, Retention};
@@ -187,7 +186,6 @@ async fn serve_and_capture(
     let disk = Arc::new(DiskWatch::new(
         &config.store,
         store.recordings_dir(),
-        AudioGate::new(),
         &retention,
     ));
     // Before the first frame: a disk already below the floor records no audio at all.
@@ -222,12 +220,13 @@ async fn serve_and_capture(
         let shared = shared.clone();
         let store = store.clone();
         let mut engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
-        engine.set_audio_gate(disk.gate().clone());
+        engine.set_audio_open(disk.audio_open());
         engine.emit_call_events(&config);
         let convert = convert.clone();
+        let disk = disk.clone();
         thread::Builder::new()
             .name("capture".into())
-            .spawn(move || capture_loop(source, engine, &store, convert, &commands, &shared))
+            .spawn(move || capture_loop(source, engine, &store, convert, &disk, &commands, &shared))
             .map_err(RunError::CaptureThread)?
     };
 
@@ -513,6 +512,7 @@ fn capture_loop(
     engine: Engine,
     store: &Store,
     convert: Option<ConvertQueue>,
+    disk: &DiskWatch,
     commands: &Receiver<Control>,
     shared: &Shared,
 ) -> RunSummary {
@@ -531,6 +531,9 @@ fn capture_loop(
             Ok(Control::Reload(config)) => ingest.engine.reload(&config),
             Err(RecvTimeoutError::Timeout) => {}
         }
+        // The disk watch's verdict (its own thread checks the free space), handed to
+        // the engine as an input like the frames.
+        ingest.engine.set_audio_open(disk.audio_open());
         match source.poll(POLL_TIMEOUT, &mut |frame| {
             FrameSink::frame(&mut ingest, frame)
         }) {
@@ -695,12 +698,15 @@ mod tests {
         let config = Config::default();
         let engine = Engine::with_recordings(&config, store.recordings_dir().to_path_buf());
         let (control, commands) = mpsc::channel();
+        let retention = Retention::new(&config.store);
+        let disk = DiskWatch::with_free_space(&config.store, &retention, || Ok(u64::MAX));
         let handle = thread::spawn(move || {
             capture_loop(
                 Box::new(source),
                 engine,
                 &store,
                 None,
+                &disk,
                 &commands,
                 &Shared::new(),
             )

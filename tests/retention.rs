@@ -26,7 +26,7 @@ use calltap::capture::file::CaptureReader;
 use calltap::config::{ByteSize, Config, StoreConfig};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
-use calltap::media::{AudioGate, GATE_CLOSED_REASON};
+use calltap::media::GATE_CLOSED_REASON;
 use calltap::replay::{replay_files, FrameSink};
 use calltap::store::retention::{DiskWatch, Retention, RetentionReport};
 use calltap::store::{RecordingTotals, Store};
@@ -472,12 +472,11 @@ fn the_gate_closes_below_min_free_and_reopens_past_the_margin_logging_each_chang
     let source = Arc::clone(&free);
     let config = store_config("min_free = \"1GiB\"");
     let retention = Retention::new(&config);
-    let gate = AudioGate::new();
-    let watch = DiskWatch::with_free_space(&config, gate.clone(), &retention, move || match source
-        .load(Ordering::Relaxed)
-    {
-        u64::MAX => Err(std::io::Error::other("statvfs failed")),
-        n => Ok(n),
+    let watch = DiskWatch::with_free_space(&config, &retention, move || {
+        match source.load(Ordering::Relaxed) {
+            u64::MAX => Err(std::io::Error::other("statvfs failed")),
+            n => Ok(n),
+        }
     });
     let mut seen = Vec::new();
     let ((), log) = logged(|| {
@@ -496,7 +495,7 @@ fn the_gate_closes_below_min_free_and_reopens_past_the_margin_logging_each_chang
             2_000,
         ] {
             free.store(mib.saturating_mul(MIB), Ordering::Relaxed);
-            seen.push((mib, watch.check(), gate.is_open()));
+            seen.push((mib, watch.check(), watch.audio_open()));
         }
     });
     assert_eq!(
@@ -540,10 +539,10 @@ fn the_gate_closes_below_min_free_and_reopens_past_the_margin_logging_each_chang
 fn a_large_floor_gets_a_ten_percent_margin_and_zero_means_no_floor() {
     let retention = Retention::new(&StoreConfig::default());
     let big = store_config("min_free = \"10GiB\"");
-    let watch = DiskWatch::with_free_space(&big, AudioGate::new(), &retention, || Ok(0));
+    let watch = DiskWatch::with_free_space(&big, &retention, || Ok(0));
     assert_eq!(watch.stats().resume_free_bytes, 11 * 1024 * MIB);
     let none = store_config("min_free = 0");
-    let watch = DiskWatch::with_free_space(&none, AudioGate::new(), &retention, || Ok(0));
+    let watch = DiskWatch::with_free_space(&none, &retention, || Ok(0));
     assert!(watch.check(), "no floor: audio goes on on a full disk");
     assert_eq!(watch.stats().pauses, 0);
 }
@@ -568,11 +567,10 @@ fn below_the_floor_a_replay_keeps_every_record_writes_no_audio_and_resumes_above
     let source = Arc::clone(&free);
     let config = store_config("min_free = \"1GiB\"");
     let retention = Retention::new(&config);
-    let watch = DiskWatch::with_free_space(&config, AudioGate::new(), &retention, move || {
+    let watch = DiskWatch::with_free_space(&config, &retention, move || {
         Ok(source.load(Ordering::Relaxed))
     });
-    let mut engine = Engine::with_recordings(&Config::default(), store.recordings_dir().into());
-    engine.set_audio_gate(watch.gate().clone());
+    let engine = Engine::with_recordings(&Config::default(), store.recordings_dir().into());
     let mut ingest = Ingest::new(engine, &store);
 
     // The disk fills 4 s into call A; B and C are answered below the floor; at 1100
@@ -596,7 +594,9 @@ fn below_the_floor_a_replay_keeps_every_record_writes_no_audio_and_resumes_above
                     break;
                 }
                 free.store(bytes, Ordering::Relaxed);
-                open_during.push(watch.check());
+                let open = watch.check();
+                ingest.engine.set_audio_open(open);
+                open_during.push(open);
                 plan.next();
             }
             ingest.frame(&frame);
@@ -675,10 +675,10 @@ fn a_replay_below_the_floor_from_the_start_writes_no_file_at_all() {
     let store = Store::open(dir.path()).expect("store");
     let config = store_config("");
     let retention = Retention::new(&config);
-    let watch = DiskWatch::with_free_space(&config, AudioGate::new(), &retention, || Ok(10 * MIB));
+    let watch = DiskWatch::with_free_space(&config, &retention, || Ok(10 * MIB));
     assert!(!watch.check());
     let mut engine = Engine::with_recordings(&Config::default(), store.recordings_dir().into());
-    engine.set_audio_gate(watch.gate().clone());
+    engine.set_audio_open(watch.audio_open());
     let mut ingest = Ingest::new(engine, &store);
     replay_files(&[office_day()], &mut ingest, false);
     let calls: Vec<CallRecord> = store.all_calls().map(|c| c.expect("readable")).collect();

@@ -28,7 +28,6 @@ mod codec;
 mod g722;
 pub mod g726;
 pub mod g729;
-mod gate;
 pub mod gsm;
 pub mod opus;
 pub mod quality;
@@ -49,7 +48,9 @@ use crate::net::{Datagram, Transport};
 use crate::sip::sdp::SessionDescription;
 
 pub use codec::{decode_g711, Kind, ALAW, ULAW};
-pub use gate::{AudioGate, GATE_CLOSED_REASON};
+/// Why a call answered while audio is off (the disk below its free-space floor) has no
+/// recording.
+pub const GATE_CLOSED_REASON: &str = "disk below the free-space floor (min_free)";
 
 /// Why a call seen again records nothing: its whole record is stored already.
 pub const ALREADY_STORED_REASON: &str = "already stored";
@@ -87,8 +88,6 @@ pub struct MediaOptions {
     pub hold_timeout: Duration,
     /// Calls tracked at once; more are counted and ignored (a recorded one holds ~28 KiB).
     pub max_calls: usize,
-    /// Closed while the disk is below the free-space floor: no audio is written.
-    pub audio_gate: AudioGate,
     /// Record calls whose parties speak Opus at 48 kHz (Opus's full band) instead of
     /// 16: three times the bytes, and packets up to 20 ms only.
     pub opus_fullband: bool,
@@ -103,7 +102,6 @@ impl Default for MediaOptions {
             media_timeout: Duration::from_secs(60),
             hold_timeout: Duration::from_secs(3600),
             max_calls: 20_000,
-            audio_gate: AudioGate::default(),
             opus_fullband: false,
         }
     }
@@ -298,6 +296,10 @@ pub struct MediaTable {
     endpoints: EndpointMap<SocketAddr, Endpoint>,
     stats: MediaStats,
     scratch: Scratch,
+    /// Whether audio may be written: off while the disk is below its free-space floor,
+    /// as the driver that watches the disk says (`set_audio_open`). Off, no recording
+    /// starts and those in progress stop where they are; records are not affected.
+    audio_open: bool,
 }
 
 /// A recording's file name (without `.wav`) from a record id: letters, digits, `-`, `_`
@@ -329,6 +331,7 @@ impl MediaTable {
             endpoints: EndpointMap::default(),
             stats: MediaStats::default(),
             scratch: Scratch::default(),
+            audio_open: true,
         }
     }
 
@@ -336,9 +339,9 @@ impl MediaTable {
         &self.opts
     }
 
-    /// Replaces the audio gate (the media options' one by default).
-    pub fn set_audio_gate(&mut self, gate: AudioGate) {
-        self.opts.audio_gate = gate;
+    /// Audio on or off (the disk's free-space floor), from the next packet on.
+    pub fn set_audio_open(&mut self, open: bool) {
+        self.audio_open = open;
     }
 
     /// Calls tracked now.
@@ -473,7 +476,7 @@ impl MediaTable {
             c.no_recording = Some(e);
             return;
         }
-        if !opts.audio_gate.is_open() {
+        if !self.audio_open {
             c.no_recording = Some(GATE_CLOSED_REASON.to_string());
             return;
         }
@@ -682,7 +685,7 @@ impl MediaTable {
         let slot = self.by_id.remove(call)?;
         let mut c = self.calls[slot as usize].take()?;
         self.free.push(slot);
-        if c.recorder.is_some() && !self.opts.audio_gate.is_open() {
+        if c.recorder.is_some() && !self.audio_open {
             // Closed since the last sweep: nothing more is written for this call either.
             stop_recorder(&mut c, &mut self.stats);
         }
@@ -793,7 +796,7 @@ impl MediaTable {
     /// however far `now` has jumped since.
     pub fn sweep(&mut self, now: Timestamp) -> Vec<(String, Timestamp)> {
         let mut dead = Vec::new();
-        let gate_open = self.opts.audio_gate.is_open();
+        let gate_open = self.audio_open;
         for c in self.calls.iter_mut().flatten() {
             let Some((answer, _)) = c.answered else {
                 continue;

@@ -2,11 +2,12 @@
 //!
 //! [`Retention::sweep`], run about once a minute, applies `[store]`'s `keep_days`,
 //! `recordings_keep_days` and `max_disk`. [`DiskWatch::check`], run every few seconds,
-//! closes the [`AudioGate`] while the store's filesystem has less than `min_free` free,
-//! so audio stops while call records go on (a record is ~1 KB, a minute of audio ~2 MB).
+//! turns audio off while the store's filesystem has less than `min_free` free, so audio
+//! stops while call records go on (a record is ~1 KB, a minute of audio ~2 MB).
 //!
 //! Both read the wall clock's date (`now` is a parameter, so tests choose it) and the
-//! disk, never the engine's state: the engine only sees the gate.
+//! disk, never the engine's state; the run loop hands [`DiskWatch::audio_open`] to the
+//! engine (`Engine::set_audio_open`).
 //!
 //! Cost: a sweep with nothing to delete is two range probes and a counter read, whatever
 //! the store's size; deleting walks only what goes, oldest first, through the start-time
@@ -22,14 +23,13 @@
 use std::fs;
 use std::io;
 use std::path::{Component, Path};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde::Serialize;
 
 use crate::config::{ByteSize, StoreConfig};
-use crate::media::AudioGate;
 
 use super::{codec, Store, StoreError, StoredRecording};
 
@@ -330,13 +330,14 @@ fn remove_file(dir: &Path, rec: &StoredRecording) -> Removal {
 /// Where free space is read from: the store's filesystem, or a test's figure.
 type FreeSpace = dyn Fn() -> io::Result<u64> + Send + Sync;
 
-/// Watches the free space of the store's filesystem and holds the [`AudioGate`] closed
-/// while it is under `min_free`, open again once it is back over the resume level
+/// Watches the free space of the store's filesystem and says audio is off while it is
+/// under `min_free`, open again once it is back over the resume level
 /// (`min_free` plus a margin, see `RESUME_MARGIN_MIN`).
 pub struct DiskWatch {
     min_free: u64,
     resume_at: u64,
-    gate: AudioGate,
+    /// What the last check decided: audio may be written.
+    audio_open: AtomicBool,
     free_space: Box<FreeSpace>,
     state: Mutex<WatchState>,
     retention: Arc<Counters>,
@@ -366,7 +367,7 @@ pub struct DiskStats {
     /// Times audio was paused since start.
     pub pauses: u64,
     pub checks: u64,
-    /// Checks that could not read the free space (the gate then stays as it was).
+    /// Checks that could not read the free space (audio then stays as it was).
     pub check_errors: u64,
     pub retention_sweeps: u64,
     pub retention_errors: u64,
@@ -383,20 +384,14 @@ pub struct DiskStats {
 
 impl DiskWatch {
     /// Watches the filesystem holding `store_dir` (the store's folder).
-    pub fn new(
-        config: &StoreConfig,
-        store_dir: &Path,
-        gate: AudioGate,
-        retention: &Retention,
-    ) -> DiskWatch {
+    pub fn new(config: &StoreConfig, store_dir: &Path, retention: &Retention) -> DiskWatch {
         let dir = store_dir.to_owned();
-        DiskWatch::with_free_space(config, gate, retention, move || fs2::available_space(&dir))
+        DiskWatch::with_free_space(config, retention, move || fs2::available_space(&dir))
     }
 
     /// Reads free space from `free_space` (tests simulate a filling disk with it).
     pub fn with_free_space(
         config: &StoreConfig,
-        gate: AudioGate,
         retention: &Retention,
         free_space: impl Fn() -> io::Result<u64> + Send + Sync + 'static,
     ) -> DiskWatch {
@@ -405,21 +400,22 @@ impl DiskWatch {
         DiskWatch {
             min_free,
             resume_at: min_free.saturating_add(margin),
-            gate,
+            audio_open: AtomicBool::new(true),
             free_space: Box::new(free_space),
             state: Mutex::default(),
             retention: Arc::clone(&retention.counters),
         }
     }
 
-    /// The gate this watch holds.
-    pub fn gate(&self) -> &AudioGate {
-        &self.gate
+    /// Whether audio may be written, as the last check found (on before any). Relaxed:
+    /// the run loop seeing a change one poll late costs a poll of audio.
+    pub fn audio_open(&self) -> bool {
+        self.audio_open.load(Ordering::Relaxed)
     }
 
-    /// Reads the free space and opens or closes the gate; answers whether audio may be
+    /// Reads the free space and turns audio off or on; answers whether audio may be
     /// written. Logs once per change (a warning when audio stops, info when it resumes).
-    /// When the free space cannot be read the gate stays as it was (counted, logged
+    /// When the free space cannot be read audio stays as it was (counted, logged
     /// once per run of failures).
     pub fn check(&self) -> bool {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -457,8 +453,7 @@ impl DiskWatch {
                 }
             }
         }
-        // Set on every check, not only on a change: the gate is this watch's alone.
-        self.gate.set_open(!s.paused);
+        self.audio_open.store(!s.paused, Ordering::Relaxed);
         !s.paused
     }
 
