@@ -11,12 +11,11 @@ use std::sync::Arc;
 use clap::{Args, Parser, Subcommand};
 
 use calltap::call::CallRecord;
-use calltap::capture::live::{LiveCapture, LiveOptions};
+use calltap::capture::live::LiveCapture;
 use calltap::capture::stream::PcapStream;
 use calltap::config::{Config, SecretKey};
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
-use calltap::net::filter::PreFilter;
 use calltap::replay::{replay_bytes, replay_files, replay_files_until, FileReport};
 use calltap::store::convert::{Converter, Target};
 use calltap::store::Store;
@@ -1055,14 +1054,7 @@ fn run(
             }
             // Capture first: a missing capability is the likeliest first-run mistake,
             // and it should be reported before anything is written.
-            let ports = &config.capture;
-            let filter = Arc::new(PreFilter::new(
-                &ports.sip_ports,
-                ports.rtp_ports.start..=ports.rtp_ports.end,
-            ));
-            Box::new(LiveCapture::open(&LiveOptions::from_config(
-                &config, filter,
-            ))?)
+            Box::new(LiveCapture::open(&calltap::run::live_options(&config))?)
         }
     };
     let store = Arc::new(open_store(&config, store_arg)?);

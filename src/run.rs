@@ -313,6 +313,21 @@ async fn serve_and_capture(
 
 /// INVITEs that got no response, per source, as labelled Prometheus samples (the
 /// busiest sources; the rest are in `calltap_engine_dialogs_no_response_other_sources`).
+/// Live capture's options from `[capture]`: its interfaces, promiscuous mode and ring,
+/// and the packet layer's pre-filter over its SIP and RTP ports.
+pub fn live_options(config: &Config) -> crate::capture::live::LiveOptions {
+    let c = &config.capture;
+    let filter = Arc::new(crate::net::filter::PreFilter::new(
+        &c.sip_ports,
+        c.rtp_ports.start..=c.rtp_ports.end,
+    ));
+    crate::capture::live::LiveOptions {
+        promiscuous: c.promiscuous,
+        ring_bytes: c.ring_size.as_usize(),
+        ..crate::capture::live::LiveOptions::new(c.interfaces.clone(), filter)
+    }
+}
+
 fn no_response_sources(snapshot: &Value, out: &mut String) {
     use std::fmt::Write;
     let Some(sources) = snapshot

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use calltap::capture::live::{InterfaceState, LiveCapture, LiveError, LiveOptions};
 use calltap::capture::{LinkType, Timestamp};
-use calltap::config::{Config, PortRange};
+use calltap::config::PortRange;
 use calltap::net::filter::PreFilter;
 use calltap::net::{Decoder, DecoderOptions, Transport};
 
@@ -26,8 +26,8 @@ const PATIENCE: Duration = Duration::from_secs(10);
 
 fn options(interfaces: &[&str]) -> LiveOptions {
     let filter = Arc::new(PreFilter::new(&[SIP], RTP.start..=RTP.end));
-    let mut o = LiveOptions::from_config(&Config::default(), filter);
-    o.interfaces = interfaces.iter().map(|s| s.to_string()).collect();
+    let interfaces = interfaces.iter().map(|s| s.to_string()).collect();
+    let mut o = LiveOptions::new(interfaces, filter);
     // Small rings and short timeouts: tests send a handful of packets and wait for them.
     o.ring_bytes = 4 << 20;
     o.block_timeout = Duration::from_millis(10);

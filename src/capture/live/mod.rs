@@ -40,7 +40,6 @@ use serde::Serialize;
 use std::sync::Arc;
 
 use super::{Frame, FrameFilter, LinkType};
-use crate::config::Config;
 use ring::{Control, PacketRing, RingShape, SetupError};
 
 /// The interface name that captures every interface.
@@ -89,14 +88,15 @@ pub struct LiveOptions {
 }
 
 impl LiveOptions {
-    /// The configuration's capture settings, with `filter` deciding what is kept.
-    pub fn from_config(config: &Config, filter: Arc<dyn FrameFilter>) -> LiveOptions {
-        let capture = &config.capture;
+    /// Capture on `interfaces`, `filter` deciding what is kept, with the defaults for
+    /// the rest (not promiscuous, a 64 MiB ring). The drivers map `[capture]` onto these
+    /// (`run::live_options`).
+    pub fn new(interfaces: Vec<String>, filter: Arc<dyn FrameFilter>) -> LiveOptions {
         LiveOptions {
-            interfaces: capture.interfaces.clone(),
-            promiscuous: capture.promiscuous,
+            interfaces,
+            promiscuous: false,
             filter,
-            ring_bytes: capture.ring_size.as_usize(),
+            ring_bytes: DEFAULT_RING_BYTES,
             block_timeout: DEFAULT_BLOCK_TIMEOUT,
             retry_interval: DEFAULT_RETRY_INTERVAL,
         }
@@ -681,9 +681,8 @@ mod tests {
     }
 
     fn options(interfaces: &[&str]) -> LiveOptions {
-        let mut o = LiveOptions::from_config(&Config::default(), Arc::new(Everything));
-        o.interfaces = interfaces.iter().map(|s| s.to_string()).collect();
-        o
+        let interfaces = interfaces.iter().map(|s| s.to_string()).collect();
+        LiveOptions::new(interfaces, Arc::new(Everything))
     }
 
     fn refused(o: &LiveOptions) -> String {
@@ -695,10 +694,10 @@ mod tests {
 
     #[test]
     fn defaults_come_from_the_configuration() {
-        let mut config = Config::default();
+        let mut config = crate::config::Config::default();
         config.capture.interfaces = vec!["eth1".into()];
         config.capture.promiscuous = true;
-        let o = LiveOptions::from_config(&config, Arc::new(Everything));
+        let o = crate::run::live_options(&config);
         assert_eq!(o.interfaces, ["eth1"]);
         assert!(o.promiscuous);
         assert_eq!(
@@ -711,12 +710,12 @@ mod tests {
 
     #[test]
     fn the_ring_size_comes_from_the_configuration() {
-        let config = Config::from_toml(
+        let config = crate::config::Config::from_toml(
             "[capture]\ninterfaces = [\"lo\"]\nring_size = \"256MiB\"\n",
             "test",
         )
         .expect("valid");
-        let o = LiveOptions::from_config(&config, Arc::new(Everything));
+        let o = crate::run::live_options(&config);
         assert_eq!(o.ring_bytes, 256 << 20);
         let shape = o.check().expect("valid");
         assert_eq!(shape.block_count * shape.block_size, 256 << 20);
