@@ -19,7 +19,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use calltap::capture::Timestamp;
-use calltap::pcapgen::{ByteOrder, CallScript, Link, Party, PcapFile, Phone, TsResolution};
+#[path = "support/stored.rs"]
+mod stored;
+
+use calltap::pcapgen::{CallScript, Party, Phone};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -75,17 +78,7 @@ fn capture() -> Vec<u8> {
         packets.extend(script.to_vec());
     }
     packets.sort_by_key(|p| p.time);
-    let mut pcap = PcapFile::new(
-        Vec::new(),
-        Link::Ethernet,
-        ByteOrder::Little,
-        TsResolution::Micro,
-    )
-    .expect("writer");
-    for p in &packets {
-        pcap.write_packet(p).expect("written");
-    }
-    pcap.finish().expect("capture")
+    stored::pcap_of(&packets)
 }
 
 /// A small xorshift: the kill points, repeatable from the seed.

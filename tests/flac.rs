@@ -8,6 +8,8 @@
 
 #[path = "support/skip.rs"]
 mod skip;
+#[path = "support/stored.rs"]
+mod stored;
 #[path = "support/tinydisk.rs"]
 mod tinydisk;
 
@@ -22,7 +24,7 @@ use calltap::capture::Timestamp;
 use calltap::config::Config;
 use calltap::engine::Engine;
 use calltap::ingest::Ingest;
-use calltap::pcapgen::{ByteOrder, CallScript, Link, Party, PcapFile, Phone, Signal, TsResolution};
+use calltap::pcapgen::{CallScript, Party, Phone, Signal};
 use calltap::replay::replay_files;
 use calltap::store::convert::{wav_to_flac, Converter, Target};
 use calltap::store::retention::Retention;
@@ -150,17 +152,7 @@ fn calls_capture(calls: usize, talk_s: u64) -> Vec<u8> {
         packets.extend(script.to_vec());
     }
     packets.sort_by_key(|p| p.time);
-    let mut pcap = PcapFile::new(
-        Vec::new(),
-        Link::Ethernet,
-        ByteOrder::Little,
-        TsResolution::Micro,
-    )
-    .expect("writer");
-    for p in &packets {
-        pcap.write_packet(p).expect("written");
-    }
-    pcap.finish().expect("capture")
+    stored::pcap_of(&packets)
 }
 
 const CONFIG: &str = "[network]\ninternal = [\"10.0.0.0/16\"]\n";
